@@ -1,0 +1,456 @@
+//! `runseal`: the command line people, CI pipelines and orchestrators use. Every command is a
+//! thin layer over [`crate::client`]; output is a table or JSON, and never holds a value.
+
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::os::unix::ffi::OsStringExt;
+use std::path::PathBuf;
+
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use serde_json::json;
+use zeroize::Zeroizing;
+
+use crate::auth::Credential;
+use crate::client::{Client, ClientError, ConnectOptions};
+use crate::secret::SecretBytes;
+use crate::time_fmt::rfc3339;
+use crate::MAIN_ENV;
+
+pub const DEFAULT_ADDR: &str = "http://127.0.0.1:7443";
+
+#[derive(Debug, Parser)]
+#[command(name = "runseal", version, about = "Manage runseal secrets, environments and keys")]
+pub struct Cli {
+    /// runseald address: http://HOST:PORT, https://HOST:PORT or unix:/path.
+    #[arg(long, global = true, env = "RUNSEAL_ADDR", default_value = DEFAULT_ADDR)]
+    pub addr: String,
+    /// File holding KEY_ID:KEY_SECRET (else RUNSEAL_KEY).
+    #[arg(long, global = true)]
+    pub key_file: Option<PathBuf>,
+    /// PEM CA certificate to verify an https:// server (else the system roots).
+    #[arg(long, global = true, env = "RUNSEAL_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
+    /// PEM client certificate, for servers that require one (with --client-key).
+    #[arg(long, global = true, requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+    /// PEM client key (with --client-cert).
+    #[arg(long, global = true, requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Set, list and unset secrets.
+    #[command(subcommand)]
+    Secrets(SecretsCmd),
+    /// List, create and delete environments.
+    #[command(subcommand, name = "env", alias = "environments")]
+    Env(EnvCmd),
+    /// Create, list and revoke API keys.
+    #[command(subcommand)]
+    Keys(KeysCmd),
+    /// Show the audit log (newest first).
+    Audit(AuditArgs),
+    /// Print shell completions.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Clone, Copy, Default, ValueEnum)]
+pub enum Output {
+    #[default]
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsCmd {
+    /// Set one or more secrets atomically: NAME=VALUE, or NAME=- to read the value from stdin.
+    Set {
+        #[arg(required = true, value_name = "NAME=VALUE")]
+        pairs: Vec<OsString>,
+        #[arg(long, default_value = MAIN_ENV)]
+        env: String,
+    },
+    /// List secret names with their environment and times (never values).
+    List {
+        #[arg(long, default_value = MAIN_ENV)]
+        env: String,
+        #[arg(long, value_enum, default_value = "pretty")]
+        output: Output,
+    },
+    /// Remove a secret.
+    Unset {
+        name: String,
+        #[arg(long, default_value = MAIN_ENV)]
+        env: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EnvCmd {
+    List {
+        #[arg(long, value_enum, default_value = "pretty")]
+        output: Output,
+    },
+    Create {
+        name: String,
+    },
+    /// Delete an environment (refused while it holds secrets, unless --force).
+    Delete {
+        name: String,
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCmd {
+    /// Create a key; prints KEY_ID:KEY_SECRET once.
+    Create {
+        /// admin, write:ENV, read:ENV or issue:ENV (repeatable).
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+    List {
+        #[arg(long, value_enum, default_value = "pretty")]
+        output: Output,
+    },
+    Revoke {
+        key_id: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    #[arg(long)]
+    pub env: Option<String>,
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
+    #[arg(long, value_enum, default_value = "pretty")]
+    pub output: Output,
+}
+
+/// A user-facing failure: one line, already worded.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct CliError(String);
+
+impl From<ClientError> for CliError {
+    fn from(e: ClientError) -> Self {
+        CliError(e.to_string())
+    }
+}
+
+fn fail(msg: impl Into<String>) -> CliError {
+    CliError(msg.into())
+}
+
+/// The whole `runseal` program. Errors are one line, printed by `main` as `runseal: …`.
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    if let Command::Completions { shell } = cli.command {
+        clap_complete::generate(shell, &mut Cli::command(), "runseal", &mut std::io::stdout());
+        return Ok(());
+    }
+    let key = load_key(cli.key_file.as_ref())?;
+    let mut opts = ConnectOptions::new(cli.addr.clone(), key);
+    opts.ca_cert = cli.ca_cert.clone();
+    opts.client_identity = cli.client_cert.clone().zip(cli.client_key.clone());
+    let client = Client::connect_with(opts).await?;
+    let mut out = std::io::stdout().lock();
+    match cli.command {
+        Command::Secrets(cmd) => secrets(&client, cmd, &mut out).await,
+        Command::Env(cmd) => envs(&client, cmd, &mut out).await,
+        Command::Keys(cmd) => keys(&client, cmd, &mut out).await,
+        Command::Audit(args) => audit(&client, args, &mut out).await,
+        Command::Completions { .. } => unreachable!("handled above"),
+    }
+}
+
+fn load_key(key_file: Option<&PathBuf>) -> Result<Credential, CliError> {
+    let text = match key_file {
+        Some(path) => Zeroizing::new(
+            std::fs::read_to_string(path)
+                .map_err(|e| fail(format!("cannot read key file {}: {e}", path.display())))?,
+        ),
+        None => match std::env::var("RUNSEAL_KEY") {
+            Ok(v) => Zeroizing::new(v),
+            Err(_) => {
+                return Err(fail(
+                    "no key: set RUNSEAL_KEY=KEY_ID:KEY_SECRET or pass --key-file FILE \
+                     (the first admin key is in <data-dir>/admin.key)",
+                ))
+            }
+        },
+    };
+    Credential::parse(&text).map_err(|e| fail(format!("invalid key: {e}")))
+}
+
+/// Splits `NAME=VALUE` arguments; `NAME=-` takes the value from stdin (once).
+fn parse_pairs(pairs: Vec<OsString>) -> Result<Vec<(String, SecretBytes)>, CliError> {
+    let mut out = Vec::with_capacity(pairs.len());
+    let mut stdin_used = false;
+    for pair in pairs {
+        let bytes = Zeroizing::new(pair.into_vec());
+        let eq = bytes.iter().position(|b| *b == b'=').ok_or_else(|| {
+            fail("expected NAME=VALUE (or NAME=- to read the value from stdin)".to_string())
+        })?;
+        let name = String::from_utf8(bytes[..eq].to_vec())
+            .map_err(|_| fail("a secret name must be ASCII letters, digits and '_'"))?;
+        let raw = &bytes[eq + 1..];
+        let value = if raw == b"-" {
+            if stdin_used {
+                return Err(fail(format!(
+                    "{name}=-: only one value can be read from stdin per call"
+                )));
+            }
+            stdin_used = true;
+            read_stdin_value()?
+        } else {
+            SecretBytes::new(raw.to_vec())
+        };
+        out.push((name, value));
+    }
+    Ok(out)
+}
+
+/// Reads stdin to the end; one trailing newline (from `echo` or a file) is dropped.
+fn read_stdin_value() -> Result<SecretBytes, CliError> {
+    let mut buf = Zeroizing::new(Vec::new());
+    std::io::stdin()
+        .read_to_end(&mut buf)
+        .map_err(|e| fail(format!("cannot read the value from stdin: {e}")))?;
+    if buf.ends_with(b"\n") {
+        buf.pop();
+        if buf.ends_with(b"\r") {
+            buf.pop();
+        }
+    }
+    Ok(SecretBytes::new(std::mem::take(&mut *buf)))
+}
+
+fn io(e: std::io::Error) -> CliError {
+    fail(format!("cannot write output: {e}"))
+}
+
+/// A plain-text table: header row and left-aligned columns separated by two spaces.
+fn table(out: &mut impl Write, header: &[&str], rows: &[Vec<String>]) -> Result<(), CliError> {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut s = String::new();
+        for (i, (c, w)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<w$}  "));
+            }
+        }
+        s.trim_end().to_string()
+    };
+    writeln!(out, "{}", line(header.to_vec())).map_err(io)?;
+    for r in rows {
+        writeln!(out, "{}", line(r.iter().map(String::as_str).collect())).map_err(io)?;
+    }
+    Ok(())
+}
+
+fn print_json(out: &mut impl Write, v: serde_json::Value) -> Result<(), CliError> {
+    writeln!(out, "{}", serde_json::to_string_pretty(&v).expect("json")).map_err(io)
+}
+
+async fn secrets(client: &Client, cmd: SecretsCmd, out: &mut impl Write) -> Result<(), CliError> {
+    match cmd {
+        SecretsCmd::Set { pairs, env } => {
+            let pairs = parse_pairs(pairs)?;
+            let names: Vec<String> = pairs.iter().map(|(n, _)| n.clone()).collect();
+            let revision = client.secrets().set_many(&env, pairs).await?;
+            writeln!(
+                out,
+                "set {} in {env} (revision {revision})",
+                names.join(", ")
+            )
+            .map_err(io)
+        }
+        SecretsCmd::List { env, output } => {
+            let list = client.secrets().list(&env).await?;
+            match output {
+                Output::Json => print_json(
+                    out,
+                    json!({ "secrets": list.iter().map(|s| json!({
+                        "name": s.name,
+                        "environment": s.environment,
+                        "created_at": rfc3339(s.created_at.as_ref()),
+                        "updated_at": rfc3339(s.updated_at.as_ref()),
+                    })).collect::<Vec<_>>() }),
+                ),
+                Output::Pretty => table(
+                    out,
+                    &["Name", "Env", "Created At", "Updated At"],
+                    &list
+                        .iter()
+                        .map(|s| {
+                            vec![
+                                s.name.clone(),
+                                s.environment.clone(),
+                                rfc3339(s.created_at.as_ref()),
+                                rfc3339(s.updated_at.as_ref()),
+                            ]
+                        })
+                        .collect::<Vec<_>>(),
+                ),
+            }
+        }
+        SecretsCmd::Unset { name, env } => {
+            let revision = client.secrets().unset(&name, &env).await?;
+            writeln!(out, "unset {name} in {env} (revision {revision})").map_err(io)
+        }
+    }
+}
+
+async fn envs(client: &Client, cmd: EnvCmd, out: &mut impl Write) -> Result<(), CliError> {
+    match cmd {
+        EnvCmd::List { output } => {
+            let list = client.environments().list().await?;
+            match output {
+                Output::Json => print_json(
+                    out,
+                    json!({ "environments": list.iter().map(|e| json!({
+                        "name": e.name,
+                        "revision": e.revision,
+                        "secret_count": e.secret_count,
+                        "created_at": rfc3339(e.created_at.as_ref()),
+                    })).collect::<Vec<_>>() }),
+                ),
+                Output::Pretty => table(
+                    out,
+                    &["Name", "Secrets", "Revision", "Created At"],
+                    &list
+                        .iter()
+                        .map(|e| {
+                            vec![
+                                e.name.clone(),
+                                e.secret_count.to_string(),
+                                e.revision.to_string(),
+                                rfc3339(e.created_at.as_ref()),
+                            ]
+                        })
+                        .collect::<Vec<_>>(),
+                ),
+            }
+        }
+        EnvCmd::Create { name } => {
+            client.environments().create(&name).await?;
+            writeln!(out, "created environment {name}").map_err(io)
+        }
+        EnvCmd::Delete { name, force } => {
+            let n = client.environments().delete(&name, force).await?;
+            writeln!(out, "deleted environment {name} ({n} secrets deleted)").map_err(io)
+        }
+    }
+}
+
+async fn keys(client: &Client, cmd: KeysCmd, out: &mut impl Write) -> Result<(), CliError> {
+    match cmd {
+        KeysCmd::Create { scopes, label } => {
+            let (info, cred) = client.keys().create(&scopes, &label).await?;
+            eprintln!(
+                "created key {} with scopes {}; the key is shown once:",
+                info.key_id,
+                info.scopes.join(",")
+            );
+            writeln!(out, "{}", cred.to_line().as_str()).map_err(io)
+        }
+        KeysCmd::List { output } => {
+            let list = client.keys().list().await?;
+            let state = |k: &crate::client::KeyInfo| {
+                if k.revoked_at.is_some() {
+                    "revoked"
+                } else {
+                    "active"
+                }
+            };
+            match output {
+                Output::Json => print_json(
+                    out,
+                    json!({ "keys": list.iter().map(|k| json!({
+                        "key_id": k.key_id,
+                        "label": k.label,
+                        "scopes": k.scopes,
+                        "created_at": rfc3339(k.created_at.as_ref()),
+                        "last_used_at": k.last_used_at.as_ref().map(|t| rfc3339(Some(t))),
+                        "revoked_at": k.revoked_at.as_ref().map(|t| rfc3339(Some(t))),
+                    })).collect::<Vec<_>>() }),
+                ),
+                Output::Pretty => table(
+                    out,
+                    &["Key ID", "Label", "Scopes", "Created At", "Last Used", "State"],
+                    &list
+                        .iter()
+                        .map(|k| {
+                            vec![
+                                k.key_id.clone(),
+                                k.label.clone(),
+                                k.scopes.join(","),
+                                rfc3339(k.created_at.as_ref()),
+                                k.last_used_at
+                                    .as_ref()
+                                    .map(|t| rfc3339(Some(t)))
+                                    .unwrap_or_else(|| "never".into()),
+                                state(k).to_string(),
+                            ]
+                        })
+                        .collect::<Vec<_>>(),
+                ),
+            }
+        }
+        KeysCmd::Revoke { key_id } => {
+            client.keys().revoke(&key_id).await?;
+            writeln!(out, "revoked key {key_id}").map_err(io)
+        }
+    }
+}
+
+async fn audit(client: &Client, args: AuditArgs, out: &mut impl Write) -> Result<(), CliError> {
+    let env = args.env.unwrap_or_default();
+    let entries = client.audit().list(&env, args.limit).await?;
+    match args.output {
+        Output::Json => print_json(
+            out,
+            json!({ "entries": entries.iter().map(|e| json!({
+                "id": e.id,
+                "at": rfc3339(e.at.as_ref()),
+                "key_id": e.key_id,
+                "action": e.action,
+                "environment": e.environment,
+                "names": e.names,
+            })).collect::<Vec<_>>() }),
+        ),
+        Output::Pretty => table(
+            out,
+            &["At", "Key ID", "Action", "Env", "Names"],
+            &entries
+                .iter()
+                .map(|e| {
+                    vec![
+                        rfc3339(e.at.as_ref()),
+                        e.key_id.clone(),
+                        e.action.clone(),
+                        e.environment.clone(),
+                        e.names.join(","),
+                    ]
+                })
+                .collect::<Vec<_>>(),
+        ),
+    }
+}

@@ -1,0 +1,445 @@
+//! `runseal::client`: the Rust SDK the CLI is built on.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), runseal::client::ClientError> {
+//! use runseal::auth::Credential;
+//! use runseal::client::Client;
+//! let key = Credential::parse("rk_…:…").expect("a key");
+//! let client = Client::connect("http://127.0.0.1:7443", key).await?;
+//! client.secrets().set("HF_TOKEN", b"hf_xxx".to_vec(), "staging").await?;
+//! for s in client.secrets().list("staging").await? {
+//!     println!("{} {}", s.name, s.environment);
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! Addresses: `http://HOST:PORT`, `https://HOST:PORT` (TLS, with `ca_cert` or the system
+//! roots), `unix:/path/to/socket`. The key travels as `authorization: Bearer KEY_ID:KEY_SECRET`,
+//! marked sensitive so HTTP/2 never indexes it.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::service::Interceptor;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::{Request, Status};
+
+use crate::auth::Credential;
+use crate::proto::v1;
+use crate::secret::SecretBytes;
+
+pub use crate::proto::v1::{AuditEntry, Environment, KeyInfo, SecretInfo};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("invalid address {0:?}: use http://HOST:PORT, https://HOST:PORT or unix:/path/to/socket")]
+    InvalidAddress(String),
+    #[error("cannot reach runseald at {addr}: {reason}")]
+    Connect { addr: String, reason: String },
+    #[error("invalid TLS settings: {0}")]
+    Tls(String),
+    #[error("{}", describe(.0))]
+    Status(#[from] Status),
+    #[error("the server sent a malformed answer: {0}")]
+    Protocol(&'static str),
+}
+
+impl ClientError {
+    /// The gRPC code, when the server answered.
+    pub fn code(&self) -> Option<tonic::Code> {
+        match self {
+            ClientError::Status(s) => Some(s.code()),
+            _ => None,
+        }
+    }
+}
+
+/// A status as a user reads it: what kind of failure, then the server's message.
+fn describe(s: &Status) -> String {
+    use tonic::Code::*;
+    let kind = match s.code() {
+        Unauthenticated => "key refused",
+        PermissionDenied => "permission denied",
+        InvalidArgument => "invalid request",
+        NotFound => "not found",
+        AlreadyExists => "already exists",
+        FailedPrecondition => "refused",
+        ResourceExhausted => "limit exceeded",
+        Unavailable => "server unavailable",
+        DataLoss => "stored data failed its integrity check",
+        DeadlineExceeded => "timed out",
+        _ => "server error",
+    };
+    if s.message().is_empty() {
+        kind.to_string()
+    } else {
+        format!("{kind}: {}", s.message())
+    }
+}
+
+/// Where and how to connect.
+#[derive(Clone)]
+pub struct ConnectOptions {
+    pub addr: String,
+    pub key: Credential,
+    /// PEM CA bundle to verify the server with (else the system roots).
+    pub ca_cert: Option<PathBuf>,
+    /// PEM client certificate and key, for servers that require client certificates.
+    pub client_identity: Option<(PathBuf, PathBuf)>,
+    pub connect_timeout: Duration,
+}
+
+impl fmt::Debug for ConnectOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectOptions")
+            .field("addr", &self.addr)
+            .field("key", &self.key)
+            .field("ca_cert", &self.ca_cert)
+            .finish()
+    }
+}
+
+impl ConnectOptions {
+    pub fn new(addr: impl Into<String>, key: Credential) -> Self {
+        Self {
+            addr: addr.into(),
+            key,
+            ca_cert: None,
+            client_identity: None,
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Auth(MetadataValue<Ascii>);
+
+impl Interceptor for Auth {
+    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
+        req.metadata_mut().insert("authorization", self.0.clone());
+        Ok(req)
+    }
+}
+
+type Svc = InterceptedService<Channel, Auth>;
+
+/// A connection to runseald, authenticated with one key. Cheap to clone.
+#[derive(Clone)]
+pub struct Client {
+    channel: Channel,
+    auth: Auth,
+    addr: String,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client").field("addr", &self.addr).finish()
+    }
+}
+
+/// Opens a channel to `addr` (no authentication involved).
+pub async fn connect_channel(
+    addr: &str,
+    ca_cert: Option<&PathBuf>,
+    client_identity: Option<&(PathBuf, PathBuf)>,
+    timeout: Duration,
+) -> Result<Channel, ClientError> {
+    let connect_err = |e: tonic::transport::Error| ClientError::Connect {
+        addr: addr.to_string(),
+        reason: error_chain(&e),
+    };
+    if let Some(path) = addr.strip_prefix("unix:") {
+        let path = PathBuf::from(path.trim_start_matches("//"));
+        if path.as_os_str().is_empty() {
+            return Err(ClientError::InvalidAddress(addr.to_string()));
+        }
+        let endpoint = Endpoint::from_static("http://localhost").connect_timeout(timeout);
+        return endpoint
+            .connect_with_connector(tower::service_fn(move |_| {
+                let path = path.clone();
+                async move {
+                    Ok::<_, std::io::Error>(TokioIo::new(
+                        tokio::net::UnixStream::connect(path).await?,
+                    ))
+                }
+            }))
+            .await
+            .map_err(connect_err);
+    }
+    let (tls, url) = if addr.starts_with("https://") {
+        (true, addr.to_string())
+    } else if addr.starts_with("http://") {
+        (false, addr.to_string())
+    } else if !addr.contains("://") && !addr.is_empty() {
+        (false, format!("http://{addr}"))
+    } else {
+        return Err(ClientError::InvalidAddress(addr.to_string()));
+    };
+    let mut endpoint = Endpoint::from_shared(url)
+        .map_err(|_| ClientError::InvalidAddress(addr.to_string()))?
+        .connect_timeout(timeout)
+        .tcp_nodelay(true);
+    if tls {
+        let mut config = ClientTlsConfig::new();
+        config = match ca_cert {
+            Some(path) => {
+                let pem = std::fs::read(path).map_err(|e| {
+                    ClientError::Tls(format!("cannot read CA certificate {}: {e}", path.display()))
+                })?;
+                config.ca_certificate(Certificate::from_pem(pem))
+            }
+            None => config.with_native_roots(),
+        };
+        if let Some((cert, key)) = client_identity {
+            let read = |p: &PathBuf| {
+                std::fs::read(p)
+                    .map_err(|e| ClientError::Tls(format!("cannot read {}: {e}", p.display())))
+            };
+            config = config.identity(Identity::from_pem(read(cert)?, read(key)?));
+        }
+        endpoint = endpoint
+            .tls_config(config)
+            .map_err(|e| ClientError::Tls(error_chain(&e)))?;
+    }
+    endpoint.connect().await.map_err(connect_err)
+}
+
+/// An error and its sources on one line (tonic's transport errors hide the cause otherwise).
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let s_str = s.to_string();
+        if !parts.iter().any(|p| p.contains(&s_str)) {
+            parts.push(s_str);
+        }
+        cur = s.source();
+    }
+    parts.retain(|p| p != "transport error");
+    if parts.is_empty() {
+        "transport error".into()
+    } else {
+        parts.join(": ")
+    }
+}
+
+impl Client {
+    pub async fn connect(addr: &str, key: Credential) -> Result<Self, ClientError> {
+        Self::connect_with(ConnectOptions::new(addr, key)).await
+    }
+
+    pub async fn connect_with(opts: ConnectOptions) -> Result<Self, ClientError> {
+        let channel = connect_channel(
+            &opts.addr,
+            opts.ca_cert.as_ref(),
+            opts.client_identity.as_ref(),
+            opts.connect_timeout,
+        )
+        .await?;
+        Ok(Self::from_channel(channel, &opts.key, &opts.addr))
+    }
+
+    /// Wraps an existing channel (e.g. one shared by several keys).
+    pub fn from_channel(channel: Channel, key: &Credential, addr: &str) -> Self {
+        let mut value: MetadataValue<Ascii> = key
+            .bearer()
+            .parse()
+            .expect("a parsed credential is printable ASCII");
+        value.set_sensitive(true);
+        Self {
+            channel,
+            auth: Auth(value),
+            addr: addr.to_string(),
+        }
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    fn svc(&self) -> Svc {
+        InterceptedService::new(self.channel.clone(), self.auth.clone())
+    }
+
+    pub fn secrets(&self) -> SecretsApi {
+        SecretsApi(v1::secrets_client::SecretsClient::new(self.svc()))
+    }
+
+    pub fn environments(&self) -> EnvironmentsApi {
+        EnvironmentsApi(v1::environments_client::EnvironmentsClient::new(self.svc()))
+    }
+
+    pub fn keys(&self) -> KeysApi {
+        KeysApi(v1::keys_client::KeysClient::new(self.svc()))
+    }
+
+    pub fn audit(&self) -> AuditApi {
+        AuditApi(v1::audit_client::AuditClient::new(self.svc()))
+    }
+}
+
+pub struct SecretsApi(v1::secrets_client::SecretsClient<Svc>);
+
+impl SecretsApi {
+    /// Sets one secret; returns the environment's new revision.
+    pub async fn set(
+        &mut self,
+        name: &str,
+        value: impl Into<SecretBytes>,
+        environment: &str,
+    ) -> Result<u64, ClientError> {
+        self.set_many(environment, vec![(name.to_string(), value.into())])
+            .await
+    }
+
+    /// Sets several secrets atomically: all or none.
+    pub async fn set_many(
+        &mut self,
+        environment: &str,
+        secrets: Vec<(String, SecretBytes)>,
+    ) -> Result<u64, ClientError> {
+        let secrets = secrets
+            .into_iter()
+            .map(|(name, value)| v1::SecretValue {
+                name,
+                value: value.expose().to_vec(),
+            })
+            .collect();
+        let res = self
+            .0
+            .set_secrets(v1::SetSecretsRequest {
+                environment: environment.to_string(),
+                secrets,
+            })
+            .await?;
+        Ok(res.into_inner().revision)
+    }
+
+    pub async fn unset(&mut self, name: &str, environment: &str) -> Result<u64, ClientError> {
+        let res = self
+            .0
+            .unset_secret(v1::UnsetSecretRequest {
+                environment: environment.to_string(),
+                name: name.to_string(),
+            })
+            .await?;
+        Ok(res.into_inner().revision)
+    }
+
+    /// Names and times of the environment's secrets (never values).
+    pub async fn list(&mut self, environment: &str) -> Result<Vec<SecretInfo>, ClientError> {
+        let res = self
+            .0
+            .list_secrets(v1::ListSecretsRequest {
+                environment: environment.to_string(),
+            })
+            .await?;
+        Ok(res.into_inner().secrets)
+    }
+}
+
+pub struct EnvironmentsApi(v1::environments_client::EnvironmentsClient<Svc>);
+
+impl EnvironmentsApi {
+    pub async fn list(&mut self) -> Result<Vec<Environment>, ClientError> {
+        let res = self
+            .0
+            .list_environments(v1::ListEnvironmentsRequest {})
+            .await?;
+        Ok(res.into_inner().environments)
+    }
+
+    pub async fn create(&mut self, name: &str) -> Result<Environment, ClientError> {
+        let res = self
+            .0
+            .create_environment(v1::CreateEnvironmentRequest {
+                name: name.to_string(),
+            })
+            .await?;
+        res.into_inner()
+            .environment
+            .ok_or(ClientError::Protocol("CreateEnvironment returned no environment"))
+    }
+
+    /// Returns how many secrets were deleted with the environment.
+    pub async fn delete(&mut self, name: &str, force: bool) -> Result<u32, ClientError> {
+        let res = self
+            .0
+            .delete_environment(v1::DeleteEnvironmentRequest {
+                name: name.to_string(),
+                force,
+            })
+            .await?;
+        Ok(res.into_inner().deleted_secrets)
+    }
+}
+
+pub struct KeysApi(v1::keys_client::KeysClient<Svc>);
+
+impl KeysApi {
+    /// Creates a key; the returned credential is the only time its secret is visible.
+    pub async fn create(
+        &mut self,
+        scopes: &[String],
+        label: &str,
+    ) -> Result<(KeyInfo, Credential), ClientError> {
+        let res = self
+            .0
+            .create_key(v1::CreateKeyRequest {
+                scopes: scopes.to_vec(),
+                label: label.to_string(),
+            })
+            .await?
+            .into_inner();
+        let credential = zeroize::Zeroizing::new(res.credential);
+        let cred = Credential::parse(&credential)
+            .map_err(|_| ClientError::Protocol("CreateKey returned a malformed key"))?;
+        let info = res
+            .key
+            .ok_or(ClientError::Protocol("CreateKey returned no key"))?;
+        Ok((info, cred))
+    }
+
+    pub async fn list(&mut self) -> Result<Vec<KeyInfo>, ClientError> {
+        Ok(self
+            .0
+            .list_keys(v1::ListKeysRequest {})
+            .await?
+            .into_inner()
+            .keys)
+    }
+
+    pub async fn revoke(&mut self, key_id: &str) -> Result<(), ClientError> {
+        self.0
+            .revoke_key(v1::RevokeKeyRequest {
+                key_id: key_id.to_string(),
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+pub struct AuditApi(v1::audit_client::AuditClient<Svc>);
+
+impl AuditApi {
+    /// Newest first; `environment` empty means all; `limit` 0 means the server default (100).
+    pub async fn list(
+        &mut self,
+        environment: &str,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>, ClientError> {
+        Ok(self
+            .0
+            .list_audit(v1::ListAuditRequest {
+                environment: environment.to_string(),
+                limit,
+            })
+            .await?
+            .into_inner()
+            .entries)
+    }
+}

@@ -1,0 +1,202 @@
+//! runseald's configuration in two stages: [`RawConfig`], the TOML file as written (unknown
+//! fields are an error, not a silent default), merged with command-line flags into the
+//! validated, typed [`Config`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::names::{Limits, NamePolicy};
+use crate::telemetry::LogFormat;
+use crate::tls::TlsFiles;
+
+pub const DEFAULT_DATA_DIR: &str = "./runseal-data";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7443";
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub data_dir: Option<PathBuf>,
+    pub master_key_file: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub unix: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_client_ca: Option<PathBuf>,
+    pub insecure_plaintext: Option<bool>,
+    pub log_format: Option<LogFormat>,
+    /// Replaces the default deny list of secret names (`LD_*` and `RUNSEAL_*` always apply).
+    pub denied_names: Option<Vec<String>>,
+    pub limits: Option<RawLimits>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub max_value_bytes: Option<usize>,
+    pub max_environment_bytes: Option<usize>,
+    pub max_secrets_per_environment: Option<usize>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid listen address {0:?}: expected IP:PORT, e.g. 127.0.0.1:7443")]
+    Listen(String),
+    #[error("refusing plaintext gRPC on the non-loopback address {0}: give --tls-cert and --tls-key, or --insecure-plaintext if a trusted proxy terminates TLS")]
+    PlaintextOnNetwork(SocketAddr),
+    #[error("--tls-cert and --tls-key go together: give both")]
+    TlsPair,
+    #[error("--tls-client-ca needs --tls-cert and --tls-key")]
+    ClientCaWithoutTls,
+    #[error("limit {0} must be greater than zero")]
+    ZeroLimit(&'static str),
+    #[error("denied_names: {0:?} is not a valid variable name")]
+    DeniedName(String),
+}
+
+impl RawConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+}
+
+/// The validated configuration of `runseald serve`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub master_key_file: Option<PathBuf>,
+    /// `None` when runseald serves only on a Unix socket.
+    pub listen: Option<SocketAddr>,
+    pub unix: Option<PathBuf>,
+    pub tls: Option<TlsFiles>,
+    pub insecure_plaintext: bool,
+    pub log_format: LogFormat,
+    pub policy: NamePolicy,
+    pub limits: Limits,
+}
+
+impl Config {
+    /// Validates a merged raw configuration (flags already folded in).
+    pub fn from_raw(raw: RawConfig) -> Result<Self, ConfigError> {
+        let listen = match (&raw.listen, &raw.unix) {
+            (Some(l), _) => Some(parse_addr(l)?),
+            (None, Some(_)) => None,
+            (None, None) => Some(parse_addr(DEFAULT_LISTEN)?),
+        };
+        let tls = match (raw.tls_cert, raw.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert,
+                key,
+                client_ca: raw.tls_client_ca,
+            }),
+            (None, None) if raw.tls_client_ca.is_some() => {
+                return Err(ConfigError::ClientCaWithoutTls)
+            }
+            (None, None) => None,
+            _ => return Err(ConfigError::TlsPair),
+        };
+        let insecure_plaintext = raw.insecure_plaintext.unwrap_or(false);
+        if let Some(addr) = listen {
+            if tls.is_none() && !addr.ip().is_loopback() && !insecure_plaintext {
+                return Err(ConfigError::PlaintextOnNetwork(addr));
+            }
+        }
+        let policy = match raw.denied_names {
+            Some(names) => {
+                if let Some(bad) = names
+                    .iter()
+                    .find(|n| !crate::names::is_valid_secret_name(n))
+                {
+                    return Err(ConfigError::DeniedName(bad.clone()));
+                }
+                NamePolicy::new(names)
+            }
+            None => NamePolicy::default(),
+        };
+        let mut limits = Limits::default();
+        if let Some(l) = raw.limits {
+            let nz = |v: Option<usize>, name, default| match v {
+                Some(0) => Err(ConfigError::ZeroLimit(name)),
+                Some(v) => Ok(v),
+                None => Ok(default),
+            };
+            limits.max_value_bytes = nz(l.max_value_bytes, "max_value_bytes", limits.max_value_bytes)?;
+            limits.max_environment_bytes = nz(
+                l.max_environment_bytes,
+                "max_environment_bytes",
+                limits.max_environment_bytes,
+            )?;
+            limits.max_secrets_per_environment = nz(
+                l.max_secrets_per_environment,
+                "max_secrets_per_environment",
+                limits.max_secrets_per_environment,
+            )?;
+        }
+        Ok(Self {
+            data_dir: raw.data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            master_key_file: raw.master_key_file,
+            listen,
+            unix: raw.unix,
+            tls,
+            insecure_plaintext,
+            log_format: raw.log_format.unwrap_or_default(),
+            policy,
+            limits,
+        })
+    }
+}
+
+fn parse_addr(s: &str) -> Result<SocketAddr, ConfigError> {
+    s.parse().map_err(|_| ConfigError::Listen(s.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_fields_are_errors() {
+        let err = toml::from_str::<RawConfig>("listen = \"127.0.0.1:1\"\nlisten_addr = 1\n")
+            .unwrap_err();
+        assert!(err.to_string().contains("listen_addr"), "{err}");
+    }
+
+    #[test]
+    fn plaintext_only_on_loopback() {
+        let raw = |listen: &str, insecure| RawConfig {
+            listen: Some(listen.into()),
+            insecure_plaintext: Some(insecure),
+            ..RawConfig::default()
+        };
+        assert!(Config::from_raw(raw("127.0.0.1:7443", false)).is_ok());
+        assert!(Config::from_raw(raw("[::1]:7443", false)).is_ok());
+        assert!(matches!(
+            Config::from_raw(raw("0.0.0.0:7443", false)),
+            Err(ConfigError::PlaintextOnNetwork(_))
+        ));
+        assert!(Config::from_raw(raw("0.0.0.0:7443", true)).is_ok());
+    }
+
+    #[test]
+    fn defaults() {
+        let c = Config::from_raw(RawConfig::default()).unwrap();
+        assert_eq!(c.listen, Some(DEFAULT_LISTEN.parse().unwrap()));
+        assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+        assert_eq!(c.limits, Limits::default());
+    }
+}

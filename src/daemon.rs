@@ -1,0 +1,231 @@
+//! `runseald`: the command line of the server (serve, init, rotate-master-key, verify).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use tokio::net::{TcpListener, UnixListener};
+
+use crate::config::{Config, RawConfig};
+use crate::datadir::DataDir;
+use crate::server::{self, Listener, State};
+use crate::telemetry::{self, LogFormat};
+use crate::tls::TlsAcceptor;
+
+#[derive(Debug, Parser)]
+#[command(name = "runseald", version, about = "The runseal server: sealed secrets per environment, served over gRPC")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve gRPC (initialises an empty data dir and writes <data-dir>/admin.key on first start).
+    Serve(ServeArgs),
+    /// Initialise a data dir for production: prints the admin key once on stdout.
+    Init(DirArgs),
+    /// Re-wrap every data key under a new master key (safe while runseald runs).
+    RotateMasterKey(DirArgs),
+    /// Open every sealed value and report any that fails its integrity check.
+    Verify(DirArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DirArgs {
+    /// Data directory.
+    #[arg(long, env = "RUNSEALD_DATA_DIR", default_value = crate::config::DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+    /// Master key file (default: <data-dir>/master.key).
+    #[arg(long)]
+    pub master_key_file: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TOML config file; flags override its settings.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Data directory [default: ./runseal-data].
+    #[arg(long, env = "RUNSEALD_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Master key file [default: <data-dir>/master.key].
+    #[arg(long)]
+    pub master_key_file: Option<PathBuf>,
+    /// TCP address to serve on [default: 127.0.0.1:7443; none when only --unix is given].
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Also (or only) serve on this Unix socket (mode 0660).
+    #[arg(long)]
+    pub unix: Option<PathBuf>,
+    /// PEM certificate chain for TLS.
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for TLS.
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this PEM CA.
+    #[arg(long)]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Allow plaintext gRPC on a non-loopback address (behind a TLS-terminating proxy).
+    #[arg(long)]
+    pub insecure_plaintext: bool,
+    /// Log format on stderr.
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+impl ServeArgs {
+    /// The config file (if any) with these flags laid over it.
+    pub fn into_config(self) -> anyhow::Result<Config> {
+        let mut raw = match &self.config {
+            Some(path) => RawConfig::load(path)?,
+            None => RawConfig::default(),
+        };
+        macro_rules! over {
+            ($($f:ident),*) => { $( if self.$f.is_some() { raw.$f = self.$f; } )* };
+        }
+        over!(data_dir, master_key_file, listen, unix, tls_cert, tls_key, tls_client_ca, log_format);
+        if self.insecure_plaintext {
+            raw.insecure_plaintext = Some(true);
+        }
+        Ok(Config::from_raw(raw)?)
+    }
+}
+
+/// The whole `runseald` program; `main` only reports the error.
+pub async fn main(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => {
+            let config = args.into_config()?;
+            telemetry::init(config.log_format, "info");
+            serve(config, shutdown_signal()).await
+        }
+        Command::Init(args) => {
+            telemetry::init(args.log_format, "warn");
+            let dir = DataDir::new(&args.data_dir, args.master_key_file);
+            let opened = dir.init().await?;
+            let admin = opened.new_admin.expect("init creates an admin key");
+            eprintln!(
+                "runseald: initialised {} (master key {} in {}). The admin key follows, shown once:",
+                dir.root().display(),
+                opened.master_key_id,
+                dir.master_key_path().display()
+            );
+            println!("{}", admin.to_line().as_str());
+            Ok(())
+        }
+        Command::RotateMasterKey(args) => {
+            telemetry::init(args.log_format, "warn");
+            let dir = DataDir::new(&args.data_dir, args.master_key_file);
+            let id = dir.rotate_master_key().await?;
+            println!("master key rotated: new key {id} in {}", dir.master_key_path().display());
+            Ok(())
+        }
+        Command::Verify(args) => {
+            telemetry::init(args.log_format, "warn");
+            let dir = DataDir::new(&args.data_dir, args.master_key_file);
+            let opened = dir.open().await?;
+            let rows = opened.store.all_sealed_secrets().await?;
+            let mut bad = 0;
+            for (env, s) in &rows {
+                if let Err(e) = opened.sealer.open(env, &s.name, &s.sealed) {
+                    bad += 1;
+                    println!("FAILED {env}/{}: {e}", s.name);
+                }
+            }
+            println!("{} sealed values checked, {bad} failed", rows.len());
+            if bad > 0 {
+                bail!("{bad} sealed value(s) failed their integrity check");
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Runs the server until `shutdown` completes.
+pub async fn serve(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let dir = DataDir::new(&config.data_dir, config.master_key_file.clone());
+    let opened = dir
+        .open_or_init()
+        .await
+        .with_context(|| format!("cannot open data dir {}", config.data_dir.display()))?;
+    tracing::info!(
+        data_dir = %config.data_dir.display(),
+        master_key = %opened.master_key_id,
+        "store opened"
+    );
+    let state = Arc::new(State::new(
+        opened.store.clone(),
+        opened.sealer,
+        config.policy.clone(),
+        config.limits,
+    ));
+    let mut listeners = Vec::new();
+    if let Some(addr) = config.listen {
+        listeners.push(bind_tcp(addr, &config).await?);
+    }
+    if let Some(path) = &config.unix {
+        listeners.push(Listener::Unix(bind_unix(path)?));
+    }
+    let routes = server::routes(state).await;
+    server::serve(routes, listeners, shutdown).await?;
+    tracing::info!("shut down");
+    Ok(())
+}
+
+async fn bind_tcp(addr: SocketAddr, config: &Config) -> anyhow::Result<Listener> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let local = listener.local_addr()?;
+    match &config.tls {
+        Some(files) => {
+            let acceptor = TlsAcceptor::new(files.clone())?;
+            tracing::info!(addr = %local, client_auth = files.client_ca.is_some(), "listening (TLS)");
+            Ok(Listener::Tls(listener, acceptor))
+        }
+        None => {
+            if !local.ip().is_loopback() {
+                tracing::warn!(addr = %local, "serving PLAINTEXT gRPC on a non-loopback address (--insecure-plaintext): keys and values cross the network unencrypted");
+            }
+            tracing::info!(addr = %local, "listening");
+            Ok(Listener::Tcp(listener))
+        }
+    }
+}
+
+fn bind_unix(path: &std::path::Path) -> anyhow::Result<UnixListener> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if meta.file_type().is_socket() {
+            std::fs::remove_file(path)
+                .with_context(|| format!("cannot remove stale socket {}", path.display()))?;
+        } else {
+            bail!("{} exists and is not a socket: refusing to replace it", path.display());
+        }
+    }
+    let listener = UnixListener::bind(path)
+        .with_context(|| format!("cannot listen on unix socket {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+    tracing::info!(path = %path.display(), "listening (unix socket)");
+    Ok(listener)
+}
+
+/// Completes on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: finishing in-flight calls"),
+        _ = int.recv() => tracing::info!("SIGINT: finishing in-flight calls"),
+    }
+}

@@ -1,0 +1,339 @@
+//! The data directory: master key file, SQLite database, first-start admin key; creating it,
+//! opening it (refusing a wrong or missing master key), rotating the master key.
+//!
+//! Files holding key material are created with mode 0600 inside a 0700 directory, written and
+//! fsynced before they are relied on. The master key and admin key are never logged; only their
+//! paths (and the master key's public id) are.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+use zeroize::Zeroizing;
+
+use crate::auth::{generate_key, Credential, Scope};
+use crate::seal::{new_data_key_id, DataKey, MasterKey, SealError, Sealer};
+use crate::store::{
+    AuditRecord, DataKeyRow, InitialState, KeyRow, SqliteStore, Store, StoreError,
+    META_ACTIVE_DATA_KEY, META_MASTER_KEY_CHECK,
+};
+
+pub const MASTER_KEY_FILE: &str = "master.key";
+pub const ADMIN_KEY_FILE: &str = "admin.key";
+pub const DATABASE_FILE: &str = "runseal.db";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataDirError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("the master key file {0} is missing, but the database is initialised: runseald needs the key it was initialised with (restore it, or point --master-key-file at it)")]
+    MasterKeyMissing(PathBuf),
+    #[error("the master key in {0} does not match this database (wrong key file?): refusing to start")]
+    WrongMasterKey(PathBuf),
+    #[error("the master key file {path} is invalid: {source}")]
+    BadMasterKey { path: PathBuf, source: SealError },
+    #[error("{0} is already initialised: refusing to initialise it again")]
+    AlreadyInitialized(PathBuf),
+    #[error("the database is not initialised: run `runseald init` or `runseald serve` first")]
+    NotInitialized,
+    #[error("stored keys are unusable: {0}")]
+    Seal(#[from] SealError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+type Result<T, E = DataDirError> = std::result::Result<T, E>;
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> DataDirError + '_ {
+    move |source| DataDirError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Paths of one data directory.
+#[derive(Debug, Clone)]
+pub struct DataDir {
+    root: PathBuf,
+    master_key: PathBuf,
+}
+
+/// What opening a data directory yields.
+pub struct Opened {
+    pub store: Arc<dyn Store>,
+    pub sealer: Sealer,
+    pub master_key_id: String,
+    /// The admin key created on this start (first start only).
+    pub new_admin: Option<Credential>,
+}
+
+/// What to do with a newly created admin key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminKeyOutput {
+    /// `serve` on an empty dir: write it to `<data-dir>/admin.key` (0600).
+    File,
+    /// `init`: the caller prints it once.
+    Return,
+}
+
+impl DataDir {
+    /// `master_key` overrides `<root>/master.key` (`--master-key-file`).
+    pub fn new(root: impl Into<PathBuf>, master_key: Option<PathBuf>) -> Self {
+        let root = root.into();
+        let master_key = master_key.unwrap_or_else(|| root.join(MASTER_KEY_FILE));
+        Self { root, master_key }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        self.root.join(DATABASE_FILE)
+    }
+
+    pub fn admin_key_path(&self) -> PathBuf {
+        self.root.join(ADMIN_KEY_FILE)
+    }
+
+    pub fn master_key_path(&self) -> &Path {
+        &self.master_key
+    }
+
+    fn pending_master_key_path(&self) -> PathBuf {
+        let mut p = self.master_key.clone().into_os_string();
+        p.push(".new");
+        PathBuf::from(p)
+    }
+
+    fn ensure_root(&self) -> Result<()> {
+        if !self.root.exists() {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&self.root)
+                .map_err(io_err(&self.root))?;
+        }
+        Ok(())
+    }
+
+    async fn open_store(&self) -> Result<SqliteStore> {
+        self.ensure_root()?;
+        let db = self.database_path();
+        if !db.exists() {
+            // Created here so it is 0600 from the first byte; SQLite gives its WAL the same mode.
+            create_private(&db, &[])?;
+        }
+        Ok(SqliteStore::open(&db).await?)
+    }
+
+    /// `runseald serve`: opens an initialised directory, or initialises an empty one.
+    pub async fn open_or_init(&self) -> Result<Opened> {
+        let store = self.open_store().await?;
+        if store.is_initialized().await? {
+            return self.open_initialized(store).await;
+        }
+        self.initialize(store, AdminKeyOutput::File).await
+    }
+
+    /// `runseald init`: initialises an empty directory; refuses one that is initialised.
+    pub async fn init(&self) -> Result<Opened> {
+        if self.admin_key_path().exists() {
+            return Err(DataDirError::AlreadyInitialized(self.root.clone()));
+        }
+        let store = self.open_store().await?;
+        if store.is_initialized().await? {
+            return Err(DataDirError::AlreadyInitialized(self.root.clone()));
+        }
+        self.initialize(store, AdminKeyOutput::Return).await
+    }
+
+    /// Opens an initialised directory (never initialises).
+    pub async fn open(&self) -> Result<Opened> {
+        if !self.database_path().exists() {
+            return Err(DataDirError::NotInitialized);
+        }
+        let store = self.open_store().await?;
+        if !store.is_initialized().await? {
+            return Err(DataDirError::NotInitialized);
+        }
+        self.open_initialized(store).await
+    }
+
+    async fn initialize(&self, store: SqliteStore, output: AdminKeyOutput) -> Result<Opened> {
+        // An operator may have provisioned the master key beforehand; otherwise make one.
+        let master = if self.master_key.exists() {
+            read_master_key(&self.master_key)?
+        } else {
+            let key = MasterKey::generate();
+            create_private(&self.master_key, key.expose())?;
+            key
+        };
+        let now = OffsetDateTime::now_utc();
+        let data_key_id = new_data_key_id();
+        let data_key = DataKey::generate();
+        let admin = generate_key();
+        let init = InitialState {
+            master_key_check: master.check_value().to_vec(),
+            data_key: DataKeyRow {
+                id: data_key_id.clone(),
+                master_key_id: master.id(),
+                wrapped: master.wrap(&data_key_id, &data_key)?,
+                created_at: now,
+            },
+            admin_key: KeyRow {
+                id: admin.key_id().to_string(),
+                secret_hash: admin.secret_hash().to_vec(),
+                label: "initial admin key".into(),
+                scopes: Scope::Admin.to_string(),
+                created_at: now,
+                last_used_at: None,
+                revoked_at: None,
+            },
+            at: now,
+        };
+        store.initialize(init).await?;
+        if output == AdminKeyOutput::File {
+            let path = self.admin_key_path();
+            let mut line = admin.to_line();
+            line.push('\n');
+            create_private(&path, line.as_bytes())?;
+            tracing::info!(path = %path.display(), key_id = %admin.key_id(), "initialised; admin key written");
+        }
+        let sealer = Sealer::new(data_key_id.clone(), HashMap::from([(data_key_id, data_key)]))?;
+        Ok(Opened {
+            store: Arc::new(store),
+            sealer,
+            master_key_id: master.id(),
+            new_admin: Some(admin),
+        })
+    }
+
+    async fn open_initialized(&self, store: SqliteStore) -> Result<Opened> {
+        let check = store
+            .meta(META_MASTER_KEY_CHECK)
+            .await?
+            .ok_or(DataDirError::NotInitialized)?;
+        let master = self.load_matching_master_key(&check)?;
+        let active = store
+            .meta(META_ACTIVE_DATA_KEY)
+            .await?
+            .and_then(|v| String::from_utf8(v).ok())
+            .ok_or_else(|| StoreError::Corrupt("no active data key recorded".into()))?;
+        let mut keys = HashMap::new();
+        for row in store.data_keys().await? {
+            let key = master.unwrap_key(&row.id, &row.wrapped)?;
+            keys.insert(row.id, key);
+        }
+        let sealer = Sealer::new(active, keys)?;
+        Ok(Opened {
+            store: Arc::new(store),
+            sealer,
+            master_key_id: master.id(),
+            new_admin: None,
+        })
+    }
+
+    /// The master key file, checked against the stored check value. Finishes an interrupted
+    /// rotation: if the database already holds the new key's check value, `master.key.new`
+    /// replaces `master.key`; if it still holds the old one, the leftover is removed.
+    fn load_matching_master_key(&self, check: &[u8]) -> Result<MasterKey> {
+        let pending = self.pending_master_key_path();
+        if !self.master_key.exists() && !pending.exists() {
+            return Err(DataDirError::MasterKeyMissing(self.master_key.clone()));
+        }
+        if self.master_key.exists() {
+            let key = read_master_key(&self.master_key)?;
+            if key.matches_check_value(check) {
+                if pending.exists() {
+                    tracing::warn!(path = %pending.display(), "removing the key of a rotation that did not commit");
+                    fs::remove_file(&pending).map_err(io_err(&pending))?;
+                }
+                return Ok(key);
+            }
+        }
+        if pending.exists() {
+            let key = read_master_key(&pending)?;
+            if key.matches_check_value(check) {
+                tracing::warn!(path = %self.master_key.display(), "finishing an interrupted master key rotation");
+                replace_file(&pending, &self.master_key)?;
+                return Ok(key);
+            }
+        }
+        Err(DataDirError::WrongMasterKey(self.master_key.clone()))
+    }
+
+    /// Re-wraps every data key under a new master key. Old rows keep opening throughout: data
+    /// keys do not change, and the swap of wrappings and check value is one transaction. A
+    /// running runseald keeps serving (it holds the unwrapped data keys).
+    pub async fn rotate_master_key(&self) -> Result<String> {
+        let opened = self.open().await?;
+        let old = read_master_key(&self.master_key)?;
+        let new = MasterKey::generate();
+        let pending = self.pending_master_key_path();
+        if pending.exists() {
+            fs::remove_file(&pending).map_err(io_err(&pending))?;
+        }
+        create_private(&pending, new.expose())?;
+        let mut rewrapped = Vec::new();
+        for row in opened.store.data_keys().await? {
+            let key = old.unwrap_key(&row.id, &row.wrapped)?;
+            rewrapped.push(DataKeyRow {
+                wrapped: new.wrap(&row.id, &key)?,
+                master_key_id: new.id(),
+                ..row
+            });
+        }
+        let audit = AuditRecord {
+            at: OffsetDateTime::now_utc(),
+            key_id: "runseald".into(),
+            action: "master-key.rotate",
+            environment: None,
+            names: vec![old.id(), new.id()],
+        };
+        opened
+            .store
+            .rewrap_data_keys(new.check_value().to_vec(), rewrapped, audit)
+            .await?;
+        replace_file(&pending, &self.master_key)?;
+        Ok(new.id())
+    }
+}
+
+pub fn read_master_key(path: &Path) -> Result<MasterKey> {
+    let bytes = Zeroizing::new(fs::read(path).map_err(io_err(path))?);
+    MasterKey::from_bytes(&bytes).map_err(|source| DataDirError::BadMasterKey {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Creates a new file with mode 0600 holding `contents`, fsynced. Fails if it exists.
+pub fn create_private(path: &Path, contents: &[u8]) -> Result<()> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io_err(path))?;
+    f.write_all(contents).map_err(io_err(path))?;
+    f.sync_all().map_err(io_err(path))?;
+    // The mode given at creation is subject to the umask; make sure it is exactly 0600.
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(io_err(path))?;
+    Ok(())
+}
+
+fn replace_file(from: &Path, to: &Path) -> Result<()> {
+    fs::rename(from, to).map_err(io_err(to))?;
+    if let Some(dir) = to.parent() {
+        let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(dir))?;
+    }
+    Ok(())
+}

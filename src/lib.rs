@@ -1,0 +1,25 @@
+//! runseal: secrets stored sealed per environment, injected into runners as environment
+//! variables at the moment each runner starts.
+//!
+//! The library holds all the logic; the binaries in `src/bin/` only parse arguments and call
+//! into [`daemon`] (runseald) and [`cli`] (runseal).
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod daemon;
+pub mod datadir;
+pub mod names;
+pub mod proto;
+pub mod seal;
+pub mod secret;
+pub mod server;
+pub mod store;
+pub mod telemetry;
+pub mod tls;
+pub mod time_fmt;
+
+/// The environment every installation has and that cannot be deleted.
+pub const MAIN_ENV: &str = "main";

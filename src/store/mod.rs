@@ -1,0 +1,194 @@
+//! Persistence of sealed secrets, environments, keys and the audit log.
+//!
+//! [`Store`] is the one interface the server uses; each backend is a file of its own
+//! (`sqlite.rs` now, PostgreSQL later). A store only ever sees sealed values: plaintext never
+//! reaches it, so it never reaches the database file, its WAL or its logs. Every change and its
+//! audit entry commit in one transaction.
+
+pub mod sqlite;
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+use crate::names::Limits;
+use crate::seal::Sealed;
+
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("environment {0:?} does not exist; create it with `runseal env create {0}`")]
+    EnvironmentNotFound(String),
+    #[error("environment {0:?} already exists")]
+    EnvironmentExists(String),
+    #[error("environment {name:?} still holds {count} secret(s); unset them first or delete with --force")]
+    EnvironmentNotEmpty { name: String, count: u64 },
+    #[error("environment \"main\" cannot be deleted")]
+    MainEnvironment,
+    #[error("secret {name:?} is not set in environment {environment:?}")]
+    SecretNotFound { environment: String, name: String },
+    #[error("key {0:?} does not exist")]
+    KeyNotFound(String),
+    #[error("environment {environment:?} would hold {count} secrets: the limit is {max}")]
+    TooManySecrets {
+        environment: String,
+        count: u64,
+        max: usize,
+    },
+    #[error("environment {environment:?} would hold {bytes} bytes of values: the limit is {max} bytes")]
+    EnvironmentTooLarge {
+        environment: String,
+        bytes: u64,
+        max: usize,
+    },
+    #[error("the store is already initialised")]
+    AlreadyInitialized,
+    #[error("stored data is inconsistent: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// One audit entry to append with a change. Names only, never values.
+#[derive(Debug, Clone)]
+pub struct AuditRecord {
+    pub at: OffsetDateTime,
+    pub key_id: String,
+    pub action: &'static str,
+    pub environment: Option<String>,
+    pub names: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuditRow {
+    pub id: u64,
+    pub at: OffsetDateTime,
+    pub key_id: String,
+    pub action: String,
+    pub environment: Option<String>,
+    pub names: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DataKeyRow {
+    pub id: String,
+    pub master_key_id: String,
+    pub wrapped: Vec<u8>,
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone)]
+pub struct EnvironmentRow {
+    pub name: String,
+    pub revision: u64,
+    pub secret_count: u64,
+    pub created_at: OffsetDateTime,
+}
+
+/// A secret's metadata: what listings show.
+#[derive(Debug, Clone)]
+pub struct SecretMeta {
+    pub environment: String,
+    pub name: String,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+/// A secret as stored: metadata plus its sealed value and the plaintext length (for limits).
+#[derive(Debug, Clone)]
+pub struct SealedSecret {
+    pub name: String,
+    pub sealed: Sealed,
+    pub value_len: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct KeyRow {
+    pub id: String,
+    pub secret_hash: Vec<u8>,
+    pub label: String,
+    /// Comma-separated scopes (see [`crate::auth::parse_scopes`]).
+    pub scopes: String,
+    pub created_at: OffsetDateTime,
+    pub last_used_at: Option<OffsetDateTime>,
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+/// Everything written on first start, in one transaction.
+#[derive(Debug)]
+pub struct InitialState {
+    pub master_key_check: Vec<u8>,
+    pub data_key: DataKeyRow,
+    pub admin_key: KeyRow,
+    pub at: OffsetDateTime,
+}
+
+/// Meta key under which the master key check value is stored.
+pub const META_MASTER_KEY_CHECK: &str = "master_key_check";
+/// Meta key naming the data key that seals new values.
+pub const META_ACTIVE_DATA_KEY: &str = "active_data_key";
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// True once [`Store::initialize`] has committed.
+    async fn is_initialized(&self) -> Result<bool>;
+    /// Writes the first master key check value, data key, `main` and the admin key.
+    async fn initialize(&self, init: InitialState) -> Result<()>;
+    async fn meta(&self, key: &str) -> Result<Option<Vec<u8>>>;
+    async fn data_keys(&self) -> Result<Vec<DataKeyRow>>;
+    /// Replaces every data key's wrapping and the check value, atomically.
+    async fn rewrap_data_keys(
+        &self,
+        new_check: Vec<u8>,
+        rewrapped: Vec<DataKeyRow>,
+        audit: AuditRecord,
+    ) -> Result<()>;
+
+    async fn list_environments(&self) -> Result<Vec<EnvironmentRow>>;
+    async fn environment(&self, name: &str) -> Result<Option<EnvironmentRow>>;
+    async fn create_environment(&self, name: &str, audit: AuditRecord) -> Result<EnvironmentRow>;
+    /// Deletes an environment; with `force`, together with its secrets. Returns how many
+    /// secrets were deleted.
+    async fn delete_environment(&self, name: &str, force: bool, audit: AuditRecord)
+        -> Result<u64>;
+
+    /// Creates or updates every secret in one transaction, enforcing the per-environment
+    /// limits on the result. Returns the new revision.
+    async fn set_secrets(
+        &self,
+        environment: &str,
+        secrets: Vec<SealedSecret>,
+        limits: &Limits,
+        audit: AuditRecord,
+    ) -> Result<u64>;
+    async fn unset_secret(&self, environment: &str, name: &str, audit: AuditRecord)
+        -> Result<u64>;
+    /// Names and times of one environment's secrets, with its revision.
+    async fn list_secrets(&self, environment: &str) -> Result<(u64, Vec<SecretMeta>)>;
+    /// Sealed values of one environment at one revision (for snapshots).
+    async fn sealed_secrets(&self, environment: &str) -> Result<(u64, Vec<SealedSecret>)>;
+    /// Every sealed value of every environment (for `runseald verify`).
+    async fn all_sealed_secrets(&self) -> Result<Vec<(String, SealedSecret)>>;
+
+    async fn insert_key(&self, key: KeyRow, audit: AuditRecord) -> Result<()>;
+    async fn key(&self, id: &str) -> Result<Option<KeyRow>>;
+    async fn list_keys(&self) -> Result<Vec<KeyRow>>;
+    async fn revoke_key(&self, id: &str, audit: AuditRecord) -> Result<()>;
+    async fn touch_key(&self, id: &str, at: OffsetDateTime) -> Result<()>;
+
+    async fn list_audit(&self, environment: Option<&str>, limit: u32) -> Result<Vec<AuditRow>>;
+}
+
+/// Unix milliseconds, the time representation of every backend.
+pub fn to_millis(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+pub fn from_millis(ms: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
