@@ -1,6 +1,8 @@
 //! Logging through `tracing` on stderr; the filter comes from `RUNSEAL_LOG` (default `info`).
 //! Nothing in runseal logs a value or a credential, at any level.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
@@ -16,6 +18,7 @@ pub fn init(format: LogFormat, default_filter: &str) {
         .unwrap_or_else(|_| EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),

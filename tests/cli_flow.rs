@@ -1,0 +1,292 @@
+//! The seed's CLI flow, through the real binaries exactly as a user runs them.
+
+mod common;
+
+use common::{ok, runseal, stderr, Daemon};
+use serde_json::Value;
+
+fn names_in(json: &str) -> Vec<(String, String)> {
+    let v: Value = serde_json::from_str(json).expect("list --output json is JSON");
+    v["secrets"]
+        .as_array()
+        .expect("a secrets array")
+        .iter()
+        .map(|s| {
+            for field in ["created_at", "updated_at"] {
+                let t = s[field].as_str().expect("RFC 3339 time");
+                time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+                    .unwrap_or_else(|_| panic!("{field} is not RFC 3339: {t}"));
+            }
+            (
+                s["name"].as_str().unwrap().to_string(),
+                s["environment"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn seed_flow_set_list_unset_across_environments() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(&dir.path().join("data"), &[], &[]);
+    let key = d.admin_key();
+    let rs = |args: &[&str]| runseal(&d.addr, &key, args);
+
+    // Two secrets in one command, into main (the default).
+    let out = ok(rs(&[
+        "secrets",
+        "set",
+        "HF_TOKEN=hf_main_value",
+        "DB_URL=postgres://x",
+    ]));
+    assert!(out.contains("HF_TOKEN") && out.contains("DB_URL"), "{out}");
+
+    // A different value of one of them in staging.
+    let refused = rs(&[
+        "secrets",
+        "set",
+        "HF_TOKEN=hf_staging_value",
+        "--env",
+        "staging",
+    ]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stderr(&refused).contains("runseal env create staging"),
+        "setting into a missing environment says how to create it: {}",
+        stderr(&refused)
+    );
+    ok(rs(&["env", "create", "staging"]));
+    ok(rs(&[
+        "secrets",
+        "set",
+        "HF_TOKEN=hf_staging_value",
+        "--env",
+        "staging",
+    ]));
+
+    // Pretty listings: a table with the four columns, one row per secret.
+    let main = ok(rs(&["secrets", "list"]));
+    let mut lines = main.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap()
+        .split("  ")
+        .filter(|c| !c.is_empty())
+        .map(str::trim)
+        .collect();
+    assert_eq!(header, ["Name", "Env", "Created At", "Updated At"]);
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows.len(), 2, "{main}");
+    assert_eq!(rows[0][..2], ["DB_URL", "main"]);
+    assert_eq!(rows[1][..2], ["HF_TOKEN", "main"]);
+    let staging = ok(rs(&["secrets", "list", "--env", "staging"]));
+    assert_eq!(staging.lines().count(), 2, "{staging}");
+    assert!(staging
+        .lines()
+        .nth(1)
+        .unwrap()
+        .starts_with("HF_TOKEN  staging"));
+
+    // JSON listings.
+    let json = ok(rs(&["secrets", "list", "--output", "json"]));
+    assert_eq!(
+        names_in(&json),
+        [
+            ("DB_URL".into(), "main".into()),
+            ("HF_TOKEN".into(), "main".into())
+        ]
+    );
+    let json = ok(rs(&[
+        "secrets", "list", "--env", "staging", "--output", "json",
+    ]));
+    assert_eq!(names_in(&json), [("HF_TOKEN".into(), "staging".into())]);
+
+    // Unset, then list again: gone from main, untouched in staging.
+    ok(rs(&["secrets", "unset", "HF_TOKEN"]));
+    let json = ok(rs(&["secrets", "list", "--output", "json"]));
+    assert_eq!(names_in(&json), [("DB_URL".into(), "main".into())]);
+    let json = ok(rs(&[
+        "secrets", "list", "--env", "staging", "--output", "json",
+    ]));
+    assert_eq!(names_in(&json), [("HF_TOKEN".into(), "staging".into())]);
+
+    // Unsetting it again is an error that names it.
+    let again = rs(&["secrets", "unset", "HF_TOKEN"]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        stderr(&again).starts_with("runseal: not found:"),
+        "{}",
+        stderr(&again)
+    );
+    assert!(stderr(&again).contains("HF_TOKEN"));
+}
+
+#[test]
+fn no_fallback_between_environments() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(&dir.path().join("data"), &[], &[]);
+    let key = d.admin_key();
+    let rs = |args: &[&str]| runseal(&d.addr, &key, args);
+    ok(rs(&["env", "create", "staging"]));
+    ok(rs(&["secrets", "set", "ONLY_MAIN=v"]));
+    let json = ok(rs(&[
+        "secrets", "list", "--env", "staging", "--output", "json",
+    ]));
+    assert!(
+        names_in(&json).is_empty(),
+        "staging must not see main's secret: {json}"
+    );
+    // Nor can it be unset through staging.
+    let unset = rs(&["secrets", "unset", "ONLY_MAIN", "--env", "staging"]);
+    assert_eq!(unset.status.code(), Some(1));
+    assert!(stderr(&unset).contains("not set in environment \"staging\""));
+}
+
+#[test]
+fn serve_on_empty_dir_then_restart_keeps_everything_and_wrong_master_key_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let d = Daemon::start(&data, &[], &[]);
+    let key = d.admin_key();
+    assert!(
+        d.log().contains("admin.key"),
+        "the log names the admin key path"
+    );
+    ok(runseal(&d.addr, &key, &["secrets", "set", "A=1", "B=2"]));
+    let before = ok(runseal(
+        &d.addr,
+        &key,
+        &["secrets", "list", "--output", "json"],
+    ));
+    let (clean, log) = d.terminate();
+    assert!(clean, "SIGTERM is a clean exit: {log}");
+
+    let d = Daemon::start(&data, &[], &[]);
+    assert_eq!(d.admin_key(), key, "a restart creates no new admin key");
+    let after = ok(runseal(
+        &d.addr,
+        &key,
+        &["secrets", "list", "--output", "json"],
+    ));
+    assert_eq!(names_in(&before), names_in(&after));
+    drop(d);
+
+    // Another 32-byte key in place of the right one: refuse to start, say why.
+    std::fs::write(data.join("master.key"), [7u8; 32]).unwrap();
+    let log = Daemon::try_start(&data, &[], &[])
+        .err()
+        .expect("must refuse to start");
+    assert!(
+        log.contains("master key") && log.contains("does not match"),
+        "{log}"
+    );
+    // No key at all.
+    std::fs::remove_file(data.join("master.key")).unwrap();
+    let log = Daemon::try_start(&data, &[], &[])
+        .err()
+        .expect("must refuse to start");
+    assert!(
+        log.contains("master key file") && log.contains("missing"),
+        "{log}"
+    );
+}
+
+#[test]
+fn cli_errors_are_one_line_with_the_right_exit_code() {
+    // Unreachable server: names the address, exit 1.
+    let out = runseal("http://127.0.0.1:9", "rk_x:y", &["secrets", "list"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("runseal: cannot reach runseald at http://127.0.0.1:9"),
+        "{err}"
+    );
+
+    // Usage errors exit 2.
+    let out = runseal("http://127.0.0.1:9", "rk_x:y", &["secrets", "frobnicate"]);
+    assert_eq!(out.status.code(), Some(2));
+
+    // A malformed key is refused before connecting, without echoing it.
+    let out = runseal(
+        "http://127.0.0.1:9",
+        "not-a-key-secretish",
+        &["secrets", "list"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("KEY_ID:KEY_SECRET"));
+    assert!(!stderr(&out).contains("secretish"));
+
+    // Completions are generated for the shells users have.
+    for shell in ["bash", "zsh", "fish"] {
+        let out = ok(runseal("http://127.0.0.1:9", "", &["completions", shell]));
+        assert!(out.contains("secrets"), "{shell}");
+    }
+}
+
+#[test]
+fn init_prints_the_admin_key_once_and_refuses_an_initialised_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("prod");
+    let out = std::process::Command::new(common::RUNSEALD)
+        .args(["init", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let printed = String::from_utf8(out.stdout).unwrap();
+    let key = printed.trim();
+    assert!(
+        runseal::auth::Credential::parse(key).is_ok(),
+        "stdout is the key line"
+    );
+    assert!(
+        !data.join("admin.key").exists(),
+        "init prints the key instead of writing it"
+    );
+
+    let again = std::process::Command::new(common::RUNSEALD)
+        .args(["init", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(
+        stderr(&again).contains("already initialised"),
+        "{}",
+        stderr(&again)
+    );
+
+    // The printed key works against a server on that dir.
+    let d = Daemon::start(&data, &[], &[]);
+    ok(runseal(&d.addr, key, &["secrets", "list"]));
+}
+
+#[test]
+fn values_from_stdin_stay_out_of_argv() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(&dir.path().join("data"), &[], &[]);
+    let key = d.admin_key();
+    let out = common::runseal_stdin(
+        &d.addr,
+        &key,
+        &["secrets", "set", "FROM_STDIN=-", "OTHER=x"],
+        Some(b"piped\n"),
+    );
+    ok(out);
+    let twice = common::runseal_stdin(&d.addr, &key, &["secrets", "set", "A=-", "B=-"], Some(b"v"));
+    assert_eq!(twice.status.code(), Some(1));
+    assert!(stderr(&twice).contains("only one value can be read from stdin"));
+    let json = ok(runseal(
+        &d.addr,
+        &key,
+        &["secrets", "list", "--output", "json"],
+    ));
+    assert_eq!(
+        names_in(&json),
+        [
+            ("FROM_STDIN".into(), "main".into()),
+            ("OTHER".into(), "main".into())
+        ]
+    );
+}

@@ -1,0 +1,303 @@
+//! Test harness: the real server in-process on port 0, and the real binaries as a user runs
+//! them. Shared by every file in `tests/`.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use runseal::auth::Credential;
+use runseal::client::Client;
+use runseal::datadir::DataDir;
+use runseal::names::{Limits, NamePolicy};
+use runseal::server::{self, Listener, State};
+use runseal::store::Store;
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+
+pub const RUNSEALD: &str = env!("CARGO_BIN_EXE_runseald");
+pub const RUNSEAL: &str = env!("CARGO_BIN_EXE_runseal");
+
+/// runseald in this process, on 127.0.0.1:0, on a fresh data dir.
+pub struct TestServer {
+    pub dir: TempDir,
+    pub addr: String,
+    pub admin: Credential,
+    pub store: Arc<dyn Store>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(Limits::default(), NamePolicy::default()).await
+    }
+
+    pub async fn start_with(limits: Limits, policy: NamePolicy) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let data = DataDir::new(dir.path().join("data"), None);
+        let opened = data.open_or_init().await.unwrap();
+        let admin_line = std::fs::read_to_string(data.admin_key_path()).unwrap();
+        let admin = Credential::parse(&admin_line).unwrap();
+        let store = opened.store.clone();
+        let state = Arc::new(State::new(opened.store, opened.sealer, policy, limits));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = format!("http://{}", listener.local_addr().unwrap());
+        let routes = server::routes(state).await;
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            server::serve(routes, vec![Listener::Tcp(listener)], async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        Self {
+            dir,
+            addr,
+            admin,
+            store,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    pub async fn client(&self, key: &Credential) -> Client {
+        Client::connect(&self.addr, key.clone()).await.unwrap()
+    }
+
+    pub async fn admin_client(&self) -> Client {
+        self.client(&self.admin).await
+    }
+
+    /// A new key with these scopes, made through the API.
+    pub async fn key_with(&self, scopes: &[&str]) -> Credential {
+        let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
+        let (_, cred) = self
+            .admin_client()
+            .await
+            .keys()
+            .create(&scopes, "test")
+            .await
+            .unwrap();
+        cred
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap();
+        }
+    }
+}
+
+/// A `runseald serve` process on a data dir, with its stderr collected.
+pub struct Daemon {
+    pub child: Child,
+    pub addr: String,
+    pub data_dir: PathBuf,
+    pub log: Arc<Mutex<String>>,
+}
+
+impl Daemon {
+    /// Starts `runseald serve --data-dir DIR --listen 127.0.0.1:0 ARGS…` and waits until it
+    /// listens.
+    pub fn start(data_dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Self {
+        Self::try_start(data_dir, args, envs)
+            .unwrap_or_else(|log| panic!("runseald did not start:\n{log}"))
+    }
+
+    /// Like [`Daemon::start`], but returns the log when runseald exits instead of listening.
+    pub fn try_start(
+        data_dir: &Path,
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Result<Self, String> {
+        let mut cmd = Command::new(RUNSEALD);
+        cmd.arg("serve").arg("--data-dir").arg(data_dir);
+        if !args.contains(&"--listen") && !args.contains(&"--unix") {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
+        cmd.args(args)
+            .env_remove("RUNSEAL_LOG")
+            .env_remove("RUNSEALD_DATA_DIR")
+            .envs(envs.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn runseald");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    if line.contains("listening") {
+                        let _ = tx.send(line.clone());
+                    }
+                    let mut l = log.lock().unwrap();
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+            });
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(line) = rx.recv_timeout(Duration::from_millis(50)) {
+                let addr = if let Some(i) = line.find("addr=") {
+                    let rest = &line[i + 5..];
+                    let end = rest.find([' ', '"']).unwrap_or(rest.len());
+                    format!("http://{}", &rest[..end])
+                } else if let Some(i) = line.find("path=") {
+                    let rest = &line[i + 5..];
+                    let end = rest.find([' ', '"']).unwrap_or(rest.len());
+                    format!("unix:{}", &rest[..end])
+                } else {
+                    continue;
+                };
+                return Ok(Self {
+                    child,
+                    addr,
+                    data_dir: data_dir.to_path_buf(),
+                    log,
+                });
+            }
+            if let Ok(Some(_)) = child.try_wait() {
+                std::thread::sleep(Duration::from_millis(100));
+                return Err(log.lock().unwrap().clone());
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return Err(format!("timeout\n{}", log.lock().unwrap()));
+            }
+        }
+    }
+
+    pub fn admin_key(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("admin.key"))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// SIGTERM, then waits for exit; returns whether it exited successfully.
+    pub fn terminate(mut self) -> (bool, String) {
+        signal(&self.child, "TERM");
+        let status = wait_timeout(&mut self.child, Duration::from_secs(20));
+        std::thread::sleep(Duration::from_millis(100));
+        (status, self.log())
+    }
+
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(child.id().to_string())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{sig} failed");
+}
+
+fn wait_timeout(child: &mut Child, t: Duration) -> bool {
+    let deadline = Instant::now() + t;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.success();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("process did not exit within {t:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs the `runseal` CLI against `addr` with `RUNSEAL_KEY=key`.
+pub fn runseal(addr: &str, key: &str, args: &[&str]) -> Output {
+    runseal_stdin(addr, key, args, None)
+}
+
+pub fn runseal_stdin(addr: &str, key: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(RUNSEAL)
+        .args(args)
+        .env("RUNSEAL_ADDR", addr)
+        .env("RUNSEAL_KEY", key)
+        .env_remove("RUNSEAL_CA_CERT")
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn runseal");
+    if let Some(input) = stdin {
+        child.stdin.take().unwrap().write_all(input).unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts success and returns stdout.
+#[track_caller]
+pub fn ok(o: Output) -> String {
+    assert!(
+        o.status.success(),
+        "runseal failed ({:?}): {}",
+        o.status.code(),
+        stderr(&o)
+    );
+    stdout(&o)
+}
+
+/// Every file under `dir`, recursively, with its bytes.
+pub fn all_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(bytes) = std::fs::read(&p) {
+                out.push((p, bytes));
+            }
+        }
+    }
+    out
+}
+
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
