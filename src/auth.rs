@@ -27,10 +27,13 @@ pub enum Scope {
     Read(String),
     /// Mint runner tokens for one environment.
     Issue(String),
+    /// Fetch snapshots (values) of one environment, like a runner token that never runs out.
+    /// Never implied by `admin`: reading values must be granted explicitly.
+    Snapshot(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid scope {0:?}: use admin, write:ENV, read:ENV or issue:ENV with a valid environment name")]
+#[error("invalid scope {0:?}: use admin, write:ENV, read:ENV, issue:ENV or snapshot:ENV with a valid environment name")]
 pub struct InvalidScope(pub String);
 
 impl FromStr for Scope {
@@ -50,6 +53,7 @@ impl FromStr for Scope {
             "write" => Ok(Scope::Write(env)),
             "read" => Ok(Scope::Read(env)),
             "issue" => Ok(Scope::Issue(env)),
+            "snapshot" => Ok(Scope::Snapshot(env)),
             _ => Err(bad()),
         }
     }
@@ -62,6 +66,7 @@ impl fmt::Display for Scope {
             Scope::Write(e) => write!(f, "write:{e}"),
             Scope::Read(e) => write!(f, "read:{e}"),
             Scope::Issue(e) => write!(f, "issue:{e}"),
+            Scope::Snapshot(e) => write!(f, "snapshot:{e}"),
         }
     }
 }
@@ -78,9 +83,10 @@ impl Principal {
         self.scopes.contains(&Scope::Admin)
     }
 
-    /// True when the key holds `needed` (admin holds everything; write implies read).
+    /// True when the key holds `needed` (admin holds everything but `snapshot`; write implies
+    /// read).
     pub fn allows(&self, needed: &Scope) -> bool {
-        self.is_admin()
+        (self.is_admin() && !matches!(needed, Scope::Snapshot(_)))
             || self.scopes.contains(needed)
             || matches!(needed, Scope::Read(env) if self.scopes.contains(&Scope::Write(env.clone())))
     }
@@ -89,7 +95,7 @@ impl Principal {
     pub fn sees_environment(&self, env: &str) -> bool {
         self.is_admin()
             || self.scopes.iter().any(|s| match s {
-                Scope::Write(e) | Scope::Read(e) | Scope::Issue(e) => e == env,
+                Scope::Write(e) | Scope::Read(e) | Scope::Issue(e) | Scope::Snapshot(e) => e == env,
                 Scope::Admin => true,
             })
     }
@@ -110,7 +116,9 @@ impl fmt::Debug for Credential {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InvalidCredential {
-    #[error("a key has the form KEY_ID:KEY_SECRET (the line runseald printed or wrote to admin.key)")]
+    #[error(
+        "a key has the form KEY_ID:KEY_SECRET (the line runseald printed or wrote to admin.key)"
+    )]
     Malformed,
 }
 
@@ -118,11 +126,12 @@ impl Credential {
     /// Parses `KEY_ID:KEY_SECRET`, ignoring surrounding whitespace (a trailing newline from a
     /// key file). The error never contains the input.
     pub fn parse(s: &str) -> Result<Self, InvalidCredential> {
-        let (id, secret) = s.trim().split_once(':').ok_or(InvalidCredential::Malformed)?;
+        let (id, secret) = s
+            .trim()
+            .split_once(':')
+            .ok_or(InvalidCredential::Malformed)?;
         let printable = |x: &str| {
-            !x.is_empty()
-                && x.len() <= 512
-                && x.bytes().all(|b| b.is_ascii_graphic() && b != b':')
+            !x.is_empty() && x.len() <= 512 && x.bytes().all(|b| b.is_ascii_graphic() && b != b':')
         };
         if !printable(id) || !printable(secret) {
             return Err(InvalidCredential::Malformed);
@@ -168,12 +177,31 @@ fn hash_secret(secret: &str) -> [u8; 32] {
 
 /// A new random key: id `rk_` + 16 hex digits, secret 32 random bytes as 64 hex digits.
 pub fn generate_key() -> Credential {
+    generate_credential(KEY_PREFIX)
+}
+
+/// A new random runner token: id `rt_` + 16 hex digits, secret as for keys.
+pub fn generate_runner_token() -> Credential {
+    generate_credential(RUNNER_TOKEN_PREFIX)
+}
+
+pub const KEY_PREFIX: &str = "rk_";
+pub const RUNNER_TOKEN_PREFIX: &str = "rt_";
+
+impl Credential {
+    /// Runner tokens and keys share the format; the id prefix tells them apart.
+    pub fn is_runner_token(&self) -> bool {
+        self.key_id.starts_with(RUNNER_TOKEN_PREFIX)
+    }
+}
+
+fn generate_credential(prefix: &str) -> Credential {
     let mut id = [0u8; 8];
     OsRng.fill_bytes(&mut id);
     let mut secret = Zeroizing::new([0u8; 32]);
     OsRng.fill_bytes(secret.as_mut());
     Credential {
-        key_id: format!("rk_{}", hex::encode(id)),
+        key_id: format!("{prefix}{}", hex::encode(id)),
         secret: Zeroizing::new(hex::encode(secret.as_ref())),
     }
 }
@@ -201,7 +229,13 @@ mod tests {
 
     #[test]
     fn scopes_roundtrip() {
-        for s in ["admin", "write:main", "read:staging", "issue:prod-1"] {
+        for s in [
+            "admin",
+            "write:main",
+            "read:staging",
+            "issue:prod-1",
+            "snapshot:main",
+        ] {
             assert_eq!(s.parse::<Scope>().unwrap().to_string(), s);
         }
         for bad in ["", "root", "write:", "write:Main", "delete:main", "write"] {
@@ -218,6 +252,16 @@ mod tests {
         assert!(p.allows(&Scope::Read("staging".into())));
         assert!(!p.allows(&Scope::Read("main".into())));
         assert!(!p.allows(&Scope::Admin));
+    }
+
+    #[test]
+    fn admin_does_not_imply_reading_values() {
+        let admin = Principal {
+            key_id: "k".into(),
+            scopes: vec![Scope::Admin],
+        };
+        assert!(admin.allows(&Scope::Write("main".into())));
+        assert!(!admin.allows(&Scope::Snapshot("main".into())));
     }
 
     #[test]

@@ -19,7 +19,11 @@ use crate::MAIN_ENV;
 pub const DEFAULT_ADDR: &str = "http://127.0.0.1:7443";
 
 #[derive(Debug, Parser)]
-#[command(name = "runseal", version, about = "Manage runseal secrets, environments and keys")]
+#[command(
+    name = "runseal",
+    version,
+    about = "Manage runseal secrets, environments and keys"
+)]
 pub struct Cli {
     /// runseald address: http://HOST:PORT, https://HOST:PORT or unix:/path.
     #[arg(long, global = true, env = "RUNSEAL_ADDR", default_value = DEFAULT_ADDR)]
@@ -51,6 +55,12 @@ pub enum Command {
     /// Create, list and revoke API keys.
     #[command(subcommand)]
     Keys(KeysCmd),
+    /// Mint and revoke runner tokens (for orchestrators).
+    #[command(subcommand, name = "runner-token")]
+    RunnerToken(RunnerTokenCmd),
+    /// Runner starts and the revision each got.
+    #[command(subcommand)]
+    Runners(RunnersCmd),
     /// Show the audit log (newest first).
     Audit(AuditArgs),
     /// Print shell completions.
@@ -75,6 +85,12 @@ pub enum SecretsCmd {
         pairs: Vec<OsString>,
         #[arg(long, default_value = MAIN_ENV)]
         env: String,
+        /// Runners without an allow-list get these secrets.
+        #[arg(long, conflicts_with = "not_exposed_by_default")]
+        exposed_by_default: bool,
+        /// Only runners whose allow-list names these secrets get them.
+        #[arg(long)]
+        not_exposed_by_default: bool,
     },
     /// List secret names with their environment and times (never values).
     List {
@@ -127,6 +143,49 @@ pub enum KeysCmd {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum RunnerTokenCmd {
+    /// Mint runner tokens; prints one TOKEN_ID:TOKEN_SECRET per line.
+    Issue {
+        #[arg(long, default_value = MAIN_ENV)]
+        env: String,
+        /// Lifetime, e.g. 30s, 10m, 1h.
+        #[arg(long, default_value = "10m", value_parser = crate::duration::parse)]
+        ttl: std::time::Duration,
+        /// Snapshots each token may fetch.
+        #[arg(long, default_value_t = 1)]
+        uses: u32,
+        /// The allow-list of the runners: NAME,NAME…
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        /// How many tokens (one per runner).
+        #[arg(long, default_value_t = 1)]
+        count: u32,
+        /// run, or build (for `runseal-agent build`).
+        #[arg(long, default_value = "run")]
+        purpose: String,
+    },
+    Revoke {
+        token_id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunnersCmd {
+    /// Runner starts, newest first, with the revision each got and the current one.
+    List {
+        #[arg(long)]
+        env: Option<String>,
+        /// Only runners that started before the latest change of their environment.
+        #[arg(long)]
+        stale: bool,
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+        #[arg(long, value_enum, default_value = "pretty")]
+        output: Output,
+    },
+}
+
 #[derive(Debug, Args)]
 pub struct AuditArgs {
     #[arg(long)]
@@ -155,7 +214,12 @@ fn fail(msg: impl Into<String>) -> CliError {
 /// The whole `runseal` program. Errors are one line, printed by `main` as `runseal: …`.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
     if let Command::Completions { shell } = cli.command {
-        clap_complete::generate(shell, &mut Cli::command(), "runseal", &mut std::io::stdout());
+        clap_complete::generate(
+            shell,
+            &mut Cli::command(),
+            "runseal",
+            &mut std::io::stdout(),
+        );
         return Ok(());
     }
     let key = load_key(cli.key_file.as_ref())?;
@@ -168,6 +232,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Secrets(cmd) => secrets(&client, cmd, &mut out).await,
         Command::Env(cmd) => envs(&client, cmd, &mut out).await,
         Command::Keys(cmd) => keys(&client, cmd, &mut out).await,
+        Command::RunnerToken(cmd) => runner_tokens(&client, cmd, &mut out).await,
+        Command::Runners(cmd) => runners(&client, cmd, &mut out).await,
         Command::Audit(args) => audit(&client, args, &mut out).await,
         Command::Completions { .. } => unreachable!("handled above"),
     }
@@ -271,10 +337,20 @@ fn print_json(out: &mut impl Write, v: serde_json::Value) -> Result<(), CliError
 
 async fn secrets(client: &Client, cmd: SecretsCmd, out: &mut impl Write) -> Result<(), CliError> {
     match cmd {
-        SecretsCmd::Set { pairs, env } => {
+        SecretsCmd::Set {
+            pairs,
+            env,
+            exposed_by_default,
+            not_exposed_by_default,
+        } => {
             let pairs = parse_pairs(pairs)?;
             let names: Vec<String> = pairs.iter().map(|(n, _)| n.clone()).collect();
-            let revision = client.secrets().set_many(&env, pairs).await?;
+            let exposed = match (exposed_by_default, not_exposed_by_default) {
+                (true, _) => Some(true),
+                (_, true) => Some(false),
+                _ => None,
+            };
+            let revision = client.secrets().set_many_with(&env, pairs, exposed).await?;
             writeln!(
                 out,
                 "set {} in {env} (revision {revision})",
@@ -394,7 +470,14 @@ async fn keys(client: &Client, cmd: KeysCmd, out: &mut impl Write) -> Result<(),
                 ),
                 Output::Pretty => table(
                     out,
-                    &["Key ID", "Label", "Scopes", "Created At", "Last Used", "State"],
+                    &[
+                        "Key ID",
+                        "Label",
+                        "Scopes",
+                        "Created At",
+                        "Last Used",
+                        "State",
+                    ],
                     &list
                         .iter()
                         .map(|k| {
@@ -448,6 +531,91 @@ async fn audit(client: &Client, args: AuditArgs, out: &mut impl Write) -> Result
                         e.action.clone(),
                         e.environment.clone(),
                         e.names.join(","),
+                    ]
+                })
+                .collect::<Vec<_>>(),
+        ),
+    }
+}
+
+async fn runner_tokens(
+    client: &Client,
+    cmd: RunnerTokenCmd,
+    out: &mut impl Write,
+) -> Result<(), CliError> {
+    match cmd {
+        RunnerTokenCmd::Issue {
+            env,
+            ttl,
+            uses,
+            only,
+            count,
+            purpose,
+        } => {
+            let opts = crate::client::IssueOptions {
+                count,
+                ttl: Some(ttl),
+                uses,
+                only,
+                purpose,
+            };
+            let tokens = client.runners().issue(&env, opts).await?;
+            for t in &tokens {
+                writeln!(out, "{}", t.token.to_line().as_str()).map_err(io)?;
+            }
+            Ok(())
+        }
+        RunnerTokenCmd::Revoke { token_id } => {
+            client.runners().revoke(&token_id).await?;
+            writeln!(out, "revoked runner token {token_id}").map_err(io)
+        }
+    }
+}
+
+async fn runners(client: &Client, cmd: RunnersCmd, out: &mut impl Write) -> Result<(), CliError> {
+    let RunnersCmd::List {
+        env,
+        stale,
+        limit,
+        output,
+    } = cmd;
+    let list = client
+        .runners()
+        .list(env.as_deref().unwrap_or(""), stale, limit)
+        .await?;
+    match output {
+        Output::Json => print_json(
+            out,
+            json!({ "runners": list.iter().map(|r| json!({
+                "runner_id": r.runner_id,
+                "environment": r.environment,
+                "revision": r.revision,
+                "current_revision": r.current_revision,
+                "stale": r.stale,
+                "started_at": rfc3339(r.started_at.as_ref()),
+                "credential_id": r.credential_id,
+            })).collect::<Vec<_>>() }),
+        ),
+        Output::Pretty => table(
+            out,
+            &[
+                "Runner",
+                "Env",
+                "Revision",
+                "Current",
+                "Started At",
+                "Stale",
+            ],
+            &list
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.runner_id.clone(),
+                        r.environment.clone(),
+                        r.revision.to_string(),
+                        r.current_revision.to_string(),
+                        rfc3339(r.started_at.as_ref()),
+                        if r.stale { "yes" } else { "no" }.to_string(),
                     ]
                 })
                 .collect::<Vec<_>>(),

@@ -32,11 +32,13 @@ use crate::auth::Credential;
 use crate::proto::v1;
 use crate::secret::SecretBytes;
 
-pub use crate::proto::v1::{AuditEntry, Environment, KeyInfo, SecretInfo};
+pub use crate::proto::v1::{AuditEntry, Environment, KeyInfo, Runner, SecretInfo};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("invalid address {0:?}: use http://HOST:PORT, https://HOST:PORT or unix:/path/to/socket")]
+    #[error(
+        "invalid address {0:?}: use http://HOST:PORT, https://HOST:PORT or unix:/path/to/socket"
+    )]
     InvalidAddress(String),
     #[error("cannot reach runseald at {addr}: {reason}")]
     Connect { addr: String, reason: String },
@@ -188,7 +190,10 @@ pub async fn connect_channel(
         config = match ca_cert {
             Some(path) => {
                 let pem = std::fs::read(path).map_err(|e| {
-                    ClientError::Tls(format!("cannot read CA certificate {}: {e}", path.display()))
+                    ClientError::Tls(format!(
+                        "cannot read CA certificate {}: {e}",
+                        path.display()
+                    ))
                 })?;
                 config.ca_certificate(Certificate::from_pem(pem))
             }
@@ -277,6 +282,10 @@ impl Client {
         KeysApi(v1::keys_client::KeysClient::new(self.svc()))
     }
 
+    pub fn runners(&self) -> RunnersApi {
+        RunnersApi(v1::runners_client::RunnersClient::new(self.svc()))
+    }
+
     pub fn audit(&self) -> AuditApi {
         AuditApi(v1::audit_client::AuditClient::new(self.svc()))
     }
@@ -302,6 +311,17 @@ impl SecretsApi {
         environment: &str,
         secrets: Vec<(String, SecretBytes)>,
     ) -> Result<u64, ClientError> {
+        self.set_many_with(environment, secrets, None).await
+    }
+
+    /// Like [`SecretsApi::set_many`], also setting whether these secrets go to runners without
+    /// an allow-list (`None`: new secrets follow the server default, existing ones keep theirs).
+    pub async fn set_many_with(
+        &mut self,
+        environment: &str,
+        secrets: Vec<(String, SecretBytes)>,
+        exposed_by_default: Option<bool>,
+    ) -> Result<u64, ClientError> {
         let secrets = secrets
             .into_iter()
             .map(|(name, value)| v1::SecretValue {
@@ -314,6 +334,7 @@ impl SecretsApi {
             .set_secrets(v1::SetSecretsRequest {
                 environment: environment.to_string(),
                 secrets,
+                exposed_by_default,
             })
             .await?;
         Ok(res.into_inner().revision)
@@ -360,9 +381,9 @@ impl EnvironmentsApi {
                 name: name.to_string(),
             })
             .await?;
-        res.into_inner()
-            .environment
-            .ok_or(ClientError::Protocol("CreateEnvironment returned no environment"))
+        res.into_inner().environment.ok_or(ClientError::Protocol(
+            "CreateEnvironment returned no environment",
+        ))
     }
 
     /// Returns how many secrets were deleted with the environment.
@@ -441,5 +462,157 @@ impl AuditApi {
             .await?
             .into_inner()
             .entries)
+    }
+}
+
+/// Options of [`RunnersApi::issue`].
+#[derive(Debug, Clone, Default)]
+pub struct IssueOptions {
+    /// Tokens to mint (one per runner); 0 means 1.
+    pub count: u32,
+    /// Lifetime; `None` means the server default (10 minutes).
+    pub ttl: Option<Duration>,
+    /// Snapshots per token; 0 means 1 (single-use).
+    pub uses: u32,
+    /// The allow-list the runners get (empty: none).
+    pub only: Vec<String>,
+    /// `run` (default) or `build`.
+    pub purpose: String,
+}
+
+/// A minted runner token. `token` is `TOKEN_ID:TOKEN_SECRET`.
+pub struct IssuedToken {
+    pub token_id: String,
+    pub token: Credential,
+    pub expires_at: Option<prost_types::Timestamp>,
+}
+
+impl fmt::Debug for IssuedToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IssuedToken")
+            .field("token_id", &self.token_id)
+            .finish()
+    }
+}
+
+/// The values a runner starts with. Every value is in a zeroizing buffer.
+pub struct Snapshot {
+    pub environment: String,
+    pub revision: u64,
+    pub runner_id: String,
+    pub secrets: Vec<(String, SecretBytes)>,
+}
+
+impl fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("environment", &self.environment)
+            .field("revision", &self.revision)
+            .field("runner_id", &self.runner_id)
+            .field("secrets", &self.secrets.len())
+            .finish()
+    }
+}
+
+impl From<v1::GetSnapshotResponse> for Snapshot {
+    /// Moves each value into a zeroizing buffer without copying it.
+    fn from(mut res: v1::GetSnapshotResponse) -> Self {
+        let secrets = res
+            .secrets
+            .drain(..)
+            .map(|s| (s.name, SecretBytes::new(s.value)))
+            .collect();
+        Snapshot {
+            environment: std::mem::take(&mut res.environment),
+            revision: res.revision,
+            runner_id: std::mem::take(&mut res.runner_id),
+            secrets,
+        }
+    }
+}
+
+pub struct RunnersApi(v1::runners_client::RunnersClient<Svc>);
+
+impl RunnersApi {
+    /// Mints runner tokens for `environment` in one call.
+    pub async fn issue(
+        &mut self,
+        environment: &str,
+        opts: IssueOptions,
+    ) -> Result<Vec<IssuedToken>, ClientError> {
+        let res = self
+            .0
+            .issue_runner_tokens(v1::IssueRunnerTokensRequest {
+                environment: environment.to_string(),
+                count: opts.count,
+                ttl_seconds: opts
+                    .ttl
+                    .map(|t| t.as_secs().clamp(1, u32::MAX as u64) as u32)
+                    .unwrap_or(0),
+                uses: opts.uses,
+                only: opts.only,
+                purpose: opts.purpose,
+            })
+            .await?
+            .into_inner();
+        res.tokens
+            .into_iter()
+            .map(|t| {
+                let line = zeroize::Zeroizing::new(t.token);
+                Ok(IssuedToken {
+                    token: Credential::parse(&line).map_err(|_| {
+                        ClientError::Protocol("IssueRunnerTokens returned a malformed token")
+                    })?,
+                    token_id: t.token_id,
+                    expires_at: t.expires_at,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn revoke(&mut self, token_id: &str) -> Result<(), ClientError> {
+        self.0
+            .revoke_runner_token(v1::RevokeRunnerTokenRequest {
+                token_id: token_id.to_string(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Fetches a snapshot with this client's credential (a runner token or a snapshot:ENV key).
+    pub async fn snapshot(
+        &mut self,
+        environment: &str,
+        runner_id: &str,
+        only: &[String],
+    ) -> Result<Snapshot, ClientError> {
+        let res = self
+            .0
+            .get_snapshot(v1::GetSnapshotRequest {
+                environment: environment.to_string(),
+                runner_id: runner_id.to_string(),
+                only: only.to_vec(),
+            })
+            .await?;
+        Ok(res.into_inner().into())
+    }
+
+    /// Runner starts, newest first (`environment` empty: all, admin only).
+    pub async fn list(
+        &mut self,
+        environment: &str,
+        stale_only: bool,
+        limit: u32,
+    ) -> Result<Vec<Runner>, ClientError> {
+        Ok(self
+            .0
+            .list_runners(v1::ListRunnersRequest {
+                environment: environment.to_string(),
+                stale_only,
+                limit,
+            })
+            .await?
+            .into_inner()
+            .runners)
     }
 }

@@ -29,6 +29,10 @@ pub struct RawConfig {
     /// Replaces the default deny list of secret names (`LD_*` and `RUNSEAL_*` always apply).
     pub denied_names: Option<Vec<String>>,
     pub limits: Option<RawLimits>,
+    /// Whether a secret without its own setting goes to runners that have no allow-list.
+    pub expose_by_default: Option<bool>,
+    /// How long runner starts are kept for `runners list`, e.g. "7d".
+    pub runner_retention: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -60,6 +64,8 @@ pub enum ConfigError {
     ZeroLimit(&'static str),
     #[error("denied_names: {0:?} is not a valid variable name")]
     DeniedName(String),
+    #[error("runner_retention: {0}")]
+    Retention(crate::duration::InvalidDuration),
 }
 
 impl RawConfig {
@@ -88,7 +94,11 @@ pub struct Config {
     pub log_format: LogFormat,
     pub policy: NamePolicy,
     pub limits: Limits,
+    pub expose_by_default: bool,
+    pub runner_retention: std::time::Duration,
 }
+
+pub const DEFAULT_RUNNER_RETENTION: &str = "7d";
 
 impl Config {
     /// Validates a merged raw configuration (flags already folded in).
@@ -135,7 +145,8 @@ impl Config {
                 Some(v) => Ok(v),
                 None => Ok(default),
             };
-            limits.max_value_bytes = nz(l.max_value_bytes, "max_value_bytes", limits.max_value_bytes)?;
+            limits.max_value_bytes =
+                nz(l.max_value_bytes, "max_value_bytes", limits.max_value_bytes)?;
             limits.max_environment_bytes = nz(
                 l.max_environment_bytes,
                 "max_environment_bytes",
@@ -148,7 +159,9 @@ impl Config {
             )?;
         }
         Ok(Self {
-            data_dir: raw.data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            data_dir: raw
+                .data_dir
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
             master_key_file: raw.master_key_file,
             listen,
             unix: raw.unix,
@@ -157,6 +170,13 @@ impl Config {
             log_format: raw.log_format.unwrap_or_default(),
             policy,
             limits,
+            expose_by_default: raw.expose_by_default.unwrap_or(true),
+            runner_retention: crate::duration::parse(
+                raw.runner_retention
+                    .as_deref()
+                    .unwrap_or(DEFAULT_RUNNER_RETENTION),
+            )
+            .map_err(ConfigError::Retention)?,
         })
     }
 }
@@ -171,8 +191,8 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_errors() {
-        let err = toml::from_str::<RawConfig>("listen = \"127.0.0.1:1\"\nlisten_addr = 1\n")
-            .unwrap_err();
+        let err =
+            toml::from_str::<RawConfig>("listen = \"127.0.0.1:1\"\nlisten_addr = 1\n").unwrap_err();
         assert!(err.to_string().contains("listen_addr"), "{err}");
     }
 

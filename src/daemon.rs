@@ -15,7 +15,11 @@ use crate::telemetry::{self, LogFormat};
 use crate::tls::TlsAcceptor;
 
 #[derive(Debug, Parser)]
-#[command(name = "runseald", version, about = "The runseal server: sealed secrets per environment, served over gRPC")]
+#[command(
+    name = "runseald",
+    version,
+    about = "The runseal server: sealed secrets per environment, served over gRPC"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -89,7 +93,16 @@ impl ServeArgs {
         macro_rules! over {
             ($($f:ident),*) => { $( if self.$f.is_some() { raw.$f = self.$f; } )* };
         }
-        over!(data_dir, master_key_file, listen, unix, tls_cert, tls_key, tls_client_ca, log_format);
+        over!(
+            data_dir,
+            master_key_file,
+            listen,
+            unix,
+            tls_cert,
+            tls_key,
+            tls_client_ca,
+            log_format
+        );
         if self.insecure_plaintext {
             raw.insecure_plaintext = Some(true);
         }
@@ -123,7 +136,10 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
             telemetry::init(args.log_format, "warn");
             let dir = DataDir::new(&args.data_dir, args.master_key_file);
             let id = dir.rotate_master_key().await?;
-            println!("master key rotated: new key {id} in {}", dir.master_key_path().display());
+            println!(
+                "master key rotated: new key {id} in {}",
+                dir.master_key_path().display()
+            );
             Ok(())
         }
         Command::Verify(args) => {
@@ -162,12 +178,15 @@ pub async fn serve(
         master_key = %opened.master_key_id,
         "store opened"
     );
-    let state = Arc::new(State::new(
+    let mut state = State::new(
         opened.store.clone(),
         opened.sealer,
         config.policy.clone(),
         config.limits,
-    ));
+    );
+    state.expose_by_default = config.expose_by_default;
+    let state = Arc::new(state);
+    tokio::spawn(prune_runners(opened.store.clone(), config.runner_retention));
     let mut listeners = Vec::new();
     if let Some(addr) = config.listen {
         listeners.push(bind_tcp(addr, &config).await?);
@@ -179,6 +198,20 @@ pub async fn serve(
     server::serve(routes, listeners, shutdown).await?;
     tracing::info!("shut down");
     Ok(())
+}
+
+/// Drops runner records (and expired tokens) older than the retention, hourly.
+async fn prune_runners(store: Arc<dyn crate::store::Store>, retention: std::time::Duration) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        let before = time::OffsetDateTime::now_utc() - retention;
+        match store.prune_runners(before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "pruned old runner records"),
+            Err(e) => tracing::warn!(error = %e, "could not prune runner records"),
+        }
+    }
 }
 
 async fn bind_tcp(addr: SocketAddr, config: &Config) -> anyhow::Result<Listener> {
@@ -209,7 +242,10 @@ fn bind_unix(path: &std::path::Path) -> anyhow::Result<UnixListener> {
             std::fs::remove_file(path)
                 .with_context(|| format!("cannot remove stale socket {}", path.display()))?;
         } else {
-            bail!("{} exists and is not a socket: refusing to replace it", path.display());
+            bail!(
+                "{} exists and is not a socket: refusing to replace it",
+                path.display()
+            );
         }
     }
     let listener = UnixListener::bind(path)

@@ -32,7 +32,9 @@ pub enum DataDirError {
     Io { path: PathBuf, source: io::Error },
     #[error("the master key file {0} is missing, but the database is initialised: runseald needs the key it was initialised with (restore it, or point --master-key-file at it)")]
     MasterKeyMissing(PathBuf),
-    #[error("the master key in {0} does not match this database (wrong key file?): refusing to start")]
+    #[error(
+        "the master key in {0} does not match this database (wrong key file?): refusing to start"
+    )]
     WrongMasterKey(PathBuf),
     #[error("the master key file {path} is invalid: {source}")]
     BadMasterKey { path: PathBuf, source: SealError },
@@ -204,7 +206,10 @@ impl DataDir {
             create_private(&path, line.as_bytes())?;
             tracing::info!(path = %path.display(), key_id = %admin.key_id(), "initialised; admin key written");
         }
-        let sealer = Sealer::new(data_key_id.clone(), HashMap::from([(data_key_id, data_key)]))?;
+        let sealer = Sealer::new(
+            data_key_id.clone(),
+            HashMap::from([(data_key_id, data_key)]),
+        )?;
         Ok(Opened {
             store: Arc::new(store),
             sealer,
@@ -330,7 +335,11 @@ pub fn create_private(path: &Path, contents: &[u8]) -> Result<()> {
 fn replace_file(from: &Path, to: &Path) -> Result<()> {
     fs::rename(from, to).map_err(io_err(to))?;
     if let Some(dir) = to.parent() {
-        let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
         File::open(dir)
             .and_then(|d| d.sync_all())
             .map_err(io_err(dir))?;

@@ -2,15 +2,18 @@
 //! variables at the moment each runner starts.
 //!
 //! The library holds all the logic; the binaries in `src/bin/` only parse arguments and call
-//! into [`daemon`] (runseald) and [`cli`] (runseal).
-#![forbid(unsafe_code)]
+//! into [`daemon`] (runseald), [`cli`] (runseal) and [`agent`] (runseal-agent). Unsafe code is
+//! denied everywhere; the one exception is `agent::sys` (signal dispositions before exec).
+#![deny(unsafe_code)]
 
+pub mod agent;
 pub mod auth;
 pub mod cli;
 pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod datadir;
+pub mod duration;
 pub mod names;
 pub mod proto;
 pub mod seal;
@@ -18,8 +21,8 @@ pub mod secret;
 pub mod server;
 pub mod store;
 pub mod telemetry;
-pub mod tls;
 pub mod time_fmt;
+pub mod tls;
 
 /// The environment every installation has and that cannot be deleted.
 pub const MAIN_ENV: &str = "main";

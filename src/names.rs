@@ -33,8 +33,14 @@ pub enum InvalidInput {
     #[error("value of secret {0:?} contains a NUL byte: environment values cannot hold NUL")]
     NulInValue(String),
     #[error("value of secret {name:?} is {len} bytes: the limit is {max} bytes per value")]
-    ValueTooLarge { name: String, len: usize, max: usize },
-    #[error("secret {0:?} appears more than once in the request: each name may be set once per call")]
+    ValueTooLarge {
+        name: String,
+        len: usize,
+        max: usize,
+    },
+    #[error(
+        "secret {0:?} appears more than once in the request: each name may be set once per call"
+    )]
     DuplicateName(String),
     #[error("no secrets given: set at least one NAME=VALUE")]
     EmptyBatch,
@@ -118,8 +124,7 @@ pub fn is_valid_environment_name(name: &str) -> bool {
     !b.is_empty()
         && b.len() <= 63
         && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
-        && b
-            .iter()
+        && b.iter()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
 }
 

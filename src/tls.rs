@@ -93,8 +93,7 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
         }
         None => builder.with_no_client_auth(),
     };
-    let mut config =
-        builder.with_single_cert(load_certs(&files.cert)?, load_key(&files.key)?)?;
+    let mut config = builder.with_single_cert(load_certs(&files.cert)?, load_key(&files.key)?)?;
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(Arc::new(config))
 }
@@ -124,7 +123,12 @@ impl TlsAcceptor {
     }
 
     fn current(&self) -> tokio_rustls::TlsAcceptor {
-        tokio_rustls::TlsAcceptor::from(self.config.read().expect("tls config lock poisoned").clone())
+        tokio_rustls::TlsAcceptor::from(
+            self.config
+                .read()
+                .expect("tls config lock poisoned")
+                .clone(),
+        )
     }
 
     /// A stream of established TLS connections. Handshakes run concurrently, each with a

@@ -110,7 +110,9 @@ impl Keys for KeysService {
         require(&principal, Scope::Admin)?;
         let id = request.into_inner().key_id;
         if id.is_empty() || id.len() > 128 {
-            return Err(Status::invalid_argument("key_id: give the id of a key (rk_…)"));
+            return Err(Status::invalid_argument(
+                "key_id: give the id of a key (rk_…)",
+            ));
         }
         let audit = audit_record(&principal, "key.revoke", None, vec![id.clone()]);
         self.state

@@ -8,7 +8,10 @@
 mod audit;
 mod environments;
 mod keys;
+mod runners;
 mod secrets;
+
+pub use runners::generate_runner_id;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -37,6 +40,8 @@ pub struct State {
     pub sealer: Sealer,
     pub policy: NamePolicy,
     pub limits: Limits,
+    /// Whether a secret with no exposure setting goes to runners without an allow-list.
+    pub expose_by_default: bool,
     touched: Mutex<HashMap<String, Instant>>,
 }
 
@@ -47,31 +52,39 @@ impl State {
             sealer,
             policy,
             limits,
+            expose_by_default: true,
             touched: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Authenticates the `authorization: Bearer KEY_ID:KEY_SECRET` of a request.
+    /// Authenticates the `authorization: Bearer KEY_ID:KEY_SECRET` of a request as a key.
     pub async fn authenticate<T>(&self, req: &Request<T>) -> Result<Principal, Status> {
+        let cred = credential_of(req)?;
+        self.authenticate_credential(&cred).await
+    }
+}
+
+/// The credential of `authorization: Bearer ID:SECRET` (a key or a runner token).
+pub fn credential_of<T>(req: &Request<T>) -> Result<Credential, Status> {
+    {
         let header = req.metadata().get("authorization").ok_or_else(|| {
             Status::unauthenticated(
                 "missing key: send the metadata `authorization: Bearer KEY_ID:KEY_SECRET`",
             )
         })?;
         let malformed = || {
-            Status::unauthenticated(
-                "malformed authorization: expected `Bearer KEY_ID:KEY_SECRET`",
-            )
+            Status::unauthenticated("malformed authorization: expected `Bearer KEY_ID:KEY_SECRET`")
         };
         let value = header.to_str().map_err(|_| malformed())?;
         let token = value
             .strip_prefix("Bearer ")
             .or_else(|| value.strip_prefix("bearer "))
             .ok_or_else(malformed)?;
-        let cred = Credential::parse(token).map_err(|_| malformed())?;
-        self.authenticate_credential(&cred).await
+        Credential::parse(token).map_err(|_| malformed())
     }
+}
 
+impl State {
     pub async fn authenticate_credential(&self, cred: &Credential) -> Result<Principal, Status> {
         let invalid = || Status::unauthenticated("invalid key: unknown key id or wrong secret");
         let row = self
@@ -111,7 +124,11 @@ impl State {
                 }
             }
         }
-        if let Err(e) = self.store.touch_key(key_id, OffsetDateTime::now_utc()).await {
+        if let Err(e) = self
+            .store
+            .touch_key(key_id, OffsetDateTime::now_utc())
+            .await
+        {
             tracing::warn!(key_id, error = %e, "could not record key use");
         }
     }
@@ -162,7 +179,8 @@ pub fn store_status(e: &StoreError) -> Status {
     match e {
         StoreError::EnvironmentNotFound(_)
         | StoreError::SecretNotFound { .. }
-        | StoreError::KeyNotFound(_) => Status::not_found(e.to_string()),
+        | StoreError::KeyNotFound(_)
+        | StoreError::RunnerTokenNotFound(_) => Status::not_found(e.to_string()),
         StoreError::EnvironmentExists(_) => Status::already_exists(e.to_string()),
         StoreError::EnvironmentNotEmpty { .. } | StoreError::MainEnvironment => {
             Status::failed_precondition(e.to_string())
@@ -230,9 +248,12 @@ pub async fn routes(state: Arc<State>) -> Routes {
         .add_service(v1::keys_server::KeysServer::new(keys::KeysService::new(
             state.clone(),
         )))
-        .add_service(v1::audit_server::AuditServer::new(audit::AuditService::new(
-            state,
-        )));
+        .add_service(v1::runners_server::RunnersServer::new(
+            runners::RunnersService::new(state.clone()),
+        ))
+        .add_service(v1::audit_server::AuditServer::new(
+            audit::AuditService::new(state),
+        ));
     builder.routes()
 }
 

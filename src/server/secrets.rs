@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::{audit_record, environment_of, invalid, require, seal_status, store_status, timestamp, State};
+use super::{
+    audit_record, environment_of, invalid, require, seal_status, store_status, timestamp, State,
+};
 use crate::auth::Scope;
 use crate::names::{check_value, InvalidInput};
 use crate::proto::v1::{self, secrets_server::Secrets};
@@ -61,6 +63,7 @@ impl Secrets for SecretsService {
                     .seal(&env, name, value)
                     .map_err(|e| seal_status(&e))?,
                 value_len: value.len() as u64,
+                exposed: req.exposed_by_default,
             });
         }
         drop(values);
@@ -87,7 +90,12 @@ impl Secrets for SecretsService {
         if !crate::names::is_valid_secret_name(&req.name) {
             return Err(invalid(&InvalidInput::SecretName(req.name)));
         }
-        let audit = audit_record(&principal, "secrets.unset", Some(&env), vec![req.name.clone()]);
+        let audit = audit_record(
+            &principal,
+            "secrets.unset",
+            Some(&env),
+            vec![req.name.clone()],
+        );
         let revision = self
             .state
             .store
@@ -118,6 +126,7 @@ impl Secrets for SecretsService {
                 environment: m.environment,
                 created_at: Some(timestamp(m.created_at)),
                 updated_at: Some(timestamp(m.updated_at)),
+                exposed_by_default: m.exposed,
             })
             .collect();
         Ok(Response::new(v1::ListSecretsResponse { secrets, revision }))

@@ -29,13 +29,17 @@ pub enum StoreError {
     SecretNotFound { environment: String, name: String },
     #[error("key {0:?} does not exist")]
     KeyNotFound(String),
+    #[error("runner token {0:?} does not exist")]
+    RunnerTokenNotFound(String),
     #[error("environment {environment:?} would hold {count} secrets: the limit is {max}")]
     TooManySecrets {
         environment: String,
         count: u64,
         max: usize,
     },
-    #[error("environment {environment:?} would hold {bytes} bytes of values: the limit is {max} bytes")]
+    #[error(
+        "environment {environment:?} would hold {bytes} bytes of values: the limit is {max} bytes"
+    )]
     EnvironmentTooLarge {
         environment: String,
         bytes: u64,
@@ -96,14 +100,51 @@ pub struct SecretMeta {
     pub name: String,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
+    /// `None`: the server default applies.
+    pub exposed: Option<bool>,
 }
 
-/// A secret as stored: metadata plus its sealed value and the plaintext length (for limits).
+/// A secret as stored: its sealed value, the plaintext length (for limits) and its exposure.
+/// On a write, `exposed: None` keeps an existing secret's setting.
 #[derive(Debug, Clone)]
 pub struct SealedSecret {
     pub name: String,
     pub sealed: Sealed,
     pub value_len: u64,
+    pub exposed: Option<bool>,
+}
+
+/// A runner token as stored: only the hash of its secret.
+#[derive(Debug, Clone)]
+pub struct RunnerTokenRow {
+    pub id: String,
+    pub secret_hash: Vec<u8>,
+    pub environment: String,
+    /// The allow-list the token imposes (`None`: none).
+    pub only: Option<Vec<String>>,
+    pub purpose: String,
+    pub uses_left: u32,
+    pub expires_at: OffsetDateTime,
+    pub created_at: OffsetDateTime,
+    pub created_by: String,
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+/// One runner start: which snapshot revision it got.
+#[derive(Debug, Clone)]
+pub struct RunnerRecord {
+    pub runner_id: String,
+    pub environment: String,
+    pub revision: u64,
+    pub started_at: OffsetDateTime,
+    pub credential_id: String,
+}
+
+/// A runner start with its environment's current revision.
+#[derive(Debug, Clone)]
+pub struct RunnerRow {
+    pub record: RunnerRecord,
+    pub current_revision: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -153,8 +194,7 @@ pub trait Store: Send + Sync + 'static {
     async fn create_environment(&self, name: &str, audit: AuditRecord) -> Result<EnvironmentRow>;
     /// Deletes an environment; with `force`, together with its secrets. Returns how many
     /// secrets were deleted.
-    async fn delete_environment(&self, name: &str, force: bool, audit: AuditRecord)
-        -> Result<u64>;
+    async fn delete_environment(&self, name: &str, force: bool, audit: AuditRecord) -> Result<u64>;
 
     /// Creates or updates every secret in one transaction, enforcing the per-environment
     /// limits on the result. Returns the new revision.
@@ -165,8 +205,7 @@ pub trait Store: Send + Sync + 'static {
         limits: &Limits,
         audit: AuditRecord,
     ) -> Result<u64>;
-    async fn unset_secret(&self, environment: &str, name: &str, audit: AuditRecord)
-        -> Result<u64>;
+    async fn unset_secret(&self, environment: &str, name: &str, audit: AuditRecord) -> Result<u64>;
     /// Names and times of one environment's secrets, with its revision.
     async fn list_secrets(&self, environment: &str) -> Result<(u64, Vec<SecretMeta>)>;
     /// Sealed values of one environment at one revision (for snapshots).
@@ -181,6 +220,28 @@ pub trait Store: Send + Sync + 'static {
     async fn touch_key(&self, id: &str, at: OffsetDateTime) -> Result<()>;
 
     async fn list_audit(&self, environment: Option<&str>, limit: u32) -> Result<Vec<AuditRow>>;
+
+    async fn insert_runner_tokens(
+        &self,
+        tokens: Vec<RunnerTokenRow>,
+        audit: AuditRecord,
+    ) -> Result<()>;
+    async fn runner_token(&self, id: &str) -> Result<Option<RunnerTokenRow>>;
+    async fn revoke_runner_token(&self, id: &str, audit: AuditRecord) -> Result<()>;
+    /// Atomically takes one use of a valid token (unrevoked, unexpired at `record.started_at`,
+    /// uses left) and records the runner start. `false`: nothing was taken or recorded.
+    async fn redeem_runner_token(&self, id: &str, record: &RunnerRecord) -> Result<bool>;
+    /// Records a runner start made with a key.
+    async fn record_runner(&self, record: &RunnerRecord) -> Result<()>;
+    /// Deletes runner records started before `before` and tokens expired before it.
+    async fn prune_runners(&self, before: OffsetDateTime) -> Result<u64>;
+    /// Runner starts, newest first, with each environment's current revision.
+    async fn list_runners(
+        &self,
+        environment: Option<&str>,
+        stale_only: bool,
+        limit: u32,
+    ) -> Result<Vec<RunnerRow>>;
 }
 
 /// Unix milliseconds, the time representation of every backend.

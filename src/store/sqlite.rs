@@ -74,11 +74,12 @@ async fn append_audit(tx: &mut Transaction<'_, Sqlite>, a: &AuditRecord) -> Resu
 }
 
 async fn bump_revision(tx: &mut Transaction<'_, Sqlite>, env: &str) -> Result<u64> {
-    let rev: Option<i64> =
-        sqlx::query_scalar("UPDATE environments SET revision = revision + 1 WHERE name = ? RETURNING revision")
-            .bind(env)
-            .fetch_optional(&mut **tx)
-            .await?;
+    let rev: Option<i64> = sqlx::query_scalar(
+        "UPDATE environments SET revision = revision + 1 WHERE name = ? RETURNING revision",
+    )
+    .bind(env)
+    .fetch_optional(&mut **tx)
+    .await?;
     rev.map(|r| r as u64)
         .ok_or_else(|| StoreError::EnvironmentNotFound(env.to_string()))
 }
@@ -99,7 +100,9 @@ fn key_row(r: &SqliteRow) -> Result<KeyRow> {
         label: r.try_get("label")?,
         scopes: r.try_get("scopes")?,
         created_at: from_millis(r.try_get("created_at")?),
-        last_used_at: r.try_get::<Option<i64>, _>("last_used_at")?.map(from_millis),
+        last_used_at: r
+            .try_get::<Option<i64>, _>("last_used_at")?
+            .map(from_millis),
         revoked_at: r.try_get::<Option<i64>, _>("revoked_at")?.map(from_millis),
     })
 }
@@ -113,6 +116,7 @@ fn sealed_row(r: &SqliteRow) -> Result<SealedSecret> {
             ciphertext: r.try_get("ciphertext")?,
         },
         value_len: r.try_get::<i64, _>("value_len")? as u64,
+        exposed: r.try_get::<Option<bool>, _>("exposed")?,
     })
 }
 
@@ -272,12 +276,7 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn delete_environment(
-        &self,
-        name: &str,
-        force: bool,
-        audit: AuditRecord,
-    ) -> Result<u64> {
+    async fn delete_environment(&self, name: &str, force: bool, audit: AuditRecord) -> Result<u64> {
         if name == MAIN_ENV {
             return Err(StoreError::MainEnvironment);
         }
@@ -325,11 +324,12 @@ impl Store for SqliteStore {
         let at = to_millis(audit.at);
         for s in &secrets {
             sqlx::query(
-                "INSERT INTO secrets (environment, name, key_id, nonce, ciphertext, value_len, created_at, updated_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+                "INSERT INTO secrets (environment, name, key_id, nonce, ciphertext, value_len, created_at, updated_at, exposed) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
                  ON CONFLICT (environment, name) DO UPDATE SET key_id = excluded.key_id, \
                  nonce = excluded.nonce, ciphertext = excluded.ciphertext, \
-                 value_len = excluded.value_len, updated_at = excluded.updated_at",
+                 value_len = excluded.value_len, updated_at = excluded.updated_at, \
+                 exposed = COALESCE(excluded.exposed, secrets.exposed)",
             )
             .bind(environment)
             .bind(&s.name)
@@ -339,6 +339,7 @@ impl Store for SqliteStore {
             .bind(s.value_len as i64)
             .bind(at)
             .bind(at)
+            .bind(s.exposed)
             .execute(&mut *tx)
             .await?;
         }
@@ -367,12 +368,7 @@ impl Store for SqliteStore {
         Ok(revision)
     }
 
-    async fn unset_secret(
-        &self,
-        environment: &str,
-        name: &str,
-        audit: AuditRecord,
-    ) -> Result<u64> {
+    async fn unset_secret(&self, environment: &str, name: &str, audit: AuditRecord) -> Result<u64> {
         let mut tx = self.writer.begin().await?;
         let revision = bump_revision(&mut tx, environment).await?;
         let n = sqlx::query("DELETE FROM secrets WHERE environment = ? AND name = ?")
@@ -403,7 +399,7 @@ impl Store for SqliteStore {
         let revision =
             revision.ok_or_else(|| StoreError::EnvironmentNotFound(environment.to_string()))?;
         let rows = sqlx::query(
-            "SELECT name, created_at, updated_at FROM secrets WHERE environment = ? ORDER BY name",
+            "SELECT name, created_at, updated_at, exposed FROM secrets WHERE environment = ? ORDER BY name",
         )
         .bind(environment)
         .fetch_all(&mut *tx)
@@ -417,6 +413,7 @@ impl Store for SqliteStore {
                     name: r.try_get("name")?,
                     created_at: from_millis(r.try_get("created_at")?),
                     updated_at: from_millis(r.try_get("updated_at")?),
+                    exposed: r.try_get::<Option<bool>, _>("exposed")?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -433,7 +430,7 @@ impl Store for SqliteStore {
         let revision =
             revision.ok_or_else(|| StoreError::EnvironmentNotFound(environment.to_string()))?;
         let rows = sqlx::query(
-            "SELECT name, key_id, nonce, ciphertext, value_len FROM secrets \
+            "SELECT name, key_id, nonce, ciphertext, value_len, exposed FROM secrets \
              WHERE environment = ? ORDER BY name",
         )
         .bind(environment)
@@ -446,7 +443,7 @@ impl Store for SqliteStore {
 
     async fn all_sealed_secrets(&self) -> Result<Vec<(String, SealedSecret)>> {
         let rows = sqlx::query(
-            "SELECT environment, name, key_id, nonce, ciphertext, value_len FROM secrets \
+            "SELECT environment, name, key_id, nonce, ciphertext, value_len, exposed FROM secrets \
              ORDER BY environment, name",
         )
         .fetch_all(&self.reader)
@@ -481,14 +478,13 @@ impl Store for SqliteStore {
 
     async fn revoke_key(&self, id: &str, audit: AuditRecord) -> Result<()> {
         let mut tx = self.writer.begin().await?;
-        let n = sqlx::query(
-            "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?",
-        )
-        .bind(to_millis(audit.at))
-        .bind(id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let n =
+            sqlx::query("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?")
+                .bind(to_millis(audit.at))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
         if n == 0 {
             return Err(StoreError::KeyNotFound(id.to_string()));
         }
@@ -540,6 +536,162 @@ impl Store for SqliteStore {
             })
             .collect()
     }
+
+    async fn insert_runner_tokens(
+        &self,
+        tokens: Vec<RunnerTokenRow>,
+        audit: AuditRecord,
+    ) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        for t in &tokens {
+            sqlx::query(
+                "INSERT INTO runner_tokens (id, secret_hash, environment, only_names, purpose, \
+                 uses_left, expires_at, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&t.id)
+            .bind(&t.secret_hash)
+            .bind(&t.environment)
+            .bind(t.only.as_ref().map(|o| o.join(",")))
+            .bind(&t.purpose)
+            .bind(t.uses_left as i64)
+            .bind(to_millis(t.expires_at))
+            .bind(to_millis(t.created_at))
+            .bind(&t.created_by)
+            .execute(&mut *tx)
+            .await?;
+        }
+        append_audit(&mut tx, &audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn runner_token(&self, id: &str) -> Result<Option<RunnerTokenRow>> {
+        let row = sqlx::query("SELECT * FROM runner_tokens WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.as_ref()
+            .map(|r| {
+                let only: Option<String> = r.try_get("only_names")?;
+                Ok(RunnerTokenRow {
+                    id: r.try_get("id")?,
+                    secret_hash: r.try_get("secret_hash")?,
+                    environment: r.try_get("environment")?,
+                    only: only.map(|o| {
+                        o.split(',')
+                            .filter(|s| !s.is_empty())
+                            .map(str::to_string)
+                            .collect()
+                    }),
+                    purpose: r.try_get("purpose")?,
+                    uses_left: r.try_get::<i64, _>("uses_left")?.max(0) as u32,
+                    expires_at: from_millis(r.try_get("expires_at")?),
+                    created_at: from_millis(r.try_get("created_at")?),
+                    created_by: r.try_get("created_by")?,
+                    revoked_at: r.try_get::<Option<i64>, _>("revoked_at")?.map(from_millis),
+                })
+            })
+            .transpose()
+    }
+
+    async fn revoke_runner_token(&self, id: &str, audit: AuditRecord) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        let n = sqlx::query(
+            "UPDATE runner_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?",
+        )
+        .bind(to_millis(audit.at))
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n == 0 {
+            return Err(StoreError::RunnerTokenNotFound(id.to_string()));
+        }
+        append_audit(&mut tx, &audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn redeem_runner_token(&self, id: &str, record: &RunnerRecord) -> Result<bool> {
+        let mut tx = self.writer.begin().await?;
+        let taken = sqlx::query(
+            "UPDATE runner_tokens SET uses_left = uses_left - 1 \
+             WHERE id = ? AND uses_left > 0 AND revoked_at IS NULL AND expires_at > ?",
+        )
+        .bind(id)
+        .bind(to_millis(record.started_at))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if taken != 1 {
+            return Ok(false);
+        }
+        insert_runner(&mut tx, record).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn record_runner(&self, record: &RunnerRecord) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        insert_runner(&mut tx, record).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn prune_runners(&self, before: OffsetDateTime) -> Result<u64> {
+        let mut tx = self.writer.begin().await?;
+        let before = to_millis(before);
+        let runners = sqlx::query("DELETE FROM runners WHERE started_at < ?")
+            .bind(before)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        sqlx::query("DELETE FROM runner_tokens WHERE expires_at < ?")
+            .bind(before)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(runners)
+    }
+
+    async fn list_runners(
+        &self,
+        environment: Option<&str>,
+        stale_only: bool,
+        limit: u32,
+    ) -> Result<Vec<RunnerRow>> {
+        let mut sql = String::from(
+            "SELECT r.runner_id, r.environment, r.revision, r.started_at, r.credential_id, \
+             e.revision AS current_revision FROM runners r \
+             JOIN environments e ON e.name = r.environment WHERE 1 = 1",
+        );
+        if environment.is_some() {
+            sql.push_str(" AND r.environment = ?");
+        }
+        if stale_only {
+            sql.push_str(" AND r.revision < e.revision");
+        }
+        sql.push_str(" ORDER BY r.started_at DESC, r.id DESC LIMIT ?");
+        let mut q = sqlx::query(&sql);
+        if let Some(env) = environment {
+            q = q.bind(env);
+        }
+        let rows = q.bind(limit as i64).fetch_all(&self.reader).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(RunnerRow {
+                    record: RunnerRecord {
+                        runner_id: r.try_get("runner_id")?,
+                        environment: r.try_get("environment")?,
+                        revision: r.try_get::<i64, _>("revision")? as u64,
+                        started_at: from_millis(r.try_get("started_at")?),
+                        credential_id: r.try_get("credential_id")?,
+                    },
+                    current_revision: r.try_get::<i64, _>("current_revision")? as u64,
+                })
+            })
+            .collect()
+    }
 }
 
 async fn insert_key_tx(tx: &mut Transaction<'_, Sqlite>, key: &KeyRow) -> Result<()> {
@@ -551,6 +703,21 @@ async fn insert_key_tx(tx: &mut Transaction<'_, Sqlite>, key: &KeyRow) -> Result
     .bind(&key.label)
     .bind(&key.scopes)
     .bind(to_millis(key.created_at))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn insert_runner(tx: &mut Transaction<'_, Sqlite>, r: &RunnerRecord) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO runners (runner_id, environment, revision, started_at, credential_id) \
+         VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(&r.runner_id)
+    .bind(&r.environment)
+    .bind(r.revision as i64)
+    .bind(to_millis(r.started_at))
+    .bind(&r.credential_id)
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -1,0 +1,386 @@
+//! `runseal-agent`: the entrypoint of every runner. It fetches its environment's snapshot in
+//! one gRPC call, builds the app's environment as a value, zeroizes everything else and
+//! `execve`s the app, which takes over its PID, signals and exit status.
+//!
+//! Order matters: the agent makes itself non-dumpable and locks its memory before it touches
+//! the credential; it fails closed (the app never starts without its snapshot); and on every
+//! path that does not end in `execve`, all plaintext is dropped (zeroized) before it exits.
+//! It logs names, never values or credentials.
+
+pub mod env;
+pub mod sys;
+
+use std::ffi::{CString, OsString};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use nix::errno::Errno;
+use rand::seq::SliceRandom;
+use rand::Rng;
+use tonic::Code;
+use zeroize::Zeroizing;
+
+use crate::auth::Credential;
+use crate::client::{connect_channel, Client, ClientError, Snapshot};
+
+/// Exit statuses when the app cannot be exec'd (sysexits.h, and the shell's 126/127).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Exit {
+    Usage = 64,
+    NotSet = 65,
+    Unavailable = 69,
+    Refused = 77,
+    Config = 78,
+    NotExecutable = 126,
+    NotFound = 127,
+}
+
+/// A failure before exec: its exit status and the one line printed on stderr.
+#[derive(Debug)]
+pub struct Failure {
+    pub exit: Exit,
+    pub message: String,
+}
+
+impl Failure {
+    fn new(exit: Exit, message: impl Into<String>) -> Self {
+        Self {
+            exit,
+            message: message.into(),
+        }
+    }
+
+    pub fn report(&self) -> ExitCode {
+        eprintln!("runseal-agent: {}", self.message);
+        ExitCode::from(self.exit as u8)
+    }
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "runseal-agent",
+    version,
+    about = "Fetch this runner's secrets and exec the app with them",
+    override_usage = "runseal-agent [OPTIONS] -- COMMAND [ARGS]..."
+)]
+pub struct Args {
+    /// runseald address(es), comma-separated, tried in random order.
+    #[arg(long, env = "RUNSEAL_ADDR", default_value = crate::cli::DEFAULT_ADDR, hide_env_values = true)]
+    pub addr: String,
+    /// File holding the runner token (else RUNSEAL_TOKEN, else $CREDENTIALS_DIRECTORY/runseal-token).
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// PEM CA to verify an https:// server.
+    #[arg(long, env = "RUNSEAL_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
+    /// The environment; must match the credential's.
+    #[arg(long = "env", env = "RUNSEAL_ENV")]
+    pub environment: Option<String>,
+    /// This runner's id (else generated).
+    #[arg(long, env = "RUNSEAL_RUNNER_ID")]
+    pub runner_id: Option<String>,
+    /// The app's allow-list: only these secrets (each must be set).
+    #[arg(long, env = "RUNSEAL_SECRETS", value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Give up (exit 69) when no server answered within this time: 500ms, 30s, 1m.
+    #[arg(long, default_value = "30s", value_parser = crate::duration::parse)]
+    pub deadline: Duration,
+    /// The app and its arguments.
+    #[arg(required = true, last = true, value_name = "COMMAND")]
+    pub command: Vec<OsString>,
+}
+
+/// Parses the command line; usage errors are exit 64, `--help`/`--version` exit 0.
+pub fn parse_args() -> Result<Args, ExitCode> {
+    Args::try_parse().map_err(|e| {
+        use clap::error::ErrorKind::*;
+        match e.kind() {
+            DisplayHelp | DisplayVersion => {
+                let _ = e.print();
+                ExitCode::SUCCESS
+            }
+            _ => {
+                // clap's message is several lines; the agent prints one.
+                let text = e.to_string();
+                let what: Vec<&str> = text
+                    .lines()
+                    .map(str::trim)
+                    .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more"))
+                    .filter(|l| !l.is_empty() && !l.starts_with("tip:"))
+                    .collect();
+                let what = what.join(" ");
+                let what = what.trim_start_matches("error: ");
+                Failure::new(
+                    Exit::Usage,
+                    format!("{what} (usage: runseal-agent [OPTIONS] -- COMMAND [ARGS]...)"),
+                )
+                .report()
+            }
+        }
+    })
+}
+
+/// Reads the credential: `--token-file`, else `RUNSEAL_TOKEN`, else the systemd credential.
+fn load_credential(args: &Args) -> Result<Credential, Failure> {
+    let from_file = |path: &PathBuf| {
+        std::fs::read_to_string(path)
+            .map(Zeroizing::new)
+            .map_err(|e| {
+                Failure::new(
+                    Exit::Config,
+                    format!("cannot read token file {}: {e}", path.display()),
+                )
+            })
+    };
+    let text = if let Some(path) = &args.token_file {
+        from_file(path)?
+    } else if let Some(v) = std::env::var_os("RUNSEAL_TOKEN") {
+        Zeroizing::new(
+            v.into_string()
+                .map_err(|_| Failure::new(Exit::Config, "RUNSEAL_TOKEN is not valid UTF-8"))?,
+        )
+    } else if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") {
+        from_file(&PathBuf::from(dir).join("runseal-token"))?
+    } else {
+        return Err(Failure::new(
+            Exit::Config,
+            "no credential: set RUNSEAL_TOKEN, pass --token-file, or provide the systemd credential runseal-token",
+        ));
+    };
+    Credential::parse(&text).map_err(|_| {
+        Failure::new(
+            Exit::Config,
+            "the credential is malformed: expected TOKEN_ID:TOKEN_SECRET",
+        )
+    })
+}
+
+/// Fetches the snapshot, retrying connection failures and UNAVAILABLE with exponential backoff
+/// and full jitter until the deadline. A refused credential is never retried.
+async fn fetch(args: &Args, cred: &Credential, runner_id: &str) -> Result<Snapshot, Failure> {
+    let started = Instant::now();
+    let deadline = started + args.deadline;
+    let mut addrs: Vec<&str> = args
+        .addr
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .collect();
+    if addrs.is_empty() {
+        return Err(Failure::new(
+            Exit::Config,
+            "no server address: set RUNSEAL_ADDR or --addr",
+        ));
+    }
+    addrs.shuffle(&mut rand::thread_rng());
+    let env = args.environment.clone().unwrap_or_default();
+    let mut backoff = Duration::from_millis(25);
+    let mut last_error = String::from("no attempt finished");
+    let mut attempt = 0usize;
+    loop {
+        let addr = addrs[attempt % addrs.len()];
+        attempt += 1;
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            break;
+        }
+        let result = tokio::time::timeout(remaining, async {
+            let channel = connect_channel(addr, args.ca_cert.as_ref(), None, remaining).await?;
+            Client::from_channel(channel, cred, addr)
+                .runners()
+                .snapshot(&env, runner_id, &args.only)
+                .await
+        })
+        .await;
+        match result {
+            Ok(Ok(snapshot)) => return Ok(snapshot),
+            Ok(Err(ClientError::InvalidAddress(a))) => return Err(Failure::new(
+                Exit::Config,
+                format!(
+                    "invalid address {a:?}: use http://HOST:PORT, https://HOST:PORT or unix:/path"
+                ),
+            )),
+            Ok(Err(ClientError::Tls(e))) => return Err(Failure::new(Exit::Config, e)),
+            Ok(Err(ClientError::Status(s))) => match s.code() {
+                Code::Unavailable
+                | Code::DeadlineExceeded
+                | Code::ResourceExhausted
+                | Code::Aborted
+                | Code::Unknown => {
+                    last_error = format!("{addr}: {}", s.message());
+                }
+                Code::Unauthenticated | Code::PermissionDenied | Code::NotFound => {
+                    return Err(Failure::new(
+                        Exit::Refused,
+                        format!("credential refused by {addr}: {}", s.message()),
+                    ))
+                }
+                Code::FailedPrecondition => {
+                    return Err(Failure::new(Exit::NotSet, s.message().to_string()))
+                }
+                Code::InvalidArgument => {
+                    return Err(Failure::new(Exit::Config, s.message().to_string()))
+                }
+                _ => {
+                    return Err(Failure::new(
+                        Exit::Unavailable,
+                        format!("{addr} could not serve the snapshot: {}", s.message()),
+                    ))
+                }
+            },
+            Ok(Err(e)) => last_error = e.to_string(),
+            Err(_) => {
+                last_error = format!("{addr}: no answer");
+                break;
+            }
+        }
+        // Full jitter: sleep a random time up to the current backoff, within the deadline.
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let sleep = rand::thread_rng()
+            .gen_range(Duration::ZERO..=backoff)
+            .min(remaining);
+        tracing::debug!(attempt, ?sleep, error = %last_error, "snapshot fetch failed; retrying");
+        tokio::time::sleep(sleep).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+    Err(Failure::new(
+        Exit::Unavailable,
+        format!(
+            "no server answered within the deadline of {:?} (last error: {last_error})",
+            args.deadline
+        ),
+    ))
+}
+
+/// Finds the command as `execvp` will (PATH search unless it contains a '/') and checks that it
+/// is an executable file, before any token is spent on it.
+fn check_command(command: &OsString) -> Result<(), Failure> {
+    use std::os::unix::fs::PermissionsExt;
+    let name = command.to_string_lossy();
+    let executable = |p: &std::path::Path| match std::fs::metadata(p) {
+        Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => Ok(true),
+        Ok(_) => Ok(false),
+        Err(_) => Err(()),
+    };
+    let candidates: Vec<PathBuf> = if name.contains('/') {
+        vec![PathBuf::from(command)]
+    } else {
+        let path =
+            std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+        std::env::split_paths(&path)
+            .map(|d| d.join(command))
+            .collect()
+    };
+    let mut found_but_not_executable = false;
+    for c in &candidates {
+        match executable(c) {
+            Ok(true) => return Ok(()),
+            Ok(false) => found_but_not_executable = true,
+            Err(()) => {}
+        }
+    }
+    if found_but_not_executable {
+        Err(Failure::new(
+            Exit::NotExecutable,
+            format!("{name}: not an executable file"),
+        ))
+    } else {
+        Err(Failure::new(
+            Exit::NotFound,
+            format!("{name}: command not found"),
+        ))
+    }
+}
+
+/// Everything up to `execve`. Returns only on failure; the caller exits with its status.
+pub fn run(args: Args) -> Failure {
+    if let Err(e) = sys::make_non_dumpable() {
+        return Failure::new(
+            Exit::Config,
+            format!("cannot make the agent non-dumpable: {e}"),
+        );
+    }
+    let locked = sys::lock_memory();
+    tracing::debug!(locked, "memory locking");
+
+    let program = match CString::new(std::os::unix::ffi::OsStrExt::as_bytes(
+        args.command[0].as_os_str(),
+    )) {
+        Ok(p) => p,
+        Err(_) => return Failure::new(Exit::Usage, "the command contains a NUL byte"),
+    };
+    let argv: Vec<CString> = match args
+        .command
+        .iter()
+        .map(|a| CString::new(std::os::unix::ffi::OsStrExt::as_bytes(a.as_os_str())))
+        .collect()
+    {
+        Ok(v) => v,
+        Err(_) => return Failure::new(Exit::Usage, "an argument contains a NUL byte"),
+    };
+    let runner_id = match &args.runner_id {
+        Some(id) => id.clone(),
+        None => crate::server::generate_runner_id(),
+    };
+
+    // A command that cannot run must not use up a single-use token.
+    if let Err(f) = check_command(&args.command[0]) {
+        return f;
+    }
+    let cred = match load_credential(&args) {
+        Ok(c) => c,
+        Err(f) => return f,
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return Failure::new(Exit::Config, format!("cannot start the runtime: {e}")),
+    };
+    let snapshot = runtime.block_on(fetch(&args, &cred, &runner_id));
+    // Connections and their buffers go before exec; the credential is no longer needed.
+    drop(runtime);
+    drop(cred);
+    let snapshot = match snapshot {
+        Ok(s) => s,
+        Err(f) => return f,
+    };
+
+    let platform = env::Platform {
+        environment: snapshot.environment.clone(),
+        revision: snapshot.revision,
+        runner_id: snapshot.runner_id.clone(),
+    };
+    let child = env::build(std::env::vars_os(), &snapshot.secrets, &platform);
+    let count = snapshot.secrets.len();
+    drop(snapshot);
+    for name in &child.overridden {
+        tracing::debug!(name, "a secret overrides an inherited variable");
+    }
+    tracing::debug!(
+        environment = %platform.environment,
+        revision = platform.revision,
+        runner_id = %platform.runner_id,
+        secrets = count,
+        "exec"
+    );
+    sys::reset_signals();
+    let err = match sys::exec(&program, &argv, &child.entries) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    drop(child);
+    let name = args.command[0].to_string_lossy();
+    match err {
+        Errno::ENOENT => Failure::new(Exit::NotFound, format!("{name}: command not found")),
+        Errno::EACCES | Errno::ENOEXEC | Errno::EISDIR | Errno::EPERM => Failure::new(
+            Exit::NotExecutable,
+            format!("{name}: not executable ({err})"),
+        ),
+        e => Failure::new(Exit::NotExecutable, format!("cannot execute {name}: {e}")),
+    }
+}

@@ -1,0 +1,54 @@
+//! The operating-system calls of the agent: non-dumpable, memory locking, signal reset, exec.
+//! The only module of runseal allowed `unsafe` (resetting signal dispositions has no safe API).
+
+use std::convert::Infallible;
+use std::ffi::CStr;
+
+use nix::errno::Errno;
+use nix::sys::mman::{mlockall, MlockAllFlags};
+use nix::sys::resource::{getrlimit, Resource, RLIM_INFINITY};
+use nix::sys::signal::{sigprocmask, SigHandler, SigSet, SigmaskHow, Signal};
+
+/// Below this RLIMIT_MEMLOCK the agent does not lock its memory: with `MCL_FUTURE`, a small
+/// limit would make later allocations fail, and failing to start is worse than being swappable.
+const MIN_MEMLOCK: u64 = 64 * 1024 * 1024;
+
+/// No core dumps, and no ptrace or /proc/PID/{environ,mem} reads by processes without
+/// CAP_SYS_PTRACE. `execve` of the app restores the default for the app.
+pub fn make_non_dumpable() -> nix::Result<()> {
+    nix::sys::prctl::set_dumpable(false)
+}
+
+/// Locks current and future pages in RAM when the limit allows it, so plaintext never reaches
+/// swap. Returns whether memory is locked.
+pub fn lock_memory() -> bool {
+    let enough = match getrlimit(Resource::RLIMIT_MEMLOCK) {
+        Ok((soft, _)) => soft == RLIM_INFINITY || soft >= MIN_MEMLOCK,
+        Err(_) => false,
+    };
+    enough && mlockall(MlockAllFlags::MCL_CURRENT | MlockAllFlags::MCL_FUTURE).is_ok()
+}
+
+/// Default dispositions for every signal and an empty mask, so the app starts as if exec'd
+/// by init: the Rust runtime ignores SIGPIPE, and ignored signals survive `execve`.
+pub fn reset_signals() {
+    for sig in Signal::iterator() {
+        if matches!(sig, Signal::SIGKILL | Signal::SIGSTOP) {
+            continue;
+        }
+        // SAFETY: installing SIG_DFL registers no Rust code as a handler; the agent runs no
+        // signal handlers of its own that could rely on the previous disposition.
+        #[allow(unsafe_code)]
+        let _ = unsafe { nix::sys::signal::signal(sig, SigHandler::SigDfl) };
+    }
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+}
+
+/// `execvp` with an explicit environment. Returns only on failure.
+pub fn exec<A: AsRef<CStr>, E: AsRef<CStr>>(
+    program: &CStr,
+    args: &[A],
+    env: &[E],
+) -> Result<Infallible, Errno> {
+    nix::unistd::execvpe(program, args, env)
+}

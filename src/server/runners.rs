@@ -1,0 +1,463 @@
+//! `runseal.v1.Runners`: minting runner tokens, the snapshot a starting runner fetches, and the
+//! record of runner starts (which revision each runner got, so stale runners can be found).
+//!
+//! GetSnapshot is the only RPC that returns values. It checks everything it can before taking a
+//! use of a token (credential, environment, allow-list, integrity of every value), so a refused
+//! or failed start does not burn a single-use token; the use is then taken atomically with the
+//! record of the start, so two runners racing with one token cannot both start.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::RngCore;
+use time::OffsetDateTime;
+use tonic::{Request, Response, Status};
+
+use super::{
+    audit_record, credential_of, environment_of, require, seal_status, store_status, timestamp,
+    State,
+};
+use crate::auth::{generate_runner_token, Credential, Scope};
+use crate::names::is_valid_secret_name;
+use crate::proto::v1::{self, runners_server::Runners};
+use crate::store::{RunnerRecord, RunnerTokenRow};
+
+const MAX_COUNT: u32 = 10_000;
+const DEFAULT_TTL: Duration = Duration::from_secs(600);
+const MAX_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+const MAX_USES: u32 = 1_000_000;
+const DEFAULT_LIST_LIMIT: u32 = 1000;
+const MAX_LIST_LIMIT: u32 = 10_000;
+
+pub const PURPOSE_RUN: &str = "run";
+pub const PURPOSE_BUILD: &str = "build";
+
+pub struct RunnersService {
+    state: Arc<State>,
+}
+
+impl RunnersService {
+    pub fn new(state: Arc<State>) -> Self {
+        Self { state }
+    }
+}
+
+/// Checks and de-duplicates an allow-list (order kept).
+fn allow_list(names: Vec<String>) -> Result<Vec<String>, Status> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::with_capacity(names.len());
+    for n in names {
+        if !is_valid_secret_name(&n) {
+            return Err(Status::invalid_argument(format!(
+                "allow-list: {n:?} is not a valid secret name (A-Z, a-z, 0-9, '_', not starting with a digit)"
+            )));
+        }
+        if seen.insert(n.clone()) {
+            out.push(n);
+        }
+    }
+    Ok(out)
+}
+
+fn valid_runner_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
+pub fn generate_runner_id() -> String {
+    let mut b = [0u8; 8];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    format!("r-{}", hex::encode(b))
+}
+
+/// Who is asking for a snapshot, once the credential checked out.
+enum Fetcher {
+    Token(String),
+    Key(String),
+}
+
+impl RunnersService {
+    /// Checks a runner token without taking a use. Returns its environment and allow-list.
+    async fn check_token(
+        &self,
+        cred: &Credential,
+        now: OffsetDateTime,
+    ) -> Result<RunnerTokenRow, Status> {
+        let invalid =
+            || Status::unauthenticated("invalid runner token: unknown id or wrong secret");
+        let row = self
+            .state
+            .store
+            .runner_token(cred.key_id())
+            .await
+            .map_err(|e| store_status(&e))?
+            .ok_or_else(invalid)?;
+        if !cred.matches_hash(&row.secret_hash) {
+            return Err(invalid());
+        }
+        if row.revoked_at.is_some() {
+            return Err(Status::unauthenticated(format!(
+                "runner token {} has been revoked",
+                row.id
+            )));
+        }
+        if row.expires_at <= now {
+            return Err(Status::unauthenticated(format!(
+                "runner token {} has expired",
+                row.id
+            )));
+        }
+        if row.uses_left == 0 {
+            return Err(Status::unauthenticated(format!(
+                "runner token {} has already been used",
+                row.id
+            )));
+        }
+        if row.purpose != PURPOSE_RUN {
+            return Err(Status::permission_denied(format!(
+                "runner token {} was minted for {}, not for starting a runner",
+                row.id, row.purpose
+            )));
+        }
+        Ok(row)
+    }
+}
+
+#[tonic::async_trait]
+impl Runners for RunnersService {
+    async fn issue_runner_tokens(
+        &self,
+        request: Request<v1::IssueRunnerTokensRequest>,
+    ) -> Result<Response<v1::IssueRunnerTokensResponse>, Status> {
+        let principal = self.state.authenticate(&request).await?;
+        let req = request.into_inner();
+        let env = environment_of(&req.environment)?;
+        require(&principal, Scope::Issue(env.clone()))?;
+        let count = match req.count {
+            0 => 1,
+            n if n > MAX_COUNT => {
+                return Err(Status::invalid_argument(format!(
+                    "count: at most {MAX_COUNT} tokens per call"
+                )))
+            }
+            n => n,
+        };
+        let ttl = match req.ttl_seconds {
+            0 => DEFAULT_TTL,
+            s if Duration::from_secs(s.into()) > MAX_TTL => {
+                return Err(Status::invalid_argument(format!(
+                    "ttl: at most {} seconds (7 days)",
+                    MAX_TTL.as_secs()
+                )))
+            }
+            s => Duration::from_secs(s.into()),
+        };
+        let uses = match req.uses {
+            0 => 1,
+            n if n > MAX_USES => {
+                return Err(Status::invalid_argument(format!(
+                    "uses: at most {MAX_USES} per token"
+                )))
+            }
+            n => n,
+        };
+        let purpose = match req.purpose.as_str() {
+            "" | PURPOSE_RUN => PURPOSE_RUN,
+            PURPOSE_BUILD => PURPOSE_BUILD,
+            other => {
+                return Err(Status::invalid_argument(format!(
+                    "purpose: {other:?} is not one of run, build"
+                )))
+            }
+        };
+        let only = allow_list(req.only)?;
+        if self
+            .state
+            .store
+            .environment(&env)
+            .await
+            .map_err(|e| store_status(&e))?
+            .is_none()
+        {
+            return Err(store_status(
+                &crate::store::StoreError::EnvironmentNotFound(env),
+            ));
+        }
+        let now = OffsetDateTime::now_utc();
+        let expires_at = now + ttl;
+        let mut rows = Vec::with_capacity(count as usize);
+        let mut tokens = Vec::with_capacity(count as usize);
+        for _ in 0..count {
+            let cred = generate_runner_token();
+            rows.push(RunnerTokenRow {
+                id: cred.key_id().to_string(),
+                secret_hash: cred.secret_hash().to_vec(),
+                environment: env.clone(),
+                only: (!only.is_empty()).then(|| only.clone()),
+                purpose: purpose.to_string(),
+                uses_left: uses,
+                expires_at,
+                created_at: now,
+                created_by: principal.key_id.clone(),
+                revoked_at: None,
+            });
+            tokens.push(v1::RunnerToken {
+                token_id: cred.key_id().to_string(),
+                token: cred.to_line().to_string(),
+                expires_at: Some(timestamp(expires_at)),
+            });
+        }
+        let ids = rows.iter().map(|r| r.id.clone()).collect();
+        let audit = audit_record(&principal, "runner-token.issue", Some(&env), ids);
+        self.state
+            .store
+            .insert_runner_tokens(rows, audit)
+            .await
+            .map_err(|e| store_status(&e))?;
+        tracing::info!(key_id = %principal.key_id, environment = %env, count, ttl_s = ttl.as_secs(), uses, purpose, "runner tokens issued");
+        Ok(Response::new(v1::IssueRunnerTokensResponse { tokens }))
+    }
+
+    async fn revoke_runner_token(
+        &self,
+        request: Request<v1::RevokeRunnerTokenRequest>,
+    ) -> Result<Response<v1::RevokeRunnerTokenResponse>, Status> {
+        let principal = self.state.authenticate(&request).await?;
+        let id = request.into_inner().token_id;
+        let row = self
+            .state
+            .store
+            .runner_token(&id)
+            .await
+            .map_err(|e| store_status(&e))?
+            .ok_or_else(|| Status::not_found(format!("runner token {id:?} does not exist")))?;
+        require(&principal, Scope::Issue(row.environment.clone()))?;
+        let audit = audit_record(
+            &principal,
+            "runner-token.revoke",
+            Some(&row.environment),
+            vec![id.clone()],
+        );
+        self.state
+            .store
+            .revoke_runner_token(&id, audit)
+            .await
+            .map_err(|e| store_status(&e))?;
+        tracing::info!(key_id = %principal.key_id, token_id = %id, "runner token revoked");
+        Ok(Response::new(v1::RevokeRunnerTokenResponse {}))
+    }
+
+    async fn get_snapshot(
+        &self,
+        request: Request<v1::GetSnapshotRequest>,
+    ) -> Result<Response<v1::GetSnapshotResponse>, Status> {
+        let cred = credential_of(&request)?;
+        let req = request.into_inner();
+        let now = OffsetDateTime::now_utc();
+        let runner_id = if req.runner_id.is_empty() {
+            generate_runner_id()
+        } else if valid_runner_id(&req.runner_id) {
+            req.runner_id
+        } else {
+            return Err(Status::invalid_argument(
+                "runner_id: 1 to 128 characters A-Z, a-z, 0-9, '.', '_', ':', '-'",
+            ));
+        };
+        let requested_env = if req.environment.is_empty() {
+            None
+        } else {
+            Some(environment_of(&req.environment)?)
+        };
+        let app_only = allow_list(req.only)?;
+
+        // Who asks, for which environment, with which allow-list.
+        let (fetcher, env, only) = if cred.is_runner_token() {
+            let token = self.check_token(&cred, now).await?;
+            if let Some(env) = &requested_env {
+                if *env != token.environment {
+                    return Err(Status::permission_denied(format!(
+                        "runner token {} is for environment {:?}, not {env:?}",
+                        token.id, token.environment
+                    )));
+                }
+            }
+            let only = match token.only {
+                Some(allowed) => {
+                    if let Some(extra) = app_only.iter().find(|n| !allowed.contains(n)) {
+                        return Err(Status::permission_denied(format!(
+                            "runner token {} does not allow {extra:?}: its allow-list is {}",
+                            token.id,
+                            allowed.join(",")
+                        )));
+                    }
+                    if app_only.is_empty() {
+                        allowed
+                    } else {
+                        app_only
+                    }
+                }
+                None => app_only,
+            };
+            (Fetcher::Token(token.id), token.environment, only)
+        } else {
+            let principal = self.state.authenticate_credential(&cred).await?;
+            let env = match requested_env {
+                Some(env) => env,
+                None => {
+                    let mut envs = principal.scopes.iter().filter_map(|s| match s {
+                        Scope::Snapshot(e) => Some(e.clone()),
+                        _ => None,
+                    });
+                    match (envs.next(), envs.next()) {
+                        (Some(e), None) => e,
+                        (None, _) => {
+                            return Err(Status::permission_denied(format!(
+                                "key {} has no snapshot:ENV scope: it cannot fetch values",
+                                principal.key_id
+                            )))
+                        }
+                        _ => {
+                            return Err(Status::invalid_argument(format!(
+                                "environment: key {} may fetch several environments; name one (RUNSEAL_ENV)",
+                                principal.key_id
+                            )))
+                        }
+                    }
+                }
+            };
+            require(&principal, Scope::Snapshot(env.clone()))?;
+            (Fetcher::Key(principal.key_id), env, app_only)
+        };
+
+        let (revision, rows) = self
+            .state
+            .store
+            .sealed_secrets(&env)
+            .await
+            .map_err(|e| store_status(&e))?;
+        let chosen: Vec<_> = if only.is_empty() {
+            rows.into_iter()
+                .filter(|r| r.exposed.unwrap_or(self.state.expose_by_default))
+                .collect()
+        } else {
+            let missing: Vec<&str> = only
+                .iter()
+                .filter(|n| !rows.iter().any(|r| &r.name == *n))
+                .map(String::as_str)
+                .collect();
+            if !missing.is_empty() {
+                return Err(Status::failed_precondition(format!(
+                    "not set in environment {env:?}: {} (named in the allow-list)",
+                    missing.join(", ")
+                )));
+            }
+            rows.into_iter()
+                .filter(|r| only.contains(&r.name))
+                .collect()
+        };
+        let mut secrets = Vec::with_capacity(chosen.len());
+        for r in &chosen {
+            let value = self
+                .state
+                .sealer
+                .open(&env, &r.name, &r.sealed)
+                .map_err(|e| seal_status(&e))?;
+            secrets.push(v1::SecretValue {
+                name: r.name.clone(),
+                value: value.expose().to_vec(),
+            });
+        }
+        let record = RunnerRecord {
+            runner_id: runner_id.clone(),
+            environment: env.clone(),
+            revision,
+            started_at: now,
+            credential_id: match &fetcher {
+                Fetcher::Token(id) | Fetcher::Key(id) => id.clone(),
+            },
+        };
+        match &fetcher {
+            Fetcher::Token(id) => {
+                let redeemed = self
+                    .state
+                    .store
+                    .redeem_runner_token(id, &record)
+                    .await
+                    .map_err(|e| store_status(&e))?;
+                if !redeemed {
+                    return Err(Status::unauthenticated(format!(
+                        "runner token {id} has already been used"
+                    )));
+                }
+            }
+            Fetcher::Key(_) => self
+                .state
+                .store
+                .record_runner(&record)
+                .await
+                .map_err(|e| store_status(&e))?,
+        }
+        tracing::info!(
+            runner_id = %runner_id,
+            environment = %env,
+            revision,
+            secrets = secrets.len(),
+            credential = %record.credential_id,
+            "snapshot served"
+        );
+        Ok(Response::new(v1::GetSnapshotResponse {
+            environment: env,
+            revision,
+            secrets,
+            runner_id,
+        }))
+    }
+
+    async fn list_runners(
+        &self,
+        request: Request<v1::ListRunnersRequest>,
+    ) -> Result<Response<v1::ListRunnersResponse>, Status> {
+        let principal = self.state.authenticate(&request).await?;
+        let req = request.into_inner();
+        let env = if req.environment.is_empty() {
+            require(&principal, Scope::Admin)?;
+            None
+        } else {
+            let env = environment_of(&req.environment)?;
+            require(&principal, Scope::Read(env.clone()))?;
+            Some(env)
+        };
+        let limit = match req.limit {
+            0 => DEFAULT_LIST_LIMIT,
+            n if n > MAX_LIST_LIMIT => {
+                return Err(Status::invalid_argument(format!(
+                    "limit: at most {MAX_LIST_LIMIT} runners per call"
+                )))
+            }
+            n => n,
+        };
+        let rows = self
+            .state
+            .store
+            .list_runners(env.as_deref(), req.stale_only, limit)
+            .await
+            .map_err(|e| store_status(&e))?;
+        let runners = rows
+            .into_iter()
+            .map(|r| v1::Runner {
+                stale: r.record.revision < r.current_revision,
+                runner_id: r.record.runner_id,
+                environment: r.record.environment,
+                revision: r.record.revision,
+                current_revision: r.current_revision,
+                started_at: Some(timestamp(r.record.started_at)),
+                credential_id: r.record.credential_id,
+            })
+            .collect();
+        Ok(Response::new(v1::ListRunnersResponse { runners }))
+    }
+}
