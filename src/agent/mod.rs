@@ -197,12 +197,14 @@ async fn fetch(args: &Args, cred: &Credential, runner_id: &str) -> Result<Snapsh
         .await;
         match result {
             Ok(Ok(snapshot)) => return Ok(snapshot),
-            Ok(Err(ClientError::InvalidAddress(a))) => return Err(Failure::new(
-                Exit::Config,
-                format!(
+            Ok(Err(ClientError::InvalidAddress(a))) => {
+                return Err(Failure::new(
+                    Exit::Config,
+                    format!(
                     "invalid address {a:?}: use http://HOST:PORT, https://HOST:PORT or unix:/path"
                 ),
-            )),
+                ))
+            }
             Ok(Err(ClientError::Tls(e))) => return Err(Failure::new(Exit::Config, e)),
             Ok(Err(ClientError::Status(s))) => match s.code() {
                 Code::Unavailable
