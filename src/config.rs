@@ -19,6 +19,8 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:7443";
 pub struct RawConfig {
     pub data_dir: Option<PathBuf>,
     pub master_key_file: Option<PathBuf>,
+    /// PostgreSQL URL; unset means the embedded SQLite file in the data dir.
+    pub database_url: Option<String>,
     pub listen: Option<String>,
     pub unix: Option<PathBuf>,
     pub tls_cert: Option<PathBuf>,
@@ -86,6 +88,7 @@ impl RawConfig {
 pub struct Config {
     pub data_dir: PathBuf,
     pub master_key_file: Option<PathBuf>,
+    pub database_url: Option<String>,
     /// `None` when runseald serves only on a Unix socket.
     pub listen: Option<SocketAddr>,
     pub unix: Option<PathBuf>,
@@ -163,6 +166,7 @@ impl Config {
                 .data_dir
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
             master_key_file: raw.master_key_file,
+            database_url: raw.database_url,
             listen,
             unix: raw.unix,
             tls,

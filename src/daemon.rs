@@ -35,6 +35,18 @@ pub enum Command {
     RotateMasterKey(DirArgs),
     /// Open every sealed value and report any that fails its integrity check.
     Verify(DirArgs),
+    /// Copy everything from a SQLite database to an empty PostgreSQL database.
+    Migrate(MigrateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// sqlite:PATH of the source database (e.g. sqlite:./runseal-data/runseal.db).
+    #[arg(long)]
+    pub from: String,
+    /// postgres://… URL of the (empty) target database.
+    #[arg(long)]
+    pub to: String,
 }
 
 #[derive(Debug, Args)]
@@ -42,11 +54,21 @@ pub struct DirArgs {
     /// Data directory.
     #[arg(long, env = "RUNSEALD_DATA_DIR", default_value = crate::config::DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
-    /// Master key file (default: <data-dir>/master.key).
+    /// Master key file (default: <data-dir>/master.key, or $CREDENTIALS_DIRECTORY/master.key).
     #[arg(long)]
     pub master_key_file: Option<PathBuf>,
+    /// PostgreSQL URL instead of the embedded SQLite file.
+    #[arg(long, env = "RUNSEALD_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
+}
+
+impl DirArgs {
+    fn data_dir(&self) -> DataDir {
+        DataDir::new(&self.data_dir, self.master_key_file.clone())
+            .with_database_url(self.database_url.clone())
+    }
 }
 
 #[derive(Debug, Args)]
@@ -60,6 +82,9 @@ pub struct ServeArgs {
     /// Master key file [default: <data-dir>/master.key].
     #[arg(long)]
     pub master_key_file: Option<PathBuf>,
+    /// Keep secrets in PostgreSQL (postgres://…) instead of the embedded SQLite file.
+    #[arg(long, env = "RUNSEALD_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
     /// TCP address to serve on [default: 127.0.0.1:7443; none when only --unix is given].
     #[arg(long)]
     pub listen: Option<String>,
@@ -96,6 +121,7 @@ impl ServeArgs {
         over!(
             data_dir,
             master_key_file,
+            database_url,
             listen,
             unix,
             tls_cert,
@@ -115,12 +141,12 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             let config = args.into_config()?;
-            telemetry::init(config.log_format, "info");
+            telemetry::init(config.log_format, "info,sqlx=warn");
             serve(config, shutdown_signal()).await
         }
         Command::Init(args) => {
             telemetry::init(args.log_format, "warn");
-            let dir = DataDir::new(&args.data_dir, args.master_key_file);
+            let dir = args.data_dir();
             let opened = dir.init().await?;
             let admin = opened.new_admin.expect("init creates an admin key");
             eprintln!(
@@ -134,7 +160,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
         }
         Command::RotateMasterKey(args) => {
             telemetry::init(args.log_format, "warn");
-            let dir = DataDir::new(&args.data_dir, args.master_key_file);
+            let dir = args.data_dir();
             let id = dir.rotate_master_key().await?;
             println!(
                 "master key rotated: new key {id} in {}",
@@ -142,9 +168,33 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Migrate(args) => {
+            telemetry::init(LogFormat::Text, "warn");
+            let from = args
+                .from
+                .strip_prefix("sqlite:")
+                .context("--from: expected sqlite:PATH")?;
+            if !(args.to.starts_with("postgres://") || args.to.starts_with("postgresql://")) {
+                bail!("--to: expected a postgres:// URL");
+            }
+            let report = crate::store::migrate::sqlite_to_postgres(from.as_ref(), &args.to)
+                .await
+                .with_context(|| {
+                    format!(
+                        "migration to {} failed; nothing was written",
+                        crate::store::redact_url(&args.to)
+                    )
+                })?;
+            let total: u64 = report.iter().map(|(_, n)| n).sum();
+            println!(
+                "migrated {total} rows to {}; start runseald with --database-url and the same master key",
+                crate::store::redact_url(&args.to)
+            );
+            Ok(())
+        }
         Command::Verify(args) => {
             telemetry::init(args.log_format, "warn");
-            let dir = DataDir::new(&args.data_dir, args.master_key_file);
+            let dir = args.data_dir();
             let opened = dir.open().await?;
             let rows = opened.store.all_sealed_secrets().await?;
             let mut bad = 0;
@@ -155,6 +205,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
                 }
             }
             println!("{} sealed values checked, {bad} failed", rows.len());
+            opened.store.close().await;
             if bad > 0 {
                 bail!("{bad} sealed value(s) failed their integrity check");
             }
@@ -168,13 +219,18 @@ pub async fn serve(
     config: Config,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let dir = DataDir::new(&config.data_dir, config.master_key_file.clone());
-    let opened = dir
-        .open_or_init()
-        .await
-        .with_context(|| format!("cannot open data dir {}", config.data_dir.display()))?;
+    let dir = DataDir::new(&config.data_dir, config.master_key_file.clone())
+        .with_database_url(config.database_url.clone());
+    let opened = dir.open_or_init().await.with_context(|| {
+        format!(
+            "cannot open data dir {} (database {})",
+            config.data_dir.display(),
+            dir.database_description()
+        )
+    })?;
     tracing::info!(
         data_dir = %config.data_dir.display(),
+        database = %dir.database_description(),
         master_key = %opened.master_key_id,
         "store opened"
     );
@@ -196,6 +252,7 @@ pub async fn serve(
     }
     let routes = server::routes(state).await;
     server::serve(routes, listeners, shutdown).await?;
+    opened.store.close().await;
     tracing::info!("shut down");
     Ok(())
 }

@@ -18,7 +18,7 @@ use zeroize::Zeroizing;
 use crate::auth::{generate_key, Credential, Scope};
 use crate::seal::{new_data_key_id, DataKey, MasterKey, SealError, Sealer};
 use crate::store::{
-    AuditRecord, DataKeyRow, InitialState, KeyRow, SqliteStore, Store, StoreError,
+    AuditRecord, DataKeyRow, InitialState, KeyRow, PostgresStore, SqliteStore, Store, StoreError,
     META_ACTIVE_DATA_KEY, META_MASTER_KEY_CHECK,
 };
 
@@ -62,6 +62,8 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> DataDirError + '_ {
 pub struct DataDir {
     root: PathBuf,
     master_key: PathBuf,
+    /// `None`: the embedded SQLite file `<root>/runseal.db`.
+    database_url: Option<String>,
 }
 
 /// What opening a data directory yields.
@@ -87,7 +89,26 @@ impl DataDir {
     pub fn new(root: impl Into<PathBuf>, master_key: Option<PathBuf>) -> Self {
         let root = root.into();
         let master_key = master_key.unwrap_or_else(|| root.join(MASTER_KEY_FILE));
-        Self { root, master_key }
+        Self {
+            root,
+            master_key,
+            database_url: None,
+        }
+    }
+
+    /// Keeps secrets in PostgreSQL at `url` instead of the SQLite file (the data dir still holds
+    /// the master key and the first admin key).
+    pub fn with_database_url(mut self, url: Option<String>) -> Self {
+        self.database_url = url;
+        self
+    }
+
+    /// Where the secrets live, for messages (never includes a password).
+    pub fn database_description(&self) -> String {
+        match &self.database_url {
+            Some(url) => crate::store::redact_url(url),
+            None => self.database_path().display().to_string(),
+        }
     }
 
     pub fn root(&self) -> &Path {
@@ -104,6 +125,10 @@ impl DataDir {
 
     pub fn master_key_path(&self) -> &Path {
         &self.master_key
+    }
+
+    fn pending_admin_key_path(&self) -> PathBuf {
+        self.root.join("admin.key.new")
     }
 
     fn pending_master_key_path(&self) -> PathBuf {
@@ -123,14 +148,17 @@ impl DataDir {
         Ok(())
     }
 
-    async fn open_store(&self) -> Result<SqliteStore> {
+    async fn open_store(&self) -> Result<Arc<dyn Store>> {
         self.ensure_root()?;
+        if let Some(url) = &self.database_url {
+            return Ok(Arc::new(PostgresStore::open(url).await?));
+        }
         let db = self.database_path();
         if !db.exists() {
             // Created here so it is 0600 from the first byte; SQLite gives its WAL the same mode.
             create_private(&db, &[])?;
         }
-        Ok(SqliteStore::open(&db).await?)
+        Ok(Arc::new(SqliteStore::open(&db).await?))
     }
 
     /// `runseald serve`: opens an initialised directory, or initialises an empty one.
@@ -156,7 +184,7 @@ impl DataDir {
 
     /// Opens an initialised directory (never initialises).
     pub async fn open(&self) -> Result<Opened> {
-        if !self.database_path().exists() {
+        if self.database_url.is_none() && !self.database_path().exists() {
             return Err(DataDirError::NotInitialized);
         }
         let store = self.open_store().await?;
@@ -166,7 +194,7 @@ impl DataDir {
         self.open_initialized(store).await
     }
 
-    async fn initialize(&self, store: SqliteStore, output: AdminKeyOutput) -> Result<Opened> {
+    async fn initialize(&self, store: Arc<dyn Store>, output: AdminKeyOutput) -> Result<Opened> {
         // An operator may have provisioned the master key beforehand; otherwise make one.
         let master = if self.master_key.exists() {
             read_master_key(&self.master_key)?
@@ -198,12 +226,30 @@ impl DataDir {
             },
             at: now,
         };
-        store.initialize(init).await?;
+        // The admin key is on disk before the database knows it, and appears under its final
+        // name only after the commit: a crash in between never leaves a key nobody can read.
+        let pending_admin = self.pending_admin_key_path();
         if output == AdminKeyOutput::File {
-            let path = self.admin_key_path();
+            if pending_admin.exists() {
+                fs::remove_file(&pending_admin).map_err(io_err(&pending_admin))?;
+            }
             let mut line = admin.to_line();
             line.push('\n');
-            create_private(&path, line.as_bytes())?;
+            create_private(&pending_admin, line.as_bytes())?;
+        }
+        match store.initialize(init).await {
+            Ok(()) => {}
+            // Another replica initialised the shared database first: join it instead.
+            Err(StoreError::AlreadyInitialized) if output == AdminKeyOutput::File => {
+                let _ = fs::remove_file(&pending_admin);
+                tracing::info!("the database was initialised by another replica; joining it");
+                return self.open_initialized(store).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        if output == AdminKeyOutput::File {
+            let path = self.admin_key_path();
+            replace_file(&pending_admin, &path)?;
             tracing::info!(path = %path.display(), key_id = %admin.key_id(), "initialised; admin key written");
         }
         let sealer = Sealer::new(
@@ -211,14 +257,20 @@ impl DataDir {
             HashMap::from([(data_key_id, data_key)]),
         )?;
         Ok(Opened {
-            store: Arc::new(store),
+            store,
             sealer,
             master_key_id: master.id(),
             new_admin: Some(admin),
         })
     }
 
-    async fn open_initialized(&self, store: SqliteStore) -> Result<Opened> {
+    async fn open_initialized(&self, store: Arc<dyn Store>) -> Result<Opened> {
+        // Finish a first start that committed but was stopped before renaming the admin key.
+        let pending_admin = self.pending_admin_key_path();
+        if pending_admin.exists() && !self.admin_key_path().exists() {
+            replace_file(&pending_admin, &self.admin_key_path())?;
+            tracing::warn!(path = %self.admin_key_path().display(), "finished writing the admin key of an interrupted first start");
+        }
         let check = store
             .meta(META_MASTER_KEY_CHECK)
             .await?
@@ -236,7 +288,7 @@ impl DataDir {
         }
         let sealer = Sealer::new(active, keys)?;
         Ok(Opened {
-            store: Arc::new(store),
+            store,
             sealer,
             master_key_id: master.id(),
             new_admin: None,

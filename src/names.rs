@@ -91,9 +91,7 @@ impl NamePolicy {
 
     /// Checks a secret name: syntax, the reserved prefix, loader names and the deny list.
     pub fn check_secret_name(&self, name: &str) -> Result<(), InvalidInput> {
-        if !is_valid_secret_name(name) {
-            return Err(InvalidInput::SecretName(truncate_for_message(name)));
-        }
+        check_secret_name_syntax(name)?;
         if name.starts_with(RESERVED_PREFIX) {
             return Err(InvalidInput::ReservedName(name.to_string()));
         }
@@ -106,6 +104,15 @@ impl NamePolicy {
             return Err(InvalidInput::DeniedName(name.to_string(), others));
         }
         Ok(())
+    }
+}
+
+/// Only the syntax of a secret name (for names that are looked up, not stored).
+pub fn check_secret_name_syntax(name: &str) -> Result<(), InvalidInput> {
+    if is_valid_secret_name(name) {
+        Ok(())
+    } else {
+        Err(InvalidInput::SecretName(truncate_for_message(name)))
     }
 }
 
@@ -151,8 +158,12 @@ pub fn check_value(name: &str, value: &[u8], limits: &Limits) -> Result<(), Inva
     Ok(())
 }
 
-/// Invalid names can be arbitrarily long; an error message shows at most 80 characters.
+/// Invalid names can be arbitrarily long, and a name with '=' is likely `NAME=VALUE` typed where
+/// a name belongs: a message shows at most 80 characters, and nothing after an '='.
 fn truncate_for_message(s: &str) -> String {
+    if let Some((name, _)) = s.split_once('=') {
+        return format!("{}=…", truncate_for_message(name));
+    }
     match s.char_indices().nth(80) {
         Some((i, _)) => format!("{}…", &s[..i]),
         None => s.to_string(),
@@ -202,6 +213,15 @@ mod tests {
         let custom = NamePolicy::new(vec!["NODE_OPTIONS".into()]);
         assert!(custom.check_secret_name("BASH_ENV").is_ok());
         assert!(custom.check_secret_name("NODE_OPTIONS").is_err());
+    }
+
+    #[test]
+    fn a_value_typed_where_a_name_belongs_is_not_echoed() {
+        let err = NamePolicy::default()
+            .check_secret_name("TOKEN=hunter2")
+            .unwrap_err();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        assert!(err.to_string().contains("TOKEN=…"), "{err}");
     }
 
     #[test]

@@ -188,9 +188,7 @@ pub fn store_status(e: &StoreError) -> Status {
         StoreError::TooManySecrets { .. } | StoreError::EnvironmentTooLarge { .. } => {
             Status::resource_exhausted(e.to_string())
         }
-        StoreError::Database(
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_),
-        ) => {
+        e if e.is_unavailable() => {
             tracing::error!(error = %e, "store unavailable");
             Status::unavailable("the secret store is unavailable; retry shortly")
         }

@@ -28,6 +28,9 @@ const DEFAULT_TTL: Duration = Duration::from_secs(600);
 const MAX_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 const MAX_USES: u32 = 1_000_000;
 const DEFAULT_LIST_LIMIT: u32 = 1000;
+/// How long the runner that used a token may fetch its snapshot again, when its answer was lost
+/// (a replica died mid-call): same token, same runner id, no new use taken.
+const RETRY_GRACE: Duration = Duration::from_secs(60);
 const MAX_LIST_LIMIT: u32 = 10_000;
 
 pub const PURPOSE_RUN: &str = "run";
@@ -77,6 +80,8 @@ pub fn generate_runner_id() -> String {
 /// Who is asking for a snapshot, once the credential checked out.
 enum Fetcher {
     Token(String),
+    /// The runner that already used this token asks again within the grace period.
+    TokenRetry(String),
     Key(String),
 }
 
@@ -85,8 +90,9 @@ impl RunnersService {
     async fn check_token(
         &self,
         cred: &Credential,
+        runner_id: Option<&str>,
         now: OffsetDateTime,
-    ) -> Result<RunnerTokenRow, Status> {
+    ) -> Result<(RunnerTokenRow, bool), Status> {
         let invalid =
             || Status::unauthenticated("invalid runner token: unknown id or wrong secret");
         let row = self
@@ -111,11 +117,23 @@ impl RunnersService {
                 row.id
             )));
         }
+        let mut retry = false;
         if row.uses_left == 0 {
-            return Err(Status::unauthenticated(format!(
-                "runner token {} has already been used",
-                row.id
-            )));
+            retry = match runner_id {
+                Some(runner) => self
+                    .state
+                    .store
+                    .runner_started_with(&row.id, runner, now - RETRY_GRACE)
+                    .await
+                    .map_err(|e| store_status(&e))?,
+                None => false,
+            };
+            if !retry {
+                return Err(Status::unauthenticated(format!(
+                    "runner token {} has already been used",
+                    row.id
+                )));
+            }
         }
         if row.purpose != PURPOSE_RUN {
             return Err(Status::permission_denied(format!(
@@ -123,7 +141,7 @@ impl RunnersService {
                 row.id, row.purpose
             )));
         }
-        Ok(row)
+        Ok((row, retry))
     }
 }
 
@@ -258,6 +276,7 @@ impl Runners for RunnersService {
         let cred = credential_of(&request)?;
         let req = request.into_inner();
         let now = OffsetDateTime::now_utc();
+        let chosen_by_agent = !req.runner_id.is_empty();
         let runner_id = if req.runner_id.is_empty() {
             generate_runner_id()
         } else if valid_runner_id(&req.runner_id) {
@@ -276,7 +295,9 @@ impl Runners for RunnersService {
 
         // Who asks, for which environment, with which allow-list.
         let (fetcher, env, only) = if cred.is_runner_token() {
-            let token = self.check_token(&cred, now).await?;
+            let (token, retry) = self
+                .check_token(&cred, chosen_by_agent.then_some(runner_id.as_str()), now)
+                .await?;
             if let Some(env) = &requested_env {
                 if *env != token.environment {
                     return Err(Status::permission_denied(format!(
@@ -302,7 +323,12 @@ impl Runners for RunnersService {
                 }
                 None => app_only,
             };
-            (Fetcher::Token(token.id), token.environment, only)
+            let fetcher = if retry {
+                Fetcher::TokenRetry(token.id)
+            } else {
+                Fetcher::Token(token.id)
+            };
+            (fetcher, token.environment, only)
         } else {
             let principal = self.state.authenticate_credential(&cred).await?;
             let env = match requested_env {
@@ -377,7 +403,7 @@ impl Runners for RunnersService {
             revision,
             started_at: now,
             credential_id: match &fetcher {
-                Fetcher::Token(id) | Fetcher::Key(id) => id.clone(),
+                Fetcher::Token(id) | Fetcher::TokenRetry(id) | Fetcher::Key(id) => id.clone(),
             },
         };
         match &fetcher {
@@ -393,6 +419,9 @@ impl Runners for RunnersService {
                         "runner token {id} has already been used"
                     )));
                 }
+            }
+            Fetcher::TokenRetry(id) => {
+                tracing::info!(token_id = %id, runner_id = %runner_id, "snapshot served again to the runner that used this token");
             }
             Fetcher::Key(_) => self
                 .state

@@ -87,9 +87,7 @@ impl Secrets for SecretsService {
         let req = request.into_inner();
         let env = environment_of(&req.environment)?;
         require(&principal, Scope::Write(env.clone()))?;
-        if !crate::names::is_valid_secret_name(&req.name) {
-            return Err(invalid(&InvalidInput::SecretName(req.name)));
-        }
+        crate::names::check_secret_name_syntax(&req.name).map_err(|e| invalid(&e))?;
         let audit = audit_record(
             &principal,
             "secrets.unset",

@@ -5,6 +5,8 @@
 //! reaches it, so it never reaches the database file, its WAL or its logs. Every change and its
 //! audit entry commit in one transaction.
 
+pub mod migrate;
+pub mod postgres;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -13,6 +15,7 @@ use time::OffsetDateTime;
 use crate::names::Limits;
 use crate::seal::Sealed;
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +59,34 @@ pub enum StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+impl StoreError {
+    /// True when the database could not be reached or is restarting: callers may retry, and
+    /// the server answers UNAVAILABLE.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Database(e) => match e {
+                sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::Protocol(_)
+                | sqlx::Error::WorkerCrashed => true,
+                sqlx::Error::Database(db) => db.code().is_some_and(|c| {
+                    // 08: connection exception; 57P01-03: shutdown / cannot connect now;
+                    // 53: insufficient resources; 40001/40P01: retryable conflicts.
+                    c.starts_with("08")
+                        || c.starts_with("57P")
+                        || c.starts_with("53")
+                        || c == "40001"
+                        || c == "40P01"
+                }),
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+}
 
 /// One audit entry to append with a change. Names only, never values.
 #[derive(Debug, Clone)]
@@ -175,6 +206,8 @@ pub const META_ACTIVE_DATA_KEY: &str = "active_data_key";
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
+    /// Closes connections; SQLite checkpoints its WAL into the database file.
+    async fn close(&self) {}
     /// True once [`Store::initialize`] has committed.
     async fn is_initialized(&self) -> Result<bool>;
     /// Writes the first master key check value, data key, `main` and the admin key.
@@ -231,6 +264,14 @@ pub trait Store: Send + Sync + 'static {
     /// Atomically takes one use of a valid token (unrevoked, unexpired at `record.started_at`,
     /// uses left) and records the runner start. `false`: nothing was taken or recorded.
     async fn redeem_runner_token(&self, id: &str, record: &RunnerRecord) -> Result<bool>;
+    /// True when `runner_id` started with token `token_id` at or after `since` (an agent retrying
+    /// after its answer was lost, e.g. to a replica that died mid-call).
+    async fn runner_started_with(
+        &self,
+        token_id: &str,
+        runner_id: &str,
+        since: OffsetDateTime,
+    ) -> Result<bool>;
     /// Records a runner start made with a key.
     async fn record_runner(&self, record: &RunnerRecord) -> Result<()>;
     /// Deletes runner records started before `before` and tokens expired before it.
@@ -252,4 +293,36 @@ pub fn to_millis(t: OffsetDateTime) -> i64 {
 pub fn from_millis(ms: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// A database URL with its password replaced, for logs and messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            let masked = if userinfo.contains(':') {
+                format!("{user}:***")
+            } else {
+                user.to_string()
+            };
+            format!("{}{masked}{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn urls_lose_their_password() {
+        assert_eq!(
+            super::redact_url("postgres://app:s3cret@db:5432/runseal"),
+            "postgres://app:***@db:5432/runseal"
+        );
+        assert_eq!(
+            super::redact_url("postgres://127.0.0.1/test"),
+            "postgres://127.0.0.1/test"
+        );
+    }
 }

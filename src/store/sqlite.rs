@@ -30,6 +30,11 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// The connection pool (used by `migrate`, which copies tables as they are).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.writer
+    }
+
     /// Opens (creating if missing) the database file and applies the embedded migrations.
     pub async fn open(path: &Path) -> Result<Self> {
         let base = SqliteConnectOptions::from_str("sqlite://")?
@@ -50,12 +55,6 @@ impl SqliteStore {
             .connect_with(base.read_only(true))
             .await?;
         Ok(Self { writer, reader })
-    }
-
-    /// Closes both pools, checkpointing the WAL.
-    pub async fn close(&self) {
-        self.reader.close().await;
-        self.writer.close().await;
     }
 }
 
@@ -126,6 +125,11 @@ const ENV_SELECT: &str = "SELECT e.name, e.revision, e.created_at, \
 
 #[async_trait]
 impl Store for SqliteStore {
+    async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+
     async fn is_initialized(&self) -> Result<bool> {
         Ok(self.meta(META_MASTER_KEY_CHECK).await?.is_some())
     }
@@ -629,6 +633,21 @@ impl Store for SqliteStore {
         insert_runner(&mut tx, record).await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    async fn runner_started_with(
+        &self,
+        token_id: &str,
+        runner_id: &str,
+        since: OffsetDateTime,
+    ) -> Result<bool> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM runners WHERE credential_id = ? AND runner_id = ? AND started_at >= ?")
+            .bind(token_id)
+            .bind(runner_id)
+            .bind(to_millis(since))
+            .fetch_one(&self.reader)
+            .await?;
+        Ok(n > 0)
     }
 
     async fn record_runner(&self, record: &RunnerRecord) -> Result<()> {

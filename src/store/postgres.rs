@@ -1,0 +1,757 @@
+//! The PostgreSQL backend, for several runseald replicas serving one fleet.
+//!
+//! The same schema as SQLite, applied by embedded migrations (sqlx takes an advisory lock, so
+//! replicas starting together do not race). Writers of one environment serialise on its row
+//! (every change bumps the revision first), so concurrent sets through different replicas lose
+//! no update and never skip or repeat a revision. Reads that must agree with a revision run in
+//! one REPEATABLE READ transaction. Runner tokens are redeemed with a conditional UPDATE, so a
+//! single-use token is redeemed once across all replicas.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Postgres, Row, Transaction};
+use time::OffsetDateTime;
+
+use super::*;
+use crate::names::Limits;
+use crate::seal::Sealed;
+use crate::MAIN_ENV;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+pub struct PostgresStore {
+    // One pool; two names so the code reads like the SQLite backend's.
+    writer: PgPool,
+    reader: PgPool,
+}
+
+impl PostgresStore {
+    /// The connection pool (used by `migrate`, which copies tables as they are).
+    pub fn pool(&self) -> &PgPool {
+        &self.writer
+    }
+
+    /// Connects and applies the embedded migrations.
+    pub async fn open(url: &str) -> Result<Self> {
+        let options = PgConnectOptions::from_str(url)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Self {
+            writer: pool.clone(),
+            reader: pool,
+        })
+    }
+
+    /// A read transaction that sees one snapshot of the database.
+    async fn read_tx(&self) -> Result<Transaction<'_, Postgres>> {
+        let mut tx = self.reader.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx)
+    }
+}
+
+async fn append_audit(tx: &mut Transaction<'_, Postgres>, a: &AuditRecord) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO audit (at, key_id, action, environment, names) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(to_millis(a.at))
+    .bind(&a.key_id)
+    .bind(a.action)
+    .bind(&a.environment)
+    .bind(a.names.join(","))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn bump_revision(tx: &mut Transaction<'_, Postgres>, env: &str) -> Result<u64> {
+    let rev: Option<i64> = sqlx::query_scalar(
+        "UPDATE environments SET revision = revision + 1 WHERE name = $1 RETURNING revision",
+    )
+    .bind(env)
+    .fetch_optional(&mut **tx)
+    .await?;
+    rev.map(|r| r as u64)
+        .ok_or_else(|| StoreError::EnvironmentNotFound(env.to_string()))
+}
+
+fn environment_row(r: &PgRow) -> Result<EnvironmentRow> {
+    Ok(EnvironmentRow {
+        name: r.try_get("name")?,
+        revision: r.try_get::<i64, _>("revision")? as u64,
+        secret_count: r.try_get::<i64, _>("secret_count")? as u64,
+        created_at: from_millis(r.try_get("created_at")?),
+    })
+}
+
+fn key_row(r: &PgRow) -> Result<KeyRow> {
+    Ok(KeyRow {
+        id: r.try_get("id")?,
+        secret_hash: r.try_get("secret_hash")?,
+        label: r.try_get("label")?,
+        scopes: r.try_get("scopes")?,
+        created_at: from_millis(r.try_get("created_at")?),
+        last_used_at: r
+            .try_get::<Option<i64>, _>("last_used_at")?
+            .map(from_millis),
+        revoked_at: r.try_get::<Option<i64>, _>("revoked_at")?.map(from_millis),
+    })
+}
+
+fn sealed_row(r: &PgRow) -> Result<SealedSecret> {
+    Ok(SealedSecret {
+        name: r.try_get("name")?,
+        sealed: Sealed {
+            key_id: r.try_get("key_id")?,
+            nonce: r.try_get("nonce")?,
+            ciphertext: r.try_get("ciphertext")?,
+        },
+        value_len: r.try_get::<i64, _>("value_len")? as u64,
+        exposed: r.try_get::<Option<bool>, _>("exposed")?,
+    })
+}
+
+const ENV_SELECT: &str = "SELECT e.name, e.revision, e.created_at, \
+     (SELECT COUNT(*) FROM secrets s WHERE s.environment = e.name) AS secret_count \
+     FROM environments e";
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+
+    async fn is_initialized(&self) -> Result<bool> {
+        Ok(self.meta(META_MASTER_KEY_CHECK).await?.is_some())
+    }
+
+    async fn initialize(&self, init: InitialState) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        // Replicas starting together on an empty database: one initialises, the others wait
+        // here and then find it done.
+        sqlx::query("LOCK TABLE meta IN EXCLUSIVE MODE")
+            .execute(&mut *tx)
+            .await?;
+        let done: Option<i64> = sqlx::query_scalar("SELECT 1::BIGINT FROM meta WHERE key = $1")
+            .bind(META_MASTER_KEY_CHECK)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if done.is_some() {
+            return Err(StoreError::AlreadyInitialized);
+        }
+        let at = to_millis(init.at);
+        sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2), ($3, $4)")
+            .bind(META_MASTER_KEY_CHECK)
+            .bind(&init.master_key_check)
+            .bind(META_ACTIVE_DATA_KEY)
+            .bind(init.data_key.id.as_bytes())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO data_keys (id, master_key_id, wrapped, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&init.data_key.id)
+        .bind(&init.data_key.master_key_id)
+        .bind(&init.data_key.wrapped)
+        .bind(to_millis(init.data_key.created_at))
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("INSERT INTO environments (name, revision, created_at) VALUES ($1, 0, $2)")
+            .bind(MAIN_ENV)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+        insert_key_tx(&mut tx, &init.admin_key).await?;
+        append_audit(
+            &mut tx,
+            &AuditRecord {
+                at: init.at,
+                key_id: "runseald".into(),
+                action: "init",
+                environment: None,
+                names: vec![init.admin_key.id.clone()],
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        Ok(sqlx::query_scalar("SELECT value FROM meta WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.reader)
+            .await?)
+    }
+
+    async fn data_keys(&self) -> Result<Vec<DataKeyRow>> {
+        let rows = sqlx::query("SELECT id, master_key_id, wrapped, created_at FROM data_keys")
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(DataKeyRow {
+                    id: r.try_get("id")?,
+                    master_key_id: r.try_get("master_key_id")?,
+                    wrapped: r.try_get("wrapped")?,
+                    created_at: from_millis(r.try_get("created_at")?),
+                })
+            })
+            .collect()
+    }
+
+    async fn rewrap_data_keys(
+        &self,
+        new_check: Vec<u8>,
+        rewrapped: Vec<DataKeyRow>,
+        audit: AuditRecord,
+    ) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        let existing: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM data_keys")
+            .fetch_one(&mut *tx)
+            .await?;
+        if existing as usize != rewrapped.len() {
+            return Err(StoreError::Corrupt(format!(
+                "{existing} data keys stored, {} rewrapped",
+                rewrapped.len()
+            )));
+        }
+        for k in &rewrapped {
+            let n =
+                sqlx::query("UPDATE data_keys SET master_key_id = $1, wrapped = $2 WHERE id = $3")
+                    .bind(&k.master_key_id)
+                    .bind(&k.wrapped)
+                    .bind(&k.id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+            if n != 1 {
+                return Err(StoreError::Corrupt(format!("data key {} vanished", k.id)));
+            }
+        }
+        sqlx::query("UPDATE meta SET value = $1 WHERE key = $2")
+            .bind(&new_check)
+            .bind(META_MASTER_KEY_CHECK)
+            .execute(&mut *tx)
+            .await?;
+        append_audit(&mut tx, &audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_environments(&self) -> Result<Vec<EnvironmentRow>> {
+        let rows = sqlx::query(&format!("{ENV_SELECT} ORDER BY e.name"))
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(environment_row).collect()
+    }
+
+    async fn environment(&self, name: &str) -> Result<Option<EnvironmentRow>> {
+        let row = sqlx::query(&format!("{ENV_SELECT} WHERE e.name = $1"))
+            .bind(name)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.as_ref().map(environment_row).transpose()
+    }
+
+    async fn create_environment(&self, name: &str, audit: AuditRecord) -> Result<EnvironmentRow> {
+        let mut tx = self.writer.begin().await?;
+        let res = sqlx::query(
+            "INSERT INTO environments (name, revision, created_at) VALUES ($1, 0, $2) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(to_millis(audit.at))
+        .execute(&mut *tx)
+        .await?;
+        if res.rows_affected() == 0 {
+            return Err(StoreError::EnvironmentExists(name.to_string()));
+        }
+        append_audit(&mut tx, &audit).await?;
+        tx.commit().await?;
+        Ok(EnvironmentRow {
+            name: name.to_string(),
+            revision: 0,
+            secret_count: 0,
+            created_at: audit.at,
+        })
+    }
+
+    async fn delete_environment(&self, name: &str, force: bool, audit: AuditRecord) -> Result<u64> {
+        if name == MAIN_ENV {
+            return Err(StoreError::MainEnvironment);
+        }
+        let mut tx = self.writer.begin().await?;
+        let exists: Option<i64> =
+            sqlx::query_scalar("SELECT 1::BIGINT FROM environments WHERE name = $1 FOR UPDATE")
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if exists.is_none() {
+            return Err(StoreError::EnvironmentNotFound(name.to_string()));
+        }
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM secrets WHERE environment = $1")
+            .bind(name)
+            .fetch_one(&mut *tx)
+            .await?;
+        if count > 0 && !force {
+            return Err(StoreError::EnvironmentNotEmpty {
+                name: name.to_string(),
+                count: count as u64,
+            });
+        }
+        sqlx::query("DELETE FROM secrets WHERE environment = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM environments WHERE name = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        append_audit(&mut tx, &audit).await?;
+        tx.commit().await?;
+        Ok(count as u64)
+    }
+
+    async fn set_secrets(
+        &self,
+        environment: &str,
+        secrets: Vec<SealedSecret>,
+        limits: &Limits,
+        audit: AuditRecord,
+    ) -> Result<u64> {
+        let mut tx = self.writer.begin().await?;
+        // Bumping first also proves the environment exists before anything is written.
+        let revision = bump_revision(&mut tx, environment).await?;
+        let at = to_millis(audit.at);
+        for s in &secrets {
+            sqlx::query(
+                "INSERT INTO secrets (environment, name, key_id, nonce, ciphertext, value_len, created_at, updated_at, exposed) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                 ON CONFLICT (environment, name) DO UPDATE SET key_id = excluded.key_id, \
+                 nonce = excluded.nonce, ciphertext = excluded.ciphertext, \
+                 value_len = excluded.value_len, updated_at = excluded.updated_at, \
+                 exposed = COALESCE(excluded.exposed, secrets.exposed)",
+            )
+            .bind(environment)
+            .bind(&s.name)
+            .bind(&s.sealed.key_id)
+            .bind(&s.sealed.nonce)
+            .bind(&s.sealed.ciphertext)
+            .bind(s.value_len as i64)
+            .bind(at)
+            .bind(at)
+            .bind(s.exposed)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let (count, bytes): (i64, i64) = sqlx::query_as(
+            "SELECT COUNT(*), COALESCE(SUM(value_len), 0)::BIGINT FROM secrets WHERE environment = $1",
+        )
+        .bind(environment)
+        .fetch_one(&mut *tx)
+        .await?;
+        if count as usize > limits.max_secrets_per_environment {
+            return Err(StoreError::TooManySecrets {
+                environment: environment.to_string(),
+                count: count as u64,
+                max: limits.max_secrets_per_environment,
+            });
+        }
+        if bytes as usize > limits.max_environment_bytes {
+            return Err(StoreError::EnvironmentTooLarge {
+                environment: environment.to_string(),
+                bytes: bytes as u64,
+                max: limits.max_environment_bytes,
+            });
+        }
+        append_audit(&mut tx, &audit).await?;
+        tx.commit().await?;
+        Ok(revision)
+    }
+
+    async fn unset_secret(&self, environment: &str, name: &str, audit: AuditRecord) -> Result<u64> {
+        let mut tx = self.writer.begin().await?;
+        let revision = bump_revision(&mut tx, environment).await?;
+        let n = sqlx::query("DELETE FROM secrets WHERE environment = $1 AND name = $2")
+            .bind(environment)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n == 0 {
+            return Err(StoreError::SecretNotFound {
+                environment: environment.to_string(),
+                name: name.to_string(),
+            });
+        }
+        append_audit(&mut tx, &audit).await?;
+        tx.commit().await?;
+        Ok(revision)
+    }
+
+    async fn list_secrets(&self, environment: &str) -> Result<(u64, Vec<SecretMeta>)> {
+        // One read transaction, so the revision matches the rows.
+        let mut tx = self.read_tx().await?;
+        let revision: Option<i64> =
+            sqlx::query_scalar("SELECT revision FROM environments WHERE name = $1")
+                .bind(environment)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let revision =
+            revision.ok_or_else(|| StoreError::EnvironmentNotFound(environment.to_string()))?;
+        let rows = sqlx::query(
+            "SELECT name, created_at, updated_at, exposed FROM secrets WHERE environment = $1 ORDER BY name",
+        )
+        .bind(environment)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let secrets = rows
+            .iter()
+            .map(|r| {
+                Ok(SecretMeta {
+                    environment: environment.to_string(),
+                    name: r.try_get("name")?,
+                    created_at: from_millis(r.try_get("created_at")?),
+                    updated_at: from_millis(r.try_get("updated_at")?),
+                    exposed: r.try_get::<Option<bool>, _>("exposed")?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok((revision as u64, secrets))
+    }
+
+    async fn sealed_secrets(&self, environment: &str) -> Result<(u64, Vec<SealedSecret>)> {
+        let mut tx = self.read_tx().await?;
+        let revision: Option<i64> =
+            sqlx::query_scalar("SELECT revision FROM environments WHERE name = $1")
+                .bind(environment)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let revision =
+            revision.ok_or_else(|| StoreError::EnvironmentNotFound(environment.to_string()))?;
+        let rows = sqlx::query(
+            "SELECT name, key_id, nonce, ciphertext, value_len, exposed FROM secrets \
+             WHERE environment = $1 ORDER BY name",
+        )
+        .bind(environment)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let secrets = rows.iter().map(sealed_row).collect::<Result<Vec<_>>>()?;
+        Ok((revision as u64, secrets))
+    }
+
+    async fn all_sealed_secrets(&self) -> Result<Vec<(String, SealedSecret)>> {
+        let rows = sqlx::query(
+            "SELECT environment, name, key_id, nonce, ciphertext, value_len, exposed FROM secrets \
+             ORDER BY environment, name",
+        )
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("environment")?, sealed_row(r)?)))
+            .collect()
+    }
+
+    async fn insert_key(&self, key: KeyRow, audit: AuditRecord) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        insert_key_tx(&mut tx, &key).await?;
+        append_audit(&mut tx, &audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn key(&self, id: &str) -> Result<Option<KeyRow>> {
+        let row = sqlx::query("SELECT * FROM api_keys WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.as_ref().map(key_row).transpose()
+    }
+
+    async fn list_keys(&self) -> Result<Vec<KeyRow>> {
+        let rows = sqlx::query("SELECT * FROM api_keys ORDER BY created_at, id")
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(key_row).collect()
+    }
+
+    async fn revoke_key(&self, id: &str, audit: AuditRecord) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        let n =
+            sqlx::query("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2")
+                .bind(to_millis(audit.at))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        if n == 0 {
+            return Err(StoreError::KeyNotFound(id.to_string()));
+        }
+        append_audit(&mut tx, &audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn touch_key(&self, id: &str, at: OffsetDateTime) -> Result<()> {
+        sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE id = $2")
+            .bind(to_millis(at))
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn list_audit(&self, environment: Option<&str>, limit: u32) -> Result<Vec<AuditRow>> {
+        let rows = match environment {
+            Some(env) => {
+                sqlx::query("SELECT * FROM audit WHERE environment = $1 ORDER BY id DESC LIMIT $2")
+                    .bind(env)
+                    .bind(limit as i64)
+                    .fetch_all(&self.reader)
+                    .await?
+            }
+            None => {
+                sqlx::query("SELECT * FROM audit ORDER BY id DESC LIMIT $1")
+                    .bind(limit as i64)
+                    .fetch_all(&self.reader)
+                    .await?
+            }
+        };
+        rows.iter()
+            .map(|r| {
+                let names: String = r.try_get("names")?;
+                Ok(AuditRow {
+                    id: r.try_get::<i64, _>("id")? as u64,
+                    at: from_millis(r.try_get("at")?),
+                    key_id: r.try_get("key_id")?,
+                    action: r.try_get("action")?,
+                    environment: r.try_get("environment")?,
+                    names: names
+                        .split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_string)
+                        .collect(),
+                })
+            })
+            .collect()
+    }
+
+    async fn insert_runner_tokens(
+        &self,
+        tokens: Vec<RunnerTokenRow>,
+        audit: AuditRecord,
+    ) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        for t in &tokens {
+            sqlx::query(
+                "INSERT INTO runner_tokens (id, secret_hash, environment, only_names, purpose, \
+                 uses_left, expires_at, created_at, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(&t.id)
+            .bind(&t.secret_hash)
+            .bind(&t.environment)
+            .bind(t.only.as_ref().map(|o| o.join(",")))
+            .bind(&t.purpose)
+            .bind(t.uses_left as i64)
+            .bind(to_millis(t.expires_at))
+            .bind(to_millis(t.created_at))
+            .bind(&t.created_by)
+            .execute(&mut *tx)
+            .await?;
+        }
+        append_audit(&mut tx, &audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn runner_token(&self, id: &str) -> Result<Option<RunnerTokenRow>> {
+        let row = sqlx::query("SELECT * FROM runner_tokens WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.as_ref()
+            .map(|r| {
+                let only: Option<String> = r.try_get("only_names")?;
+                Ok(RunnerTokenRow {
+                    id: r.try_get("id")?,
+                    secret_hash: r.try_get("secret_hash")?,
+                    environment: r.try_get("environment")?,
+                    only: only.map(|o| {
+                        o.split(',')
+                            .filter(|s| !s.is_empty())
+                            .map(str::to_string)
+                            .collect()
+                    }),
+                    purpose: r.try_get("purpose")?,
+                    uses_left: r.try_get::<i64, _>("uses_left")?.max(0) as u32,
+                    expires_at: from_millis(r.try_get("expires_at")?),
+                    created_at: from_millis(r.try_get("created_at")?),
+                    created_by: r.try_get("created_by")?,
+                    revoked_at: r.try_get::<Option<i64>, _>("revoked_at")?.map(from_millis),
+                })
+            })
+            .transpose()
+    }
+
+    async fn revoke_runner_token(&self, id: &str, audit: AuditRecord) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        let n = sqlx::query(
+            "UPDATE runner_tokens SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2",
+        )
+        .bind(to_millis(audit.at))
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n == 0 {
+            return Err(StoreError::RunnerTokenNotFound(id.to_string()));
+        }
+        append_audit(&mut tx, &audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn redeem_runner_token(&self, id: &str, record: &RunnerRecord) -> Result<bool> {
+        let mut tx = self.writer.begin().await?;
+        let taken = sqlx::query(
+            "UPDATE runner_tokens SET uses_left = uses_left - 1 \
+             WHERE id = $1 AND uses_left > 0 AND revoked_at IS NULL AND expires_at > $2",
+        )
+        .bind(id)
+        .bind(to_millis(record.started_at))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if taken != 1 {
+            return Ok(false);
+        }
+        insert_runner(&mut tx, record).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn runner_started_with(
+        &self,
+        token_id: &str,
+        runner_id: &str,
+        since: OffsetDateTime,
+    ) -> Result<bool> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM runners WHERE credential_id = $1 AND runner_id = $2 AND started_at >= $3")
+            .bind(token_id)
+            .bind(runner_id)
+            .bind(to_millis(since))
+            .fetch_one(&self.reader)
+            .await?;
+        Ok(n > 0)
+    }
+
+    async fn record_runner(&self, record: &RunnerRecord) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        insert_runner(&mut tx, record).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn prune_runners(&self, before: OffsetDateTime) -> Result<u64> {
+        let mut tx = self.writer.begin().await?;
+        let before = to_millis(before);
+        let runners = sqlx::query("DELETE FROM runners WHERE started_at < $1")
+            .bind(before)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        sqlx::query("DELETE FROM runner_tokens WHERE expires_at < $1")
+            .bind(before)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(runners)
+    }
+
+    async fn list_runners(
+        &self,
+        environment: Option<&str>,
+        stale_only: bool,
+        limit: u32,
+    ) -> Result<Vec<RunnerRow>> {
+        let mut sql = String::from(
+            "SELECT r.runner_id, r.environment, r.revision, r.started_at, r.credential_id, \
+             e.revision AS current_revision FROM runners r \
+             JOIN environments e ON e.name = r.environment WHERE 1 = 1",
+        );
+        let mut n = 0;
+        if environment.is_some() {
+            n += 1;
+            sql.push_str(&format!(" AND r.environment = ${n}"));
+        }
+        if stale_only {
+            sql.push_str(" AND r.revision < e.revision");
+        }
+        n += 1;
+        sql.push_str(&format!(
+            " ORDER BY r.started_at DESC, r.id DESC LIMIT ${n}"
+        ));
+        let mut q = sqlx::query(&sql);
+        if let Some(env) = environment {
+            q = q.bind(env);
+        }
+        let rows = q.bind(limit as i64).fetch_all(&self.reader).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(RunnerRow {
+                    record: RunnerRecord {
+                        runner_id: r.try_get("runner_id")?,
+                        environment: r.try_get("environment")?,
+                        revision: r.try_get::<i64, _>("revision")? as u64,
+                        started_at: from_millis(r.try_get("started_at")?),
+                        credential_id: r.try_get("credential_id")?,
+                    },
+                    current_revision: r.try_get::<i64, _>("current_revision")? as u64,
+                })
+            })
+            .collect()
+    }
+}
+
+async fn insert_key_tx(tx: &mut Transaction<'_, Postgres>, key: &KeyRow) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO api_keys (id, secret_hash, label, scopes, created_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&key.id)
+    .bind(&key.secret_hash)
+    .bind(&key.label)
+    .bind(&key.scopes)
+    .bind(to_millis(key.created_at))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn insert_runner(tx: &mut Transaction<'_, Postgres>, r: &RunnerRecord) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO runners (runner_id, environment, revision, started_at, credential_id) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&r.runner_id)
+    .bind(&r.environment)
+    .bind(r.revision as i64)
+    .bind(to_millis(r.started_at))
+    .bind(&r.credential_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
