@@ -4,6 +4,16 @@
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // The PostgreSQL tests need a server; without one they are compiled out, and said so.
+    println!("cargo::rustc-check-cfg=cfg(runseal_pg_tests)");
+    println!("cargo:rerun-if-env-changed=RUNSEAL_TEST_DATABASE_URL");
+    if std::env::var_os("RUNSEAL_TEST_DATABASE_URL").is_some() {
+        println!("cargo:rustc-cfg=runseal_pg_tests");
+    } else {
+        println!(
+            "cargo:warning=PostgreSQL tests skipped: set RUNSEAL_TEST_DATABASE_URL=postgres://USER@127.0.0.1:5432/DB to run them (.ci/run does)"
+        );
+    }
     let protos = ["proto/runseal/v1/runseal.proto"];
     for p in protos {
         println!("cargo:rerun-if-changed={p}");

@@ -20,8 +20,82 @@ use tokio::net::TcpListener;
 pub const RUNSEALD: &str = env!("CARGO_BIN_EXE_runseald");
 pub const RUNSEAL: &str = env!("CARGO_BIN_EXE_runseal");
 
+/// Which store a test server runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A PostgreSQL database of its own for one test, created from `RUNSEAL_TEST_DATABASE_URL`
+/// and dropped afterwards.
+pub struct PgDb {
+    pub url: String,
+    admin_url: String,
+    name: String,
+}
+
+impl PgDb {
+    pub fn create() -> Self {
+        let base = std::env::var("RUNSEAL_TEST_DATABASE_URL").expect(
+            "RUNSEAL_TEST_DATABASE_URL must be set when the PostgreSQL tests are compiled in",
+        );
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "runseal_test_{}_{}_{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .subsec_nanos()
+        );
+        let (prefix, _) = base.rsplit_once('/').expect("a URL ending in /DATABASE");
+        let url = format!("{prefix}/{name}");
+        let db = Self {
+            url,
+            admin_url: base,
+            name,
+        };
+        db.exec(&format!("CREATE DATABASE {}", db.name));
+        db
+    }
+
+    /// Runs one statement on the base database, on a runtime of its own (usable from Drop).
+    fn exec(&self, sql: &str) {
+        let url = self.admin_url.clone();
+        let sql = sql.to_string();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                use sqlx::Connection;
+                let mut conn = sqlx::PgConnection::connect(&url)
+                    .await
+                    .expect("PostgreSQL at RUNSEAL_TEST_DATABASE_URL is unreachable");
+                sqlx::query(&sql).execute(&mut conn).await.unwrap();
+            })
+        })
+        .join()
+        .unwrap();
+    }
+}
+
+impl Drop for PgDb {
+    fn drop(&mut self) {
+        self.exec(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ));
+    }
+}
+
 /// runseald in this process, on 127.0.0.1:0, on a fresh data dir.
 pub struct TestServer {
+    pub pg: Option<PgDb>,
     pub dir: TempDir,
     pub addr: String,
     pub admin: Credential,
@@ -36,8 +110,14 @@ impl TestServer {
     }
 
     pub async fn start_with(limits: Limits, policy: NamePolicy) -> Self {
+        Self::start_on(Backend::Sqlite, limits, policy).await
+    }
+
+    pub async fn start_on(backend: Backend, limits: Limits, policy: NamePolicy) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let data = DataDir::new(dir.path().join("data"), None);
+        let pg = (backend == Backend::Postgres).then(PgDb::create);
+        let data = DataDir::new(dir.path().join("data"), None)
+            .with_database_url(pg.as_ref().map(|p| p.url.clone()));
         let opened = data.open_or_init().await.unwrap();
         let admin_line = std::fs::read_to_string(data.admin_key_path()).unwrap();
         let admin = Credential::parse(&admin_line).unwrap();
@@ -55,6 +135,7 @@ impl TestServer {
             .unwrap();
         });
         Self {
+            pg,
             dir,
             addr,
             admin,

@@ -1,0 +1,561 @@
+//! The store conformance suite: every store behaviour of the core and agent features, written
+//! once and run against each backend (SQLite always; PostgreSQL when RUNSEAL_TEST_DATABASE_URL
+//! is set at build time, as `.ci/run` does).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Backend, TestServer};
+use runseal::client::{Client, ClientError, IssueOptions};
+use runseal::names::{Limits, NamePolicy};
+use runseal::secret::SecretBytes;
+use tonic::Code;
+
+async fn server(backend: Backend) -> TestServer {
+    TestServer::start_on(backend, Limits::default(), NamePolicy::default()).await
+}
+
+fn code<T: std::fmt::Debug>(r: Result<T, ClientError>) -> Code {
+    r.expect_err("expected an error")
+        .code()
+        .expect("a gRPC status")
+}
+
+fn v(s: &str) -> SecretBytes {
+    SecretBytes::new(s.as_bytes().to_vec())
+}
+
+async fn snapshot(c: &Client, env: &str, only: &[&str]) -> Vec<(String, String)> {
+    let token = c
+        .runners()
+        .issue(env, IssueOptions::default())
+        .await
+        .unwrap()
+        .remove(0);
+    let runner = Client::from_channel(
+        runseal::client::connect_channel(c.addr(), None, None, Duration::from_secs(5))
+            .await
+            .unwrap(),
+        &token.token,
+        c.addr(),
+    );
+    let only: Vec<String> = only.iter().map(|s| s.to_string()).collect();
+    let snap = runner.runners().snapshot("", "", &only).await.unwrap();
+    snap.secrets
+        .iter()
+        .map(|(n, v)| (n.clone(), String::from_utf8(v.expose().to_vec()).unwrap()))
+        .collect()
+}
+
+async fn set_then_list_update_and_unset(b: Backend) {
+    let s = server(b).await;
+    let c = s.admin_client().await;
+    let r1 = c
+        .secrets()
+        .set_many("main", vec![("A".into(), v("1")), ("B".into(), v("2"))])
+        .await
+        .unwrap();
+    assert_eq!(r1, 1);
+    let list = c.secrets().list("main").await.unwrap();
+    let names: Vec<&str> = list.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["A", "B"]);
+    let created = list[0].created_at.clone();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(c.secrets().set("A", v("1b"), "main").await.unwrap(), 2);
+    let list = c.secrets().list("main").await.unwrap();
+    assert_eq!(list[0].created_at, created, "an update keeps created_at");
+    let ms = |t: &Option<prost_types::Timestamp>| {
+        let t = t.as_ref().unwrap();
+        t.seconds * 1000 + t.nanos as i64 / 1_000_000
+    };
+    assert!(
+        ms(&list[0].updated_at) > ms(&created),
+        "an update moves updated_at"
+    );
+    assert_eq!(
+        snapshot(&c, "main", &[]).await,
+        [("A".into(), "1b".into()), ("B".into(), "2".into())]
+    );
+    assert_eq!(c.secrets().unset("B", "main").await.unwrap(), 3);
+    assert_eq!(code(c.secrets().unset("B", "main").await), Code::NotFound);
+    let names: Vec<String> = c
+        .secrets()
+        .list("main")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(names, ["A"]);
+}
+
+async fn environments_are_separate_and_main_is_permanent(b: Backend) {
+    let s = server(b).await;
+    let c = s.admin_client().await;
+    assert_eq!(
+        code(c.secrets().set("A", v("x"), "staging").await),
+        Code::NotFound
+    );
+    c.environments().create("staging").await.unwrap();
+    assert_eq!(
+        code(c.environments().create("staging").await),
+        Code::AlreadyExists
+    );
+    c.secrets().set("ONLY_MAIN", v("m"), "main").await.unwrap();
+    c.secrets().set("SHARED", v("s"), "staging").await.unwrap();
+    let staging: Vec<String> = c
+        .secrets()
+        .list("staging")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(staging, ["SHARED"], "no fallback to main");
+    assert_eq!(
+        snapshot(&c, "staging", &[]).await,
+        [("SHARED".into(), "s".into())]
+    );
+    let envs: Vec<(String, u32)> = c
+        .environments()
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.name, e.secret_count))
+        .collect();
+    assert_eq!(envs, [("main".into(), 1), ("staging".into(), 1)]);
+    assert_eq!(
+        code(c.environments().delete("main", true).await),
+        Code::FailedPrecondition
+    );
+    assert_eq!(
+        code(c.environments().delete("staging", false).await),
+        Code::FailedPrecondition
+    );
+    assert_eq!(c.environments().delete("staging", true).await.unwrap(), 1);
+    assert_eq!(code(c.secrets().list("staging").await), Code::NotFound);
+    // Re-created, it starts empty.
+    c.environments().create("staging").await.unwrap();
+    assert!(c.secrets().list("staging").await.unwrap().is_empty());
+}
+
+async fn batches_are_atomic_and_limits_hold(b: Backend) {
+    let limits = Limits {
+        max_secrets_per_environment: 3,
+        max_environment_bytes: 10,
+        ..Limits::default()
+    };
+    let s = TestServer::start_on(b, limits, NamePolicy::default()).await;
+    let c = s.admin_client().await;
+    c.secrets()
+        .set_many("main", vec![("A".into(), v("12")), ("B".into(), v("34"))])
+        .await
+        .unwrap();
+    let before = c.secrets().list("main").await.unwrap().len();
+    let too_many = c
+        .secrets()
+        .set_many("main", vec![("C".into(), v("1")), ("D".into(), v("1"))])
+        .await;
+    assert_eq!(code(too_many), Code::ResourceExhausted);
+    let too_big = c.secrets().set("C", v("1234567"), "main").await;
+    assert_eq!(code(too_big), Code::ResourceExhausted);
+    let invalid_last = c
+        .secrets()
+        .set_many(
+            "main",
+            vec![("C".into(), v("1")), ("LD_PRELOAD".into(), v("x"))],
+        )
+        .await;
+    assert_eq!(code(invalid_last), Code::InvalidArgument);
+    assert_eq!(
+        c.secrets().list("main").await.unwrap().len(),
+        before,
+        "nothing of a refused batch"
+    );
+    let env = s.store.environment("main").await.unwrap().unwrap();
+    assert_eq!(
+        env.revision, 1,
+        "a refused batch does not bump the revision"
+    );
+    // Overwriting within the limits is fine.
+    c.secrets()
+        .set_many("main", vec![("A".into(), v("1234")), ("C".into(), v("1"))])
+        .await
+        .unwrap();
+}
+
+async fn revisions_count_every_change(b: Backend) {
+    let s = server(b).await;
+    let c = s.admin_client().await;
+    c.environments().create("dev").await.unwrap();
+    let mut last = 0;
+    for i in 0..5 {
+        let r = c
+            .secrets()
+            .set("K", v(&i.to_string()), "dev")
+            .await
+            .unwrap();
+        assert_eq!(r, last + 1);
+        last = r;
+    }
+    assert_eq!(c.secrets().unset("K", "dev").await.unwrap(), last + 1);
+    let main = s.store.environment("main").await.unwrap().unwrap();
+    assert_eq!(main.revision, 0, "other environments keep their revision");
+}
+
+async fn keys_are_hashed_scoped_touched_and_revocable(b: Backend) {
+    let s = server(b).await;
+    let admin = s.admin_client().await;
+    let cred = s.key_with(&["write:main"]).await;
+    let row = s.store.key(cred.key_id()).await.unwrap().unwrap();
+    assert_ne!(
+        row.secret_hash,
+        cred.expose_secret().as_bytes(),
+        "only a hash is stored"
+    );
+    assert!(row.last_used_at.is_none());
+    let c = s.client(&cred).await;
+    c.secrets().set("K", v("x"), "main").await.unwrap();
+    let row = s.store.key(cred.key_id()).await.unwrap().unwrap();
+    assert!(row.last_used_at.is_some(), "use is recorded");
+    assert_eq!(code(c.keys().list().await), Code::PermissionDenied);
+    admin.keys().revoke(cred.key_id()).await.unwrap();
+    assert_eq!(code(c.secrets().list("main").await), Code::Unauthenticated);
+    let listed = admin.keys().list().await.unwrap();
+    let k = listed.iter().find(|k| k.key_id == cred.key_id()).unwrap();
+    assert!(k.revoked_at.is_some());
+    assert_eq!(
+        code(admin.keys().revoke("rk_doesnotexist").await),
+        Code::NotFound
+    );
+}
+
+async fn audit_records_every_change_without_values(b: Backend) {
+    let s = server(b).await;
+    let c = s.admin_client().await;
+    c.environments().create("qa").await.unwrap();
+    c.secrets()
+        .set_many(
+            "qa",
+            vec![("X".into(), v("value-x-1")), ("Y".into(), v("value-y-2"))],
+        )
+        .await
+        .unwrap();
+    c.secrets().unset("X", "qa").await.unwrap();
+    let entries = c.audit().list("qa", 0).await.unwrap();
+    let actions: Vec<(&str, Vec<String>)> = entries
+        .iter()
+        .map(|e| (e.action.as_str(), e.names.clone()))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("secrets.unset", vec!["X".to_string()]),
+            ("secrets.set", vec!["X".to_string(), "Y".to_string()]),
+            ("environment.create", vec![]),
+        ]
+    );
+    assert!(entries.iter().all(|e| e.key_id == s.admin.key_id()));
+    let all = format!("{:?}", c.audit().list("", 1000).await.unwrap());
+    assert!(
+        !all.contains("value-x-1") && !all.contains("value-y-2"),
+        "a value reached the audit log"
+    );
+}
+
+async fn runner_tokens_are_single_use_expire_and_revoke(b: Backend) {
+    let s = server(b).await;
+    let c = s.admin_client().await;
+    c.secrets().set("K", v("v"), "main").await.unwrap();
+    let tokens = c
+        .runners()
+        .issue(
+            "main",
+            IssueOptions {
+                count: 3,
+                ttl: Some(Duration::from_secs(1)),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(tokens.len(), 3);
+    let stored = s
+        .store
+        .runner_token(&tokens[0].token_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(
+        stored.secret_hash,
+        tokens[0].token.expose_secret().as_bytes()
+    );
+    let runner =
+        |t: &runseal::client::IssuedToken| Client::from_channel(s_channel(&s), &t.token, &s.addr);
+    let fut = runner(&tokens[0])
+        .runners()
+        .snapshot("", "", &[])
+        .await
+        .unwrap();
+    assert_eq!(fut.secrets.len(), 1);
+    assert_eq!(
+        code(runner(&tokens[0]).runners().snapshot("", "", &[]).await),
+        Code::Unauthenticated
+    );
+    c.runners().revoke(&tokens[1].token_id).await.unwrap();
+    assert_eq!(
+        code(runner(&tokens[1]).runners().snapshot("", "", &[]).await),
+        Code::Unauthenticated
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        code(runner(&tokens[2]).runners().snapshot("", "", &[]).await),
+        Code::Unauthenticated
+    );
+    // A multi-use token.
+    let multi = c
+        .runners()
+        .issue(
+            "main",
+            IssueOptions {
+                uses: 2,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .remove(0);
+    let r = runner(&multi);
+    r.runners().snapshot("", "", &[]).await.unwrap();
+    r.runners().snapshot("", "", &[]).await.unwrap();
+    assert_eq!(
+        code(r.runners().snapshot("", "", &[]).await),
+        Code::Unauthenticated
+    );
+}
+
+fn s_channel(s: &TestServer) -> tonic::transport::Channel {
+    tonic::transport::Endpoint::from_shared(s.addr.clone())
+        .unwrap()
+        .connect_lazy()
+}
+
+async fn concurrent_redemption_of_one_token_succeeds_once(b: Backend) {
+    let s = server(b).await;
+    let c = s.admin_client().await;
+    c.secrets().set("K", v("v"), "main").await.unwrap();
+    for _ in 0..3 {
+        let t = c
+            .runners()
+            .issue("main", IssueOptions::default())
+            .await
+            .unwrap()
+            .remove(0);
+        let mut tasks = Vec::new();
+        for i in 0..8 {
+            let client = Client::from_channel(s_channel(&s), &t.token, &s.addr);
+            tasks.push(tokio::spawn(async move {
+                client
+                    .runners()
+                    .snapshot("", &format!("racer-{i}"), &[])
+                    .await
+                    .is_ok()
+            }));
+        }
+        let mut wins = 0;
+        for t in tasks {
+            wins += t.await.unwrap() as usize;
+        }
+        assert_eq!(wins, 1);
+    }
+}
+
+async fn exposure_and_allow_lists(b: Backend) {
+    let s = server(b).await;
+    let c = s.admin_client().await;
+    c.secrets()
+        .set_many_with("main", vec![("HIDDEN".into(), v("h"))], Some(false))
+        .await
+        .unwrap();
+    c.secrets()
+        .set_many(
+            "main",
+            vec![("PLAIN".into(), v("p")), ("HIDDEN".into(), v("h2"))],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        snapshot(&c, "main", &[]).await,
+        [("PLAIN".into(), "p".into())],
+        "an update without a setting keeps it"
+    );
+    assert_eq!(
+        snapshot(&c, "main", &["HIDDEN"]).await,
+        [("HIDDEN".into(), "h2".into())]
+    );
+    let listed = c.secrets().list("main").await.unwrap();
+    assert_eq!(
+        listed
+            .iter()
+            .find(|s| s.name == "HIDDEN")
+            .unwrap()
+            .exposed_by_default,
+        Some(false)
+    );
+    assert_eq!(
+        listed
+            .iter()
+            .find(|s| s.name == "PLAIN")
+            .unwrap()
+            .exposed_by_default,
+        None
+    );
+    c.secrets()
+        .set_many_with("main", vec![("HIDDEN".into(), v("h3"))], Some(true))
+        .await
+        .unwrap();
+    assert_eq!(snapshot(&c, "main", &[]).await.len(), 2);
+}
+
+async fn runner_starts_are_recorded_with_their_revision(b: Backend) {
+    let s = server(b).await;
+    let c = s.admin_client().await;
+    c.secrets().set("K", v("1"), "main").await.unwrap();
+    let start = |id: &'static str| {
+        let c = c.clone();
+        let s_addr = s.addr.clone();
+        let ch = s_channel(&s);
+        async move {
+            let t = c
+                .runners()
+                .issue("main", IssueOptions::default())
+                .await
+                .unwrap()
+                .remove(0);
+            Client::from_channel(ch, &t.token, &s_addr)
+                .runners()
+                .snapshot("", id, &[])
+                .await
+                .unwrap()
+        }
+    };
+    start("a").await;
+    c.secrets().set("K", v("2"), "main").await.unwrap();
+    start("b").await;
+    let stale: Vec<String> = c
+        .runners()
+        .list("main", true, 0)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.runner_id)
+        .collect();
+    assert_eq!(stale, ["a"]);
+    let all = c.runners().list("main", false, 0).await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0].runner_id, "b", "newest first");
+    assert_eq!((all[1].revision, all[1].current_revision), (1, 2));
+    // Pruning drops old records.
+    let removed = s
+        .store
+        .prune_runners(time::OffsetDateTime::now_utc() + time::Duration::seconds(1))
+        .await
+        .unwrap();
+    assert_eq!(removed, 2);
+    assert!(c.runners().list("main", false, 0).await.unwrap().is_empty());
+}
+
+async fn sealed_values_are_bound_to_their_row(b: Backend) {
+    let s = server(b).await;
+    let c = s.admin_client().await;
+    c.secrets()
+        .set_many(
+            "main",
+            vec![("A".into(), v("alpha")), ("B".into(), v("beta"))],
+        )
+        .await
+        .unwrap();
+    let (_, rows) = s.store.sealed_secrets("main").await.unwrap();
+    assert_eq!(rows.len(), 2);
+    for r in &rows {
+        assert!(
+            !common::contains(&r.sealed.ciphertext, b"alpha")
+                && !common::contains(&r.sealed.ciphertext, b"beta")
+        );
+    }
+    // Write A's sealed value under B's name: the snapshot refuses it (DATA_LOSS), serves nothing.
+    let mut moved = rows[0].clone();
+    moved.name = "B".into();
+    s.store
+        .set_secrets(
+            "main",
+            vec![moved],
+            &Limits::default(),
+            runseal::store::AuditRecord {
+                at: time::OffsetDateTime::now_utc(),
+                key_id: "test".into(),
+                action: "test.tamper",
+                environment: Some("main".into()),
+                names: vec!["B".into()],
+            },
+        )
+        .await
+        .unwrap();
+    let t = c
+        .runners()
+        .issue("main", IssueOptions::default())
+        .await
+        .unwrap()
+        .remove(0);
+    let runner = Client::from_channel(s_channel(&s), &t.token, &s.addr);
+    assert_eq!(
+        code(runner.runners().snapshot("", "", &[]).await),
+        Code::DataLoss
+    );
+    // The refused start did not use up the token: after repair it starts.
+    c.secrets().set("B", v("beta2"), "main").await.unwrap();
+    assert_eq!(
+        runner
+            .runners()
+            .snapshot("", "", &[])
+            .await
+            .unwrap()
+            .secrets
+            .len(),
+        2
+    );
+}
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[tokio::test] async fn $name() { super::$name(super::Backend::Sqlite).await } )*
+        }
+        #[cfg(runseal_pg_tests)]
+        mod postgres {
+            $( #[tokio::test] async fn $name() { super::$name(super::Backend::Postgres).await } )*
+        }
+    };
+}
+
+conformance!(
+    set_then_list_update_and_unset,
+    environments_are_separate_and_main_is_permanent,
+    batches_are_atomic_and_limits_hold,
+    revisions_count_every_change,
+    keys_are_hashed_scoped_touched_and_revocable,
+    audit_records_every_change_without_values,
+    runner_tokens_are_single_use_expire_and_revoke,
+    concurrent_redemption_of_one_token_succeeds_once,
+    exposure_and_allow_lists,
+    runner_starts_are_recorded_with_their_revision,
+    sealed_values_are_bound_to_their_row,
+);
+
+#[cfg(not(runseal_pg_tests))]
+#[test]
+fn postgres_conformance_skipped_set_runseal_test_database_url_to_run_it() {
+    eprintln!("PostgreSQL conformance tests skipped: set RUNSEAL_TEST_DATABASE_URL and rebuild");
+}
