@@ -28,6 +28,8 @@ pub struct RawConfig {
     pub tls_client_ca: Option<PathBuf>,
     pub insecure_plaintext: Option<bool>,
     pub log_format: Option<LogFormat>,
+    /// Serve Prometheus metrics on this address.
+    pub metrics_listen: Option<String>,
     /// Replaces the default deny list of secret names (`LD_*` and `RUNSEAL_*` always apply).
     pub denied_names: Option<Vec<String>>,
     pub limits: Option<RawLimits>,
@@ -95,6 +97,7 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     pub insecure_plaintext: bool,
     pub log_format: LogFormat,
+    pub metrics_listen: Option<SocketAddr>,
     pub policy: NamePolicy,
     pub limits: Limits,
     pub expose_by_default: bool,
@@ -172,6 +175,7 @@ impl Config {
             tls,
             insecure_plaintext,
             log_format: raw.log_format.unwrap_or_default(),
+            metrics_listen: raw.metrics_listen.as_deref().map(parse_addr).transpose()?,
             policy,
             limits,
             expose_by_default: raw.expose_by_default.unwrap_or(true),

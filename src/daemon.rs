@@ -1,6 +1,5 @@
 //! `runseald`: the command line of the server (serve, init, rotate-master-key, verify).
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -106,6 +105,9 @@ pub struct ServeArgs {
     /// Log format on stderr.
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Serve Prometheus metrics at http://ADDR/metrics.
+    #[arg(long)]
+    pub metrics_listen: Option<String>,
 }
 
 impl ServeArgs {
@@ -127,7 +129,8 @@ impl ServeArgs {
             tls_cert,
             tls_key,
             tls_client_ca,
-            log_format
+            log_format,
+            metrics_listen
         );
         if self.insecure_plaintext {
             raw.insecure_plaintext = Some(true);
@@ -243,18 +246,83 @@ pub async fn serve(
     state.expose_by_default = config.expose_by_default;
     let state = Arc::new(state);
     tokio::spawn(prune_runners(opened.store.clone(), config.runner_retention));
+
+    let acceptor = match &config.tls {
+        Some(files) => Some(TlsAcceptor::new(files.clone())?),
+        None => None,
+    };
     let mut listeners = Vec::new();
-    if let Some(addr) = config.listen {
-        listeners.push(bind_tcp(addr, &config).await?);
+    let mut activated = listenfd::ListenFd::from_env();
+    if activated.len() > 0 {
+        // Socket activation: serve on the inherited sockets instead of binding.
+        for i in 0..activated.len() {
+            if let Ok(Some(l)) = activated.take_tcp_listener(i) {
+                l.set_nonblocking(true)?;
+                listeners.push(tcp_listener(TcpListener::from_std(l)?, &config, &acceptor)?);
+            } else if let Ok(Some(l)) = activated.take_unix_listener(i) {
+                l.set_nonblocking(true)?;
+                tracing::info!(fd = i + 3, "listening (activated unix socket)");
+                listeners.push(Listener::Unix(UnixListener::from_std(l)?));
+            } else {
+                bail!(
+                    "inherited socket {} (LISTEN_FDS) is neither a TCP nor a Unix stream socket",
+                    i + 3
+                );
+            }
+        }
+    } else {
+        if let Some(addr) = config.listen {
+            let l = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr}"))?;
+            listeners.push(tcp_listener(l, &config, &acceptor)?);
+        }
+        if let Some(path) = &config.unix {
+            listeners.push(Listener::Unix(bind_unix(path)?));
+        }
     }
-    if let Some(path) = &config.unix {
-        listeners.push(Listener::Unix(bind_unix(path)?));
+    if let Some(addr) = config.metrics_listen {
+        let l = crate::metrics::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen for metrics on {addr}"))?;
+        tracing::info!(addr = %l.local_addr()?, "metrics listening");
+        tokio::spawn(async move {
+            if let Err(e) = crate::metrics::serve(l, std::future::pending()).await {
+                tracing::error!(error = %e, "metrics server failed");
+            }
+        });
+    }
+    if let Some(acceptor) = acceptor.clone() {
+        tokio::spawn(reload_tls_on_sighup(acceptor));
     }
     let routes = server::routes(state).await;
+    // Listening sockets are bound: tell systemd (Type=notify) we are ready.
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    let shutdown = async move {
+        shutdown.await;
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    };
     server::serve(routes, listeners, shutdown).await?;
     opened.store.close().await;
     tracing::info!("shut down");
     Ok(())
+}
+
+/// SIGHUP: re-read the TLS certificate and key; open connections keep theirs.
+async fn reload_tls_on_sighup(acceptor: TlsAcceptor) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot handle SIGHUP; TLS reload disabled");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        match acceptor.reload() {
+            Ok(()) => tracing::info!("SIGHUP: TLS certificate and key reloaded"),
+            Err(e) => {
+                tracing::error!(error = %e, "SIGHUP: TLS reload failed; keeping the previous certificate")
+            }
+        }
+    }
 }
 
 /// Drops runner records (and expired tokens) older than the retention, hourly.
@@ -271,19 +339,22 @@ async fn prune_runners(store: Arc<dyn crate::store::Store>, retention: std::time
     }
 }
 
-async fn bind_tcp(addr: SocketAddr, config: &Config) -> anyhow::Result<Listener> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
+fn tcp_listener(
+    listener: TcpListener,
+    config: &Config,
+    acceptor: &Option<TlsAcceptor>,
+) -> anyhow::Result<Listener> {
     let local = listener.local_addr()?;
-    match &config.tls {
-        Some(files) => {
-            let acceptor = TlsAcceptor::new(files.clone())?;
-            tracing::info!(addr = %local, client_auth = files.client_ca.is_some(), "listening (TLS)");
-            Ok(Listener::Tls(listener, acceptor))
+    match acceptor {
+        Some(acceptor) => {
+            tracing::info!(addr = %local, client_auth = config.tls.as_ref().is_some_and(|t| t.client_ca.is_some()), "listening (TLS)");
+            Ok(Listener::Tls(listener, acceptor.clone()))
         }
         None => {
             if !local.ip().is_loopback() {
+                if !config.insecure_plaintext {
+                    bail!(crate::config::ConfigError::PlaintextOnNetwork(local));
+                }
                 tracing::warn!(addr = %local, "serving PLAINTEXT gRPC on a non-loopback address (--insecure-plaintext): keys and values cross the network unencrypted");
             }
             tracing::info!(addr = %local, "listening");

@@ -85,10 +85,16 @@ pub enum AdminKeyOutput {
 }
 
 impl DataDir {
-    /// `master_key` overrides `<root>/master.key` (`--master-key-file`).
+    /// `master_key` overrides the default: the systemd credential
+    /// `$CREDENTIALS_DIRECTORY/master.key` when present, else `<root>/master.key`.
     pub fn new(root: impl Into<PathBuf>, master_key: Option<PathBuf>) -> Self {
         let root = root.into();
-        let master_key = master_key.unwrap_or_else(|| root.join(MASTER_KEY_FILE));
+        let credential = std::env::var_os("CREDENTIALS_DIRECTORY")
+            .map(|d| PathBuf::from(d).join(MASTER_KEY_FILE))
+            .filter(|p| p.exists());
+        let master_key = master_key
+            .or(credential)
+            .unwrap_or_else(|| root.join(MASTER_KEY_FILE));
         Self {
             root,
             master_key,

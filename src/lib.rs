@@ -14,6 +14,7 @@ pub mod config;
 pub mod daemon;
 pub mod datadir;
 pub mod duration;
+pub mod metrics;
 pub mod names;
 pub mod proto;
 pub mod seal;

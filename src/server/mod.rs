@@ -176,6 +176,12 @@ pub fn invalid(e: &InvalidInput) -> Status {
 
 /// The one mapping of store errors to statuses.
 pub fn store_status(e: &StoreError) -> Status {
+    if matches!(
+        e,
+        StoreError::Database(_) | StoreError::Migrate(_) | StoreError::Corrupt(_)
+    ) {
+        crate::metrics::METRICS.store_errors.inc();
+    }
     match e {
         StoreError::EnvironmentNotFound(_)
         | StoreError::SecretNotFound { .. }
@@ -280,6 +286,7 @@ pub async fn serve(
         let server = tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .layer(crate::metrics::MetricsLayer)
             .add_routes(routes);
         match listener {
             Listener::Tcp(l) => {

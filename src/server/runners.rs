@@ -297,7 +297,10 @@ impl Runners for RunnersService {
         let (fetcher, env, only) = if cred.is_runner_token() {
             let (token, retry) = self
                 .check_token(&cred, chosen_by_agent.then_some(runner_id.as_str()), now)
-                .await?;
+                .await
+                .inspect_err(|_| {
+                    crate::metrics::METRICS.tokens_refused.inc();
+                })?;
             if let Some(env) = &requested_env {
                 if *env != token.environment {
                     return Err(Status::permission_denied(format!(
@@ -415,10 +418,12 @@ impl Runners for RunnersService {
                     .await
                     .map_err(|e| store_status(&e))?;
                 if !redeemed {
+                    crate::metrics::METRICS.tokens_refused.inc();
                     return Err(Status::unauthenticated(format!(
                         "runner token {id} has already been used"
                     )));
                 }
+                crate::metrics::METRICS.tokens_redeemed.inc();
             }
             Fetcher::TokenRetry(id) => {
                 tracing::info!(token_id = %id, runner_id = %runner_id, "snapshot served again to the runner that used this token");
@@ -430,6 +435,7 @@ impl Runners for RunnersService {
                 .await
                 .map_err(|e| store_status(&e))?,
         }
+        crate::metrics::METRICS.snapshots_served.inc();
         tracing::info!(
             runner_id = %runner_id,
             environment = %env,
