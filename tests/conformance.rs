@@ -60,7 +60,7 @@ async fn set_then_list_update_and_unset(b: Backend) {
     let list = c.secrets().list("main").await.unwrap();
     let names: Vec<&str> = list.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["A", "B"]);
-    let created = list[0].created_at.clone();
+    let created = list[0].created_at;
     tokio::time::sleep(Duration::from_millis(5)).await;
     assert_eq!(c.secrets().set("A", v("1b"), "main").await.unwrap(), 2);
     let list = c.secrets().list("main").await.unwrap();

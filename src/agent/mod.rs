@@ -95,7 +95,14 @@ pub struct Args {
 
 /// Parses the command line; usage errors are exit 64, `--help`/`--version` exit 0.
 pub fn parse_args() -> Result<Args, ExitCode> {
-    Args::try_parse().map_err(|e| {
+    parse_args_from(std::env::args_os())
+}
+
+/// [`parse_args`] from an explicit argv (its first item is the program name).
+pub fn parse_args_from(
+    argv: impl IntoIterator<Item = impl Into<OsString> + Clone>,
+) -> Result<Args, ExitCode> {
+    Args::try_parse_from(argv).map_err(|e| {
         use clap::error::ErrorKind::*;
         match e.kind() {
             DisplayHelp | DisplayVersion => {
