@@ -68,7 +68,22 @@ fn env_of(out: &Output) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The environment of a running runner, read from /proc.
+///
+/// The app under test prints "ready" and then `exec`s `sleep`; while that exec is in flight the
+/// kernel briefly reports an empty environ, so read until the platform variables are there.
 fn environ_of(pid: u32) -> BTreeMap<String, String> {
+    for _ in 0..200 {
+        let env = read_environ(pid);
+        if env.contains_key("RUNSEAL_ENVIRONMENT") {
+            return env;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    read_environ(pid)
+}
+
+fn read_environ(pid: u32) -> BTreeMap<String, String> {
     let raw = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
     raw.split(|b| *b == 0)
         .filter(|e| !e.is_empty())
