@@ -272,10 +272,23 @@ impl DataDir {
 
     async fn open_initialized(&self, store: Arc<dyn Store>) -> Result<Opened> {
         // Finish a first start that committed but was stopped before renaming the admin key.
+        // On a shared database the pending key may instead be one that lost the race to another
+        // replica's first start: it is only kept if the database knows it.
         let pending_admin = self.pending_admin_key_path();
         if pending_admin.exists() && !self.admin_key_path().exists() {
-            replace_file(&pending_admin, &self.admin_key_path())?;
-            tracing::warn!(path = %self.admin_key_path().display(), "finished writing the admin key of an interrupted first start");
+            let line =
+                Zeroizing::new(fs::read_to_string(&pending_admin).map_err(io_err(&pending_admin))?);
+            let known = match Credential::parse(line.trim()) {
+                Ok(cred) => store.key(cred.key_id()).await?.is_some(),
+                Err(_) => false,
+            };
+            if known {
+                replace_file(&pending_admin, &self.admin_key_path())?;
+                tracing::warn!(path = %self.admin_key_path().display(), "finished writing the admin key of an interrupted first start");
+            } else {
+                fs::remove_file(&pending_admin).map_err(io_err(&pending_admin))?;
+                tracing::info!(path = %pending_admin.display(), "removed the admin key of a first start that another replica won");
+            }
         }
         let check = store
             .meta(META_MASTER_KEY_CHECK)

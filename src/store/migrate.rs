@@ -110,12 +110,14 @@ async fn copy(from: &SqlitePool, to: &PgPool) -> Result<Report> {
             )));
         }
     }
+    // One read transaction on the source: a consistent copy even if a server still uses it.
+    let mut source = from.begin().await?;
     let tty = std::io::stderr().is_terminal();
     let mut report = Vec::new();
     for (table, columns) in TABLES {
         let cols = columns.join(", ");
         let rows = sqlx::query(&format!("SELECT {cols} FROM {table}"))
-            .fetch_all(from)
+            .fetch_all(&mut *source)
             .await?;
         let placeholders = (1..=columns.len())
             .map(|i| format!("${i}"))
@@ -161,5 +163,6 @@ async fn copy(from: &SqlitePool, to: &PgPool) -> Result<Report> {
         .await?;
     }
     tx.commit().await?;
+    source.rollback().await?;
     Ok(report)
 }

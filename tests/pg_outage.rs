@@ -1,0 +1,246 @@
+//! PostgreSQL restarted under a running replica: calls fail with UNAVAILABLE while it is down,
+//! an agent started during the outage gets its snapshot once it is back, and runseald serves
+//! again without being restarted.
+//!
+//! The test runs a PostgreSQL server of its own (initdb in a temp dir, on a free loopback port),
+//! so stopping it disturbs nothing else. Compiled when `RUNSEAL_TEST_DATABASE_URL` is set, like
+//! every PostgreSQL test: that is the switch saying PostgreSQL is installed on this machine.
+#![cfg(runseal_pg_tests)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{ok, runseal, stderr, stdout, Daemon};
+
+const AGENT: &str = env!("CARGO_BIN_EXE_runseal-agent");
+
+/// A throwaway PostgreSQL cluster owned by the `postgres` user when the tests run as root.
+struct PrivatePg {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    port: u16,
+}
+
+fn pg_bin() -> PathBuf {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL server binaries in /usr/lib/postgresql/VERSION/bin")
+        .map(|e| e.unwrap().path().join("bin"))
+        .filter(|p| p.join("pg_ctl").exists())
+        .collect();
+    dirs.sort();
+    dirs.pop().expect("no pg_ctl under /usr/lib/postgresql")
+}
+
+fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").unwrap().uid() == 0
+}
+
+impl PrivatePg {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        if is_root() {
+            // initdb refuses to run as root.
+            assert!(Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status()
+                .unwrap()
+                .success());
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let pg = Self {
+            dir,
+            bin: pg_bin(),
+            port,
+        };
+        let data = pg.data();
+        pg.run(
+            "initdb",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+            ],
+        );
+        pg.ctl("start");
+        pg
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) {
+        let mut cmd = if is_root() {
+            let mut c = Command::new("setpriv");
+            c.args([
+                "--reuid=postgres",
+                "--regid=postgres",
+                "--init-groups",
+                "--",
+            ])
+            .arg(self.bin.join(tool));
+            c
+        } else {
+            Command::new(self.bin.join(tool))
+        };
+        let out = cmd
+            .args(args)
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{tool} {args:?} failed: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+    }
+
+    fn ctl(&self, action: &str) {
+        let data = self.data();
+        let opts = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c fsync=off",
+            self.port,
+            self.dir.path().display()
+        );
+        let log = self.dir.path().join("pg.log");
+        let mut args = vec![
+            action,
+            "-D",
+            data.to_str().unwrap(),
+            "-w",
+            "-t",
+            "60",
+            "-m",
+            "fast",
+        ];
+        if action == "start" {
+            args.extend(["-o", &opts, "-l", log.to_str().unwrap()]);
+        }
+        self.run("pg_ctl", &args);
+    }
+}
+
+impl Drop for PrivatePg {
+    fn drop(&mut self) {
+        let data = self.data();
+        let _ = Command::new(if is_root() { "setpriv" } else { "true" })
+            .args(if is_root() {
+                vec![
+                    "--reuid=postgres".to_string(),
+                    "--regid=postgres".to_string(),
+                    "--init-groups".to_string(),
+                    "--".to_string(),
+                ]
+            } else {
+                vec![]
+            })
+            .arg(self.bin.join("pg_ctl"))
+            .args(["stop", "-D", data.to_str().unwrap(), "-m", "immediate"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+fn agent(addr: &str, token: &str) -> Command {
+    let mut c = Command::new(AGENT);
+    c.args(["--deadline", "60s", "--", "sh", "-c", "printf %s \"$K\""])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap())
+        .env("RUNSEAL_ADDR", addr)
+        .env("RUNSEAL_TOKEN", token)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c
+}
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn data_dir(tmp: &Path) -> PathBuf {
+    tmp.join("replica")
+}
+
+#[test]
+fn postgres_restart_under_a_running_replica() {
+    let pg = PrivatePg::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::start(&data_dir(tmp.path()), &["--database-url", &pg.url()], &[]);
+    let key = d.admin_key();
+    ok(runseal(&d.addr, &key, &["secrets", "set", "K=before"]));
+    let token = ok(runseal(&d.addr, &key, &["runner-token", "issue"]));
+
+    pg.ctl("stop");
+
+    // While the database is down: UNAVAILABLE, with a message that says so.
+    let out = runseal(&d.addr, &key, &["secrets", "list"]);
+    assert!(!out.status.success(), "a call succeeded without a database");
+    let err = stderr(&out);
+    assert!(
+        err.contains("unavailable"),
+        "the CLI does not say the server is unavailable: {err}"
+    );
+
+    // A runner started now waits within its deadline instead of failing.
+    let runner = agent(&d.addr, token.trim()).spawn().unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+
+    pg.ctl("start");
+
+    let out = runner.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the runner started during the outage failed: {}",
+        stderr(&out)
+    );
+    assert_eq!(stdout(&out), "before");
+
+    // runseald serves again, the same process, without a restart.
+    let mut child = d;
+    assert!(
+        child.child.try_wait().unwrap().is_none(),
+        "runseald exited during the outage"
+    );
+    wait_until("runseald serves again", || {
+        runseal(&child.addr, &key, &["secrets", "list"])
+            .status
+            .success()
+    });
+    ok(runseal(&child.addr, &key, &["secrets", "set", "K=after"]));
+    let token = ok(runseal(&child.addr, &key, &["runner-token", "issue"]));
+    let out = agent(&child.addr, token.trim()).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "after");
+    let log = child.log();
+    assert!(
+        log.contains("store unavailable"),
+        "the outage is not in the server log"
+    );
+    let _ = child.child.kill();
+    let _ = child.child.wait();
+}
