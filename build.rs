@@ -24,6 +24,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out.join("runseal_descriptor.bin"),
         prost::Message::encode_to_vec(&fds),
     )?;
-    tonic_prost_build::configure().compile_fds(fds)?;
+    // Messages that carry a secret value or a credential get a hand-written, redacting `Debug`
+    // (src/proto.rs) instead of the derived one.
+    tonic_prost_build::configure()
+        .skip_debug([
+            ".runseal.v1.SecretValue",
+            ".runseal.v1.CreateKeyResponse",
+            ".runseal.v1.RunnerToken",
+        ])
+        .compile_fds(fds)?;
     Ok(())
 }

@@ -3,6 +3,77 @@
 
 pub mod v1 {
     tonic::include_proto!("runseal.v1");
+
+    use std::fmt;
+
+    /// Never the value: its length only.
+    impl fmt::Debug for SecretValue {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("SecretValue")
+                .field("name", &self.name)
+                .field(
+                    "value",
+                    &format_args!("<{} bytes redacted>", self.value.len()),
+                )
+                .finish()
+        }
+    }
+
+    /// Never the credential's secret.
+    impl fmt::Debug for CreateKeyResponse {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("CreateKeyResponse")
+                .field("key", &self.key)
+                .field("credential", &"<redacted>")
+                .finish()
+        }
+    }
+
+    /// Never the token's secret.
+    impl fmt::Debug for RunnerToken {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("RunnerToken")
+                .field("token_id", &self.token_id)
+                .field("token", &"<redacted>")
+                .field("expires_at", &self.expires_at)
+                .finish()
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn debug_output_of_secret_carrying_messages_is_redacted() {
+            let snapshot = GetSnapshotResponse {
+                environment: "main".into(),
+                revision: 3,
+                secrets: vec![SecretValue {
+                    name: "HF_TOKEN".into(),
+                    value: b"hf-value-do-not-print".to_vec(),
+                }],
+                runner_id: "r-1".into(),
+            };
+            let issued = IssueRunnerTokensResponse {
+                tokens: vec![RunnerToken {
+                    token_id: "rt_1".into(),
+                    token: "rt_1:token-secret-do-not-print".into(),
+                    expires_at: None,
+                }],
+            };
+            let key = CreateKeyResponse {
+                key: None,
+                credential: "k_1:key-secret-do-not-print".into(),
+            };
+            let shown = format!("{snapshot:?} {issued:?} {key:?}");
+            assert!(
+                shown.contains("HF_TOKEN") && shown.contains("rt_1"),
+                "{shown}"
+            );
+            assert!(!shown.contains("do-not-print"), "{shown}");
+        }
+    }
 }
 
 /// The encoded descriptor set of the runseal protos, served by gRPC reflection.
