@@ -1,5 +1,6 @@
-//! Compiles `proto/` with protox (pure Rust: no `protoc` on the machine) and generates the
-//! tonic/prost code and the descriptor set for server reflection into `OUT_DIR`.
+//! Compiles `proto/` (runseal.v1 and the fal `controller` subset) with protox (pure Rust: no
+//! `protoc` on the machine) and generates the tonic/prost code and the descriptor set for server
+//! reflection into `OUT_DIR`.
 
 use std::path::PathBuf;
 
@@ -14,7 +15,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "cargo:warning=PostgreSQL tests skipped: set RUNSEAL_TEST_DATABASE_URL=postgres://USER@127.0.0.1:5432/DB to run them (.ci/run does)"
         );
     }
-    let protos = ["proto/runseal/v1/runseal.proto"];
+    // runseal's own API, and the subset of fal's controller API that the fal CLI and SDK use.
+    let protos = [
+        "proto/runseal/v1/runseal.proto",
+        "proto/fal/controller.proto",
+    ];
     for p in protos {
         println!("cargo:rerun-if-changed={p}");
     }
@@ -24,6 +29,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out.join("runseal_descriptor.bin"),
         prost::Message::encode_to_vec(&fds),
     )?;
-    tonic_prost_build::configure().compile_fds(fds)?;
+    tonic_prost_build::configure()
+        // It carries a plaintext value: its `Debug` is written by hand (`server::fal`), redacted.
+        .skip_debug(["controller.SetSecretRequest"])
+        .compile_fds(fds)?;
     Ok(())
 }
