@@ -55,9 +55,10 @@ struct Setup {
 }
 
 impl Setup {
+    /// runseald logging at `trace`, so the tests see that not even there a value or key shows.
     fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let d = Daemon::start(&dir.path().join("data"), &[], &[]);
+        let d = Daemon::start(&dir.path().join("data"), &[], &[("RUNSEAL_LOG", "trace")]);
         let key = d.admin_key();
         let grpc_host = d.addr.trim_start_matches("http://").to_string();
         Self {
@@ -116,7 +117,8 @@ impl Setup {
         let out = self.fal(args);
         assert!(
             out.status.success(),
-            "fal {args:?} failed ({:?}):\n{}{}",
+            "fal {} failed ({:?}):\n{}{}",
+            redacted(args),
             out.status.code(),
             text(&out.stdout),
             text(&out.stderr)
@@ -185,6 +187,23 @@ impl Setup {
             }
         }
     }
+}
+
+/// The arguments of a fal command for a failure message: `NAME=VALUE` shows as `NAME=…`.
+fn redacted(args: &[&str]) -> String {
+    args.iter()
+        .map(|a| match a.split_once('=') {
+            Some((name, _)) => format!("{name}=…"),
+            None => a.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn audit_contains(audit: &[(String, String, String)], action: &str, env: &str, name: &str) -> bool {
+    audit
+        .iter()
+        .any(|(a, e, n)| a == action && e == env && n.contains(name))
 }
 
 fn text(b: &[u8]) -> String {
@@ -327,6 +346,37 @@ fn fal_cli_manages_secrets_and_environments_that_runners_then_get() {
         envs.contains("staging") && !envs.contains("qa"),
         "runseal env list: {envs}"
     );
+    // Every fal change is in runseal's audit log, under the key fal used.
+    let audit = json(&s.runseal_ok(&["audit", "--output", "json"]));
+    let audit: Vec<(String, String, String)> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_string(),
+                e["environment"].as_str().unwrap_or_default().to_string(),
+                e["names"].to_string(),
+            )
+        })
+        .collect();
+    let key_id = s.key.split(':').next().unwrap();
+    assert!(
+        audit_contains(&audit, "secrets.set", "staging", "HF_TOKEN"),
+        "{audit:?}"
+    );
+    assert!(
+        audit_contains(&audit, "secrets.unset", "main", "DB_URL"),
+        "{audit:?}"
+    );
+    assert!(
+        audit_contains(&audit, "environment.delete", "qa", ""),
+        "{audit:?}"
+    );
+    assert!(
+        s.runseal_ok(&["audit"]).contains(key_id),
+        "the audit log names the key"
+    );
 
     // Runners started now get exactly what fal set: per environment, exposure respected, the
     // unset secret gone.
@@ -416,6 +466,7 @@ print(json.dumps({
             "sdk-staging-value-51",
             "sdk-main-value-52",
             "sdk-gone-value-53",
+            s.key.split(':').nth(1).unwrap(),
         ],
     );
 }
@@ -425,25 +476,23 @@ print(json.dumps({
 #[track_caller]
 fn fails(s: &Setup, key: &str, args: &[&str], needles: &[&str]) -> String {
     let out = s.fal_as(key, args);
+    let cmd = redacted(args);
     let shown = format!("{}{}", text(&out.stdout), text(&out.stderr));
     let secret = key.split(':').nth(1).unwrap_or_default();
     assert!(
         secret.is_empty() || !shown.contains(secret),
-        "fal {args:?}: the key secret was printed"
+        "fal {cmd}: the key secret was printed"
     );
     assert!(
         !out.status.success(),
-        "fal {args:?} succeeded, expected a failure:\n{shown}"
+        "fal {cmd} succeeded, expected a failure:\n{shown}"
     );
     assert!(
         !shown.contains("Traceback"),
-        "fal {args:?}: a traceback instead of a message:\n{shown}"
+        "fal {cmd}: a traceback instead of a message:\n{shown}"
     );
     for n in needles {
-        assert!(
-            shown.contains(n),
-            "fal {args:?}: output lacks {n:?}:\n{shown}"
-        );
+        assert!(shown.contains(n), "fal {cmd}: output lacks {n:?}:\n{shown}");
     }
     shown
 }
@@ -585,7 +634,14 @@ fn fal_cli_errors_read_well_and_exit_non_zero() {
     // Nothing of the refused calls was stored.
     let listed = json(&s.runseal_ok(&["secrets", "list", "--output", "json"]));
     assert_eq!(listed["secrets"], serde_json::json!([]));
-    s.assert_never_shown(&[], &["wrong-key-value-61", "invalid-name-value-62"]);
+    s.assert_never_shown(
+        &[],
+        &[
+            "wrong-key-value-61",
+            "invalid-name-value-62",
+            s.key.split(':').nth(1).unwrap(),
+        ],
+    );
 }
 
 /// Every method of the real `controller.IsolateController` (from the pinned isolate-proto) is
