@@ -696,6 +696,18 @@ print(json.dumps(answers))
 "#;
     let answers = json(&s.python_ok(program));
     let answers = answers.as_object().unwrap();
+    for served in [
+        "SetSecret",
+        "ListSecrets",
+        "ListEnvironments",
+        "CreateEnvironment",
+        "DeleteEnvironment",
+    ] {
+        assert!(
+            answers.contains_key(served),
+            "{served} missing: {answers:?}"
+        );
+    }
     assert!(answers.len() >= 20, "{answers:?}");
     for (method, answer) in answers {
         let (code, details) = (answer[0].as_str().unwrap(), answer[1].as_str().unwrap());

@@ -12,6 +12,7 @@ use runseal::auth::Credential;
 use runseal::proto::controller::isolate_controller_client::IsolateControllerClient;
 use runseal::proto::controller::{self, Unsupported};
 use runseal::proto::v1;
+use runseal::proto::v1::runners_client::RunnersClient;
 use runseal::proto::v1::secrets_client::SecretsClient;
 use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
@@ -326,6 +327,28 @@ async fn the_fal_pair_works_on_runseal_v1_and_bearer_on_the_fal_service() {
         &["invalid key"],
         &[admin.expose_secret(), other.expose_secret()],
     );
+    // A runner token works as the pair too (the credential of GetSnapshot).
+    let token = server
+        .admin_client()
+        .await
+        .runners()
+        .issue("main", Default::default())
+        .await
+        .unwrap()
+        .remove(0)
+        .token;
+    let mut runners = RunnersClient::connect(server.addr.clone()).await.unwrap();
+    let snap = runners
+        .get_snapshot(req(
+            v1::GetSnapshotRequest::default(),
+            Auth::FalPair(&token),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(snap.environment, "main");
+    assert_eq!(snap.secrets.len(), 1);
+    assert_eq!(snap.secrets[0].name, "FROM_BEARER");
     server.stop().await;
 }
 
