@@ -773,4 +773,14 @@ fn fal_cli_over_tls_with_a_private_ca() {
         listed(&v),
         [("TLS_TOKEN".into(), "main".into(), Value::Bool(true))]
     );
+    // Without that CA fal does not trust runseald's certificate: nothing is sent.
+    let out = s
+        .command("fal", &s.key, &[])
+        .env_remove("ISOLATE_TEST_MODE")
+        .args(["secrets", "set", "UNTRUSTED=tls-value-72"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "fal trusted an unknown CA");
+    let v = json(&text(&tls(&["secrets", "list", "--output", "json"]).stdout));
+    assert_eq!(listed(&v).len(), 1, "a secret arrived over untrusted TLS");
 }
