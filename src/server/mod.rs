@@ -369,3 +369,47 @@ pub async fn serve(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(pairs: &[(&'static str, &str)]) -> Request<()> {
+        let mut r = Request::new(());
+        for (k, v) in pairs {
+            r.metadata_mut().insert(*k, v.parse().unwrap());
+        }
+        r
+    }
+
+    #[test]
+    fn the_fal_pair_is_a_credential_and_authorization_wins() {
+        let c = credential_of(&with(&[("auth-key-id", "rk_a"), ("auth-key", "s3cr3t")])).unwrap();
+        assert_eq!((c.key_id(), c.expose_secret()), ("rk_a", "s3cr3t"));
+        let c = credential_of(&with(&[
+            ("authorization", "Bearer rk_b:other"),
+            ("auth-key-id", "rk_a"),
+            ("auth-key", "s3cr3t"),
+        ]))
+        .unwrap();
+        assert_eq!(c.key_id(), "rk_b");
+    }
+
+    #[test]
+    fn incomplete_or_malformed_pairs_are_refused_without_echo() {
+        for pairs in [
+            &[("auth-key-id", "rk_a")][..],
+            &[("auth-key", "s3cr3t")],
+            &[("auth-key-id", "rk_a"), ("auth-key", "s3:cr3t")],
+            &[("auth-key-id", "rk:a"), ("auth-key", "s3cr3t")],
+            &[("auth-key-id", ""), ("auth-key", "s3cr3t")],
+            &[("auth-key-id", "rk_a"), ("auth-key", "")],
+        ] {
+            let s = credential_of(&with(pairs)).unwrap_err();
+            assert_eq!(s.code(), tonic::Code::Unauthenticated);
+            assert!(!s.message().contains("s3"), "{}", s.message());
+        }
+        let s = credential_of(&with(&[])).unwrap_err();
+        assert!(s.message().contains("auth-key-id"), "{}", s.message());
+    }
+}
