@@ -1,5 +1,6 @@
-//! Compiles `proto/` with protox (pure Rust: no `protoc` on the machine) and generates the
-//! tonic/prost code and the descriptor set for server reflection into `OUT_DIR`.
+//! Compiles `proto/` (runseal.v1 and the fal `controller` subset) with protox (pure Rust: no
+//! `protoc` on the machine) and generates the tonic/prost code and the descriptor set for server
+//! reflection into `OUT_DIR`.
 
 use std::path::PathBuf;
 
@@ -14,7 +15,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "cargo:warning=PostgreSQL tests skipped: set RUNSEAL_TEST_DATABASE_URL=postgres://USER@127.0.0.1:5432/DB to run them (.ci/run does)"
         );
     }
-    let protos = ["proto/runseal/v1/runseal.proto"];
+    // runseal's own API, and the subset of fal's controller API that the fal CLI and SDK use.
+    let protos = [
+        "proto/runseal/v1/runseal.proto",
+        "proto/fal/controller.proto",
+    ];
     for p in protos {
         println!("cargo:rerun-if-changed={p}");
     }
@@ -25,12 +30,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         prost::Message::encode_to_vec(&fds),
     )?;
     // Messages that carry a secret value or a credential get a hand-written, redacting `Debug`
-    // (src/proto.rs) instead of the derived one.
+    // (src/proto.rs, src/server/fal.rs) instead of the derived one.
     tonic_prost_build::configure()
         .skip_debug([
             ".runseal.v1.SecretValue",
             ".runseal.v1.CreateKeyResponse",
             ".runseal.v1.RunnerToken",
+            ".controller.SetSecretRequest",
         ])
         .compile_fds(fds)?;
     Ok(())

@@ -7,6 +7,7 @@
 
 mod audit;
 mod environments;
+mod fal;
 mod keys;
 mod runners;
 mod secrets;
@@ -26,7 +27,7 @@ use tonic::{Request, Status};
 
 use crate::auth::{parse_scopes, Credential, Principal, Scope};
 use crate::names::{InvalidInput, Limits, NamePolicy};
-use crate::proto::v1;
+use crate::proto::{controller, v1};
 use crate::seal::{SealError, Sealer};
 use crate::store::{AuditRecord, Store, StoreError};
 use crate::tls::TlsAcceptor;
@@ -57,21 +58,20 @@ impl State {
         }
     }
 
-    /// Authenticates the `authorization: Bearer KEY_ID:KEY_SECRET` of a request as a key.
+    /// Authenticates the key of a request (see [`credential_of`]).
     pub async fn authenticate<T>(&self, req: &Request<T>) -> Result<Principal, Status> {
         let cred = credential_of(req)?;
         self.authenticate_credential(&cred).await
     }
 }
 
-/// The credential of `authorization: Bearer ID:SECRET` (a key or a runner token).
+/// The credential of a request (a key or a runner token): `authorization: Bearer ID:SECRET`,
+/// or the metadata pair `auth-key-id: ID` / `auth-key: SECRET` that the fal CLI and SDK send
+/// for `FAL_KEY=ID:SECRET`. When both are present, `authorization` wins. Errors never echo
+/// what was sent.
 pub fn credential_of<T>(req: &Request<T>) -> Result<Credential, Status> {
-    {
-        let header = req.metadata().get("authorization").ok_or_else(|| {
-            Status::unauthenticated(
-                "missing key: send the metadata `authorization: Bearer KEY_ID:KEY_SECRET`",
-            )
-        })?;
+    let meta = req.metadata();
+    if let Some(header) = meta.get("authorization") {
         let malformed = || {
             Status::unauthenticated("malformed authorization: expected `Bearer KEY_ID:KEY_SECRET`")
         };
@@ -80,7 +80,31 @@ pub fn credential_of<T>(req: &Request<T>) -> Result<Credential, Status> {
             .strip_prefix("Bearer ")
             .or_else(|| value.strip_prefix("bearer "))
             .ok_or_else(malformed)?;
-        Credential::parse(token).map_err(|_| malformed())
+        return Credential::parse(token).map_err(|_| malformed());
+    }
+    match (meta.get("auth-key-id"), meta.get("auth-key")) {
+        (Some(id), Some(secret)) => {
+            let malformed = || {
+                Status::unauthenticated(
+                    "malformed auth-key-id/auth-key: expected the two halves of KEY_ID:KEY_SECRET",
+                )
+            };
+            let (id, secret) = (
+                id.to_str().map_err(|_| malformed())?,
+                secret.to_str().map_err(|_| malformed())?,
+            );
+            // Neither half may hold ':' (Credential::parse refuses it), so the pair cannot be
+            // reassembled into a different split.
+            let line = zeroize::Zeroizing::new(format!("{id}:{secret}"));
+            Credential::parse(&line).map_err(|_| malformed())
+        }
+        (None, None) => Err(Status::unauthenticated(
+            "missing key: send the metadata `authorization: Bearer KEY_ID:KEY_SECRET` \
+             (or the pair `auth-key-id` / `auth-key`, as the fal client does for FAL_KEY)",
+        )),
+        _ => Err(Status::unauthenticated(
+            "incomplete key: send both `auth-key-id` and `auth-key`",
+        )),
     }
 }
 
@@ -130,6 +154,36 @@ impl State {
             .await
         {
             tracing::warn!(key_id, error = %e, "could not record key use");
+        }
+    }
+}
+
+/// What a shared operation (used by runseal.v1 and the fal service alike) fails with: a status
+/// meant for the caller as it is, or a store error, which each API turns into a status whose
+/// hints name its own client's commands.
+#[derive(Debug)]
+pub enum Failure {
+    Status(Status),
+    Store(StoreError),
+}
+
+impl From<Status> for Failure {
+    fn from(s: Status) -> Self {
+        Failure::Status(s)
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Failure::Store(e)
+    }
+}
+
+impl From<Failure> for Status {
+    fn from(f: Failure) -> Self {
+        match f {
+            Failure::Status(s) => s,
+            Failure::Store(e) => store_status(&e),
         }
     }
 }
@@ -228,7 +282,8 @@ pub fn timestamp(t: OffsetDateTime) -> prost_types::Timestamp {
     }
 }
 
-/// Every service of runseald, plus health and reflection.
+/// Every service of runseald (runseal.v1 and the fal `controller` subset), plus health and
+/// reflection.
 pub async fn routes(state: Arc<State>) -> Routes {
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -256,8 +311,13 @@ pub async fn routes(state: Arc<State>) -> Routes {
             runners::RunnersService::new(state.clone()),
         ))
         .add_service(v1::audit_server::AuditServer::new(
-            audit::AuditService::new(state),
-        ));
+            audit::AuditService::new(state.clone()),
+        ))
+        .add_service(
+            controller::isolate_controller_server::IsolateControllerServer::new(
+                fal::FalService::new(state),
+            ),
+        );
     builder.routes()
 }
 
@@ -308,4 +368,48 @@ pub async fn serve(
         res.expect("server task panicked")?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(pairs: &[(&'static str, &str)]) -> Request<()> {
+        let mut r = Request::new(());
+        for (k, v) in pairs {
+            r.metadata_mut().insert(*k, v.parse().unwrap());
+        }
+        r
+    }
+
+    #[test]
+    fn the_fal_pair_is_a_credential_and_authorization_wins() {
+        let c = credential_of(&with(&[("auth-key-id", "rk_a"), ("auth-key", "s3cr3t")])).unwrap();
+        assert_eq!((c.key_id(), c.expose_secret()), ("rk_a", "s3cr3t"));
+        let c = credential_of(&with(&[
+            ("authorization", "Bearer rk_b:other"),
+            ("auth-key-id", "rk_a"),
+            ("auth-key", "s3cr3t"),
+        ]))
+        .unwrap();
+        assert_eq!(c.key_id(), "rk_b");
+    }
+
+    #[test]
+    fn incomplete_or_malformed_pairs_are_refused_without_echo() {
+        for pairs in [
+            &[("auth-key-id", "rk_a")][..],
+            &[("auth-key", "s3cr3t")],
+            &[("auth-key-id", "rk_a"), ("auth-key", "s3:cr3t")],
+            &[("auth-key-id", "rk:a"), ("auth-key", "s3cr3t")],
+            &[("auth-key-id", ""), ("auth-key", "s3cr3t")],
+            &[("auth-key-id", "rk_a"), ("auth-key", "")],
+        ] {
+            let s = credential_of(&with(pairs)).unwrap_err();
+            assert_eq!(s.code(), tonic::Code::Unauthenticated);
+            assert!(!s.message().contains("s3"), "{}", s.message());
+        }
+        let s = credential_of(&with(&[])).unwrap_err();
+        assert!(s.message().contains("auth-key-id"), "{}", s.message());
+    }
 }
