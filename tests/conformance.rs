@@ -528,6 +528,46 @@ async fn sealed_values_are_bound_to_their_row(b: Backend) {
     );
 }
 
+async fn deleting_an_environment_takes_its_tokens_and_runner_records(b: Backend) {
+    let s = server(b).await;
+    let c = s.admin_client().await;
+    c.environments().create("staging").await.unwrap();
+    c.secrets().set("OLD", v("old"), "staging").await.unwrap();
+    let unused = c
+        .runners()
+        .issue("staging", IssueOptions::default())
+        .await
+        .unwrap()
+        .remove(0);
+    snapshot(&c, "staging", &[]).await;
+    assert_eq!(
+        c.runners().list("staging", false, 10).await.unwrap().len(),
+        1
+    );
+
+    c.environments().delete("staging", true).await.unwrap();
+    assert!(s
+        .store
+        .runner_token(&unused.token_id)
+        .await
+        .unwrap()
+        .is_none());
+    // A new environment of the same name: the token issued for the old one reads nothing.
+    c.environments().create("staging").await.unwrap();
+    c.secrets().set("NEW", v("new"), "staging").await.unwrap();
+    let runner = Client::from_channel(s_channel(&s), &unused.token, &s.addr);
+    assert_eq!(
+        code(runner.runners().snapshot("", "", &[]).await),
+        Code::Unauthenticated
+    );
+    assert!(c
+        .runners()
+        .list("staging", false, 10)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -552,6 +592,7 @@ conformance!(
     exposure_and_allow_lists,
     runner_starts_are_recorded_with_their_revision,
     sealed_values_are_bound_to_their_row,
+    deleting_an_environment_takes_its_tokens_and_runner_records,
 );
 
 #[cfg(not(runseal_pg_tests))]

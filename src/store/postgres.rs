@@ -315,6 +315,14 @@ impl Store for PostgresStore {
             .bind(name)
             .execute(&mut *tx)
             .await?;
+        // Tokens and runner records go with it: an environment created later under the same
+        // name is a new one, which no earlier token may read.
+        for table in ["runner_tokens", "runners"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE environment = $1"))
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+        }
         sqlx::query("DELETE FROM environments WHERE name = $1")
             .bind(name)
             .execute(&mut *tx)

@@ -306,6 +306,14 @@ impl Store for SqliteStore {
             .bind(name)
             .execute(&mut *tx)
             .await?;
+        // Tokens and runner records go with it: an environment created later under the same
+        // name is a new one, which no earlier token may read.
+        for table in ["runner_tokens", "runners"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE environment = ?"))
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+        }
         sqlx::query("DELETE FROM environments WHERE name = ?")
             .bind(name)
             .execute(&mut *tx)
