@@ -295,21 +295,35 @@ pub fn from_millis(ms: i64) -> OffsetDateTime {
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
-/// A database URL with its password replaced, for logs and messages.
+/// A database URL with its password replaced, for logs and messages: the `user:password@` part
+/// and the query parameters PostgreSQL reads secrets from (`password`, `sslpassword`, `passfile`
+/// names a file, kept). A URL that does not parse is not shown at all.
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            let masked = if userinfo.contains(':') {
-                format!("{user}:***")
-            } else {
-                user.to_string()
-            };
-            format!("{}{masked}{}", &url[..scheme + 3], &url[at..])
-        }
-        _ => url.to_string(),
+    const SECRET_PARAMS: &[&str] = &["password", "sslpassword"];
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return "<unparsable database URL>".to_string();
+    };
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some("***"));
     }
+    if parsed
+        .query_pairs()
+        .any(|(k, _)| SECRET_PARAMS.contains(&k.as_ref()))
+    {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if SECRET_PARAMS.contains(&k.as_ref()) {
+                    "***".to_string()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    parsed.to_string()
 }
 
 #[cfg(test)]
@@ -324,5 +338,14 @@ mod tests {
             super::redact_url("postgres://127.0.0.1/test"),
             "postgres://127.0.0.1/test"
         );
+        assert_eq!(
+            super::redact_url("postgres://app@db/runseal?password=s3cret&sslmode=require"),
+            "postgres://app@db/runseal?password=***&sslmode=require"
+        );
+        assert_eq!(
+            super::redact_url("postgresql://app:p%40ss@db/x?sslpassword=k3y"),
+            "postgresql://app:***@db/x?sslpassword=***"
+        );
+        assert!(!super::redact_url("not a url s3cret").contains("s3cret"));
     }
 }
