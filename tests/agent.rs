@@ -361,6 +361,105 @@ fn server_down_exits_69_and_a_server_coming_up_in_time_is_used() {
 }
 
 #[test]
+fn the_app_starts_with_default_signal_dispositions_and_an_empty_mask() {
+    let f = Fleet::start();
+    f.cli(&["secrets", "set", "K=v"]);
+    // The parent blocks SIGUSR2 and ignores SIGINT and SIGPIPE (as a supervisor or a Rust
+    // program might); none of that reaches the app.
+    let parent = "import os, signal, sys
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR2})
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+signal.signal(signal.SIGRTMIN + 1, signal.SIG_IGN)
+os.execv(sys.argv[1], sys.argv[1:])";
+    let mut cmd = f.agent(&f.token(&[]), &["--", "cat", "/proc/self/status"]);
+    let agent = cmd.get_program().to_owned();
+    let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
+    let envs: Vec<_> = cmd
+        .get_envs()
+        .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned())))
+        .collect();
+    let out = Command::new("python3")
+        .args(["-c", parent])
+        .arg(agent)
+        .args(args)
+        .env_clear()
+        .envs(envs)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let status = stdout(&out);
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+            .unwrap_or_else(|| panic!("no {name} in /proc/self/status"))
+            .to_string()
+    };
+    let mask = |name: &str| u64::from_str_radix(&field(name), 16).unwrap();
+    assert_eq!(mask("SigBlk:"), 0, "signals blocked in the app");
+    // Signals 32 and 33 belong to glibc, which lets no program change them: whatever the
+    // environment above the test set for them passes through.
+    let glibc_reserved = 0b11 << 31;
+    assert_eq!(
+        mask("SigIgn:") & !glibc_reserved,
+        0,
+        "signals ignored in the app"
+    );
+}
+
+/// A replica that accepts connections and never answers (a hung or partitioned one).
+struct HungReplica {
+    addr: String,
+    _listener: std::net::TcpListener,
+    _held: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl HungReplica {
+    fn start() -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = format!("http://{}", listener.local_addr().unwrap());
+        let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (l, h) = (listener.try_clone().unwrap(), held.clone());
+        std::thread::spawn(move || {
+            for conn in l.incoming().map_while(Result::ok) {
+                h.lock().unwrap().push(conn);
+            }
+        });
+        Self {
+            addr,
+            _listener: listener,
+            _held: held,
+        }
+    }
+}
+
+#[test]
+fn a_hung_replica_does_not_keep_runners_from_a_healthy_one() {
+    let f = Fleet::start();
+    f.cli(&["secrets", "set", "K=from-the-healthy-one"]);
+    let hung = HungReplica::start();
+    // The agent tries the addresses in random order: several runners, so some try the hung
+    // replica first.
+    let runners: Vec<_> = (0..6)
+        .map(|_| {
+            let mut c = f.agent(
+                &f.token(&[]),
+                &["--deadline", "30s", "--", "sh", "-c", "printf %s \"$K\""],
+            );
+            c.env("RUNSEAL_ADDR", format!("{},{}", hung.addr, f.d.addr));
+            c.spawn().unwrap()
+        })
+        .collect();
+    for r in runners {
+        let out = r.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(stdout(&out), "from-the-healthy-one");
+    }
+}
+
+#[test]
 fn exit_status_and_signals_belong_to_the_app() {
     let f = Fleet::start();
     f.cli(&["secrets", "set", "K=v"]);

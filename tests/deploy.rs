@@ -130,7 +130,8 @@ fn master_key_and_agent_token_from_a_credentials_directory() {
     std::fs::write(agent_creds.join("runseal-token"), token.trim()).unwrap();
     let out = Command::new(AGENT)
         .args(["--", "sh", "-c", "printf %s \"$FROM_CRED\""])
-        .env_remove("RUNSEAL_TOKEN")
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap())
         .env("RUNSEAL_ADDR", &d.addr)
         .env("CREDENTIALS_DIRECTORY", &agent_creds)
         .output()
@@ -200,6 +201,8 @@ fn metrics_count_calls_snapshots_and_tokens() {
     let run = || {
         Command::new(AGENT)
             .args(["--", "true"])
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap())
             .env("RUNSEAL_ADDR", &d.addr)
             .env("RUNSEAL_TOKEN", token.trim())
             .output()
@@ -242,11 +245,12 @@ async fn sighup_reloads_tls_without_dropping_connections() {
     let key_file = dir.path().join("tls.key");
     std::fs::copy(&old.server_cert, &cert).unwrap();
     std::fs::copy(&old.server_key, &key_file).unwrap();
-    let d = Daemon::start(
+    let mut d = Daemon::start(
         &dir.path().join("data"),
         &["--tls-cert", s(&cert), "--tls-key", s(&key_file)],
         &[],
     );
+    let pid = d.child.id();
     let addr = d.addr.replace("http://127.0.0.1", "https://localhost");
     let admin = runseal::auth::Credential::parse(&d.admin_key()).unwrap();
 
@@ -287,7 +291,18 @@ async fn sighup_reloads_tls_without_dropping_connections() {
         .await
         .unwrap();
     assert_eq!(open.secrets().list("main").await.unwrap().len(), 2);
-    assert!(d.child.id() > 0, "runseald was not restarted");
+    // The same process throughout: SIGHUP reloaded, it did not restart or exit.
+    assert!(
+        d.child.try_wait().unwrap().is_none(),
+        "runseald exited on SIGHUP"
+    );
+    assert_eq!(d.child.id(), pid);
+    assert_eq!(
+        d.log().matches("listening").count(),
+        1,
+        "runseald started listening again: {}",
+        d.log()
+    );
 }
 
 #[test]

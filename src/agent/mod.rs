@@ -25,6 +25,9 @@ use zeroize::Zeroizing;
 use crate::auth::Credential;
 use crate::client::{connect_channel, Client, ClientError, Snapshot};
 
+/// How long one try may take when `RUNSEAL_ADDR` lists several replicas.
+const PER_TRY_WITH_REPLICAS: Duration = Duration::from_secs(4);
+
 /// Exit statuses when the app cannot be exec'd (sysexits.h, and the shell's 126/127).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -194,8 +197,15 @@ async fn fetch(args: &Args, cred: &Credential, runner_id: &str) -> Result<Snapsh
         if remaining.is_zero() {
             break;
         }
-        let result = tokio::time::timeout(remaining, async {
-            let channel = connect_channel(addr, args.ca_cert.as_ref(), None, remaining).await?;
+        // With several replicas, one that hangs (partitioned, stopped) must not take the whole
+        // deadline: each try gets a few seconds, then the next address is tried.
+        let per_try = if addrs.len() > 1 {
+            remaining.min(PER_TRY_WITH_REPLICAS)
+        } else {
+            remaining
+        };
+        let result = tokio::time::timeout(per_try, async {
+            let channel = connect_channel(addr, args.ca_cert.as_ref(), None, per_try).await?;
             Client::from_channel(channel, cred, addr)
                 .runners()
                 .snapshot(&env, runner_id, &args.only)
@@ -221,10 +231,16 @@ async fn fetch(args: &Args, cred: &Credential, runner_id: &str) -> Result<Snapsh
                 | Code::Unknown => {
                     last_error = format!("{addr}: {}", s.message());
                 }
-                Code::Unauthenticated | Code::PermissionDenied | Code::NotFound => {
+                Code::Unauthenticated | Code::PermissionDenied => {
                     return Err(Failure::new(
                         Exit::Refused,
                         format!("credential refused by {addr}: {}", s.message()),
+                    ))
+                }
+                Code::NotFound => {
+                    return Err(Failure::new(
+                        Exit::Refused,
+                        format!("cannot fetch the snapshot from {addr}: {}", s.message()),
                     ))
                 }
                 Code::FailedPrecondition => {
@@ -232,6 +248,11 @@ async fn fetch(args: &Args, cred: &Credential, runner_id: &str) -> Result<Snapsh
                 }
                 Code::InvalidArgument => {
                     return Err(Failure::new(Exit::Config, s.message().to_string()))
+                }
+                // A replica in trouble (INTERNAL, DATA_LOSS…): the others may be fine, so each
+                // address gets its chance before the agent gives up.
+                _ if attempt < addrs.len() => {
+                    last_error = format!("{addr} could not serve the snapshot: {}", s.message());
                 }
                 _ => {
                     return Err(Failure::new(
@@ -241,10 +262,7 @@ async fn fetch(args: &Args, cred: &Credential, runner_id: &str) -> Result<Snapsh
                 }
             },
             Ok(Err(e)) => last_error = e.to_string(),
-            Err(_) => {
-                last_error = format!("{addr}: no answer");
-                break;
-            }
+            Err(_) => last_error = format!("{addr}: no answer within {per_try:?}"),
         }
         // Full jitter: sleep a random time up to the current backoff, within the deadline.
         let remaining = deadline.saturating_duration_since(Instant::now());

@@ -41,6 +41,13 @@ pub fn reset_signals() {
         #[allow(unsafe_code)]
         let _ = unsafe { nix::sys::signal::signal(sig, SigHandler::SigDfl) };
     }
+    // The real-time signals, which `Signal` does not name (glibc keeps the first two for
+    // itself and refuses them; SIGRTMIN() is the first an application may use).
+    for signo in nix::libc::SIGRTMIN()..=nix::libc::SIGRTMAX() {
+        // SAFETY: as above: SIG_DFL, no handler code.
+        #[allow(unsafe_code)]
+        let _ = unsafe { nix::libc::signal(signo, nix::libc::SIG_DFL) };
+    }
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
 }
 
