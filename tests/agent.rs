@@ -372,7 +372,7 @@ signal.signal(signal.SIGINT, signal.SIG_IGN)
 signal.signal(signal.SIGPIPE, signal.SIG_IGN)
 signal.signal(signal.SIGRTMIN + 1, signal.SIG_IGN)
 os.execv(sys.argv[1], sys.argv[1:])";
-    let mut cmd = f.agent(&f.token(&[]), &["--", "cat", "/proc/self/status"]);
+    let cmd = f.agent(&f.token(&[]), &["--", "cat", "/proc/self/status"]);
     let agent = cmd.get_program().to_owned();
     let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
     let envs: Vec<_> = cmd
