@@ -2,7 +2,7 @@
 //! an agent started during the outage gets its snapshot once it is back, and runseald serves
 //! again without being restarted.
 //!
-//! The test runs a PostgreSQL server of its own (initdb in a temp dir, on a free loopback port),
+//! The test runs a PostgreSQL server of its own (initdb in a temp dir, on a Unix socket there),
 //! so stopping it disturbs nothing else. Compiled when `RUNSEAL_TEST_DATABASE_URL` is set, like
 //! every PostgreSQL test: that is the switch saying PostgreSQL is installed on this machine.
 #![cfg(runseal_pg_tests)]
@@ -51,11 +51,9 @@ impl PrivatePg {
                 .unwrap()
                 .success());
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        // Only a Unix socket in the temp dir: no TCP port that another test could take while
+        // this server is down. The port number only names the socket file.
+        let port = 5433;
         let pg = Self {
             dir,
             bin: pg_bin(),
@@ -83,7 +81,11 @@ impl PrivatePg {
     }
 
     fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+        format!(
+            "postgres://postgres@localhost:{}/postgres?host={}",
+            self.port,
+            self.dir.path().display()
+        )
     }
 
     fn run(&self, tool: &str, args: &[&str]) {
@@ -117,7 +119,7 @@ impl PrivatePg {
     fn ctl(&self, action: &str) {
         let data = self.data();
         let opts = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c fsync=off",
+            "-p {} -c listen_addresses= -c unix_socket_directories={} -c fsync=off",
             self.port,
             self.dir.path().display()
         );
