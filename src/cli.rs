@@ -77,7 +77,7 @@ pub enum Output {
     Json,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Subcommand)]
 pub enum SecretsCmd {
     /// Set one or more secrets atomically: NAME=VALUE, or NAME=- to read the value from stdin.
     Set {
@@ -105,6 +105,36 @@ pub enum SecretsCmd {
         #[arg(long, default_value = MAIN_ENV)]
         env: String,
     },
+}
+
+/// `NAME=VALUE` pairs hold values: `Debug` shows how many there are, never what they are.
+impl std::fmt::Debug for SecretsCmd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SecretsCmd::Set {
+                pairs,
+                env,
+                exposed_by_default,
+                not_exposed_by_default,
+            } => f
+                .debug_struct("Set")
+                .field("pairs", &format_args!("<{} redacted>", pairs.len()))
+                .field("env", env)
+                .field("exposed_by_default", exposed_by_default)
+                .field("not_exposed_by_default", not_exposed_by_default)
+                .finish(),
+            SecretsCmd::List { env, output } => f
+                .debug_struct("List")
+                .field("env", env)
+                .field("output", output)
+                .finish(),
+            SecretsCmd::Unset { name, env } => f
+                .debug_struct("Unset")
+                .field("name", name)
+                .field("env", env)
+                .finish(),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -286,12 +316,26 @@ fn parse_pairs(pairs: Vec<OsString>) -> Result<Vec<(String, SecretBytes)>, CliEr
     Ok(out)
 }
 
-/// Reads stdin to the end; one trailing newline (from `echo` or a file) is dropped.
+/// Reads stdin to the end; one trailing newline (from `echo` or a file) is dropped. The value
+/// grows in zeroizing buffers only: each outgrown one is wiped as it is replaced.
 fn read_stdin_value() -> Result<SecretBytes, CliError> {
-    let mut buf = Zeroizing::new(Vec::new());
-    std::io::stdin()
-        .read_to_end(&mut buf)
-        .map_err(|e| fail(format!("cannot read the value from stdin: {e}")))?;
+    let mut buf = Zeroizing::new(Vec::with_capacity(8192));
+    let mut chunk = Zeroizing::new([0u8; 8192]);
+    let mut stdin = std::io::stdin().lock();
+    loop {
+        let n = match stdin.read(&mut chunk[..]) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(fail(format!("cannot read the value from stdin: {e}"))),
+        };
+        if buf.len() + n > buf.capacity() {
+            let mut bigger = Zeroizing::new(Vec::with_capacity((buf.len() + n) * 2));
+            bigger.extend_from_slice(&buf);
+            buf = bigger;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
     if buf.ends_with(b"\n") {
         buf.pop();
         if buf.ends_with(b"\r") {
@@ -620,5 +664,32 @@ async fn runners(client: &Client, cmd: RunnersCmd, out: &mut impl Write) -> Resu
                 })
                 .collect::<Vec<_>>(),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::Cli;
+
+    #[test]
+    fn debug_of_a_parsed_command_line_never_shows_values() {
+        let cli = Cli::try_parse_from([
+            "runseal",
+            "secrets",
+            "set",
+            "HF_TOKEN=hf-do-not-print",
+            "DB=postgres://u:pw-do-not-print@db/x",
+            "--env",
+            "staging",
+        ])
+        .unwrap();
+        let shown = format!("{cli:?}");
+        assert!(
+            shown.contains("<2 redacted>") && shown.contains("staging"),
+            "{shown}"
+        );
+        assert!(!shown.contains("do-not-print"), "{shown}");
     }
 }

@@ -19,8 +19,10 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{environment_of, environments, secrets, store_status, timestamp, Failure, State};
-use crate::auth::Principal;
+use super::{
+    credential_of, environment_of, environments, secrets, store_status, timestamp, Failure, State,
+};
+use crate::auth::{Credential, Principal};
 use crate::proto::controller::{self, isolate_controller_server::IsolateController};
 use crate::secret::SecretBytes;
 use crate::store::{EnvironmentRow, StoreError};
@@ -36,7 +38,19 @@ impl FalService {
 
     /// Authenticates like every runseal service; a refused key gets a hint in fal's terms.
     async fn authenticate<T>(&self, req: &Request<T>) -> Result<Principal, Status> {
-        self.state.authenticate(req).await.map_err(|s| {
+        self.authenticate_credential(credential_of(req)).await
+    }
+
+    /// Like `authenticate`, for a credential taken from the request before its message.
+    async fn authenticate_credential(
+        &self,
+        cred: Result<Credential, Status>,
+    ) -> Result<Principal, Status> {
+        let checked = match cred {
+            Ok(cred) => self.state.authenticate_credential(&cred).await,
+            Err(e) => Err(e),
+        };
+        checked.map_err(|s| {
             if s.code() == tonic::Code::Unauthenticated {
                 Status::unauthenticated(format!(
                     "{}; FAL_KEY must hold a runseal key KEY_ID:KEY_SECRET (`runseal keys create`)",
@@ -110,10 +124,12 @@ impl IsolateController for FalService {
         &self,
         request: Request<controller::SetSecretRequest>,
     ) -> Result<Response<controller::SetSecretResponse>, Status> {
-        let principal = self.authenticate(&request).await?;
+        let cred = credential_of(&request);
         let req = request.into_inner();
-        // Into a zeroizing buffer first (no copy), so no early return leaves plaintext behind.
+        // Into a zeroizing buffer first (no copy), so no early return, not even a refused key,
+        // leaves plaintext behind.
         let value = req.value.map(|v| SecretBytes::new(v.into_bytes()));
+        let principal = self.authenticate_credential(cred).await?;
         let env = environment_of_fal(req.environment_name.as_deref())?;
         match value {
             Some(value) => {

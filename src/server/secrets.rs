@@ -113,14 +113,16 @@ impl Secrets for SecretsService {
         &self,
         request: Request<v1::SetSecretsRequest>,
     ) -> Result<Response<v1::SetSecretsResponse>, Status> {
-        let principal = self.state.authenticate(&request).await?;
+        let cred = super::credential_of(&request);
         let req = request.into_inner();
-        // Into zeroizing buffers first, so an early error leaves no plaintext behind.
+        // Into zeroizing buffers first, so no early return, not even a refused key, leaves
+        // plaintext behind.
         let batch = req
             .secrets
             .into_iter()
             .map(|s| (s.name, SecretBytes::new(s.value)))
             .collect();
+        let principal = self.state.authenticate_credential(&cred?).await?;
         let env = environment_of(&req.environment)?;
         let revision = set(&self.state, &principal, &env, batch, req.exposed_by_default).await?;
         Ok(Response::new(v1::SetSecretsResponse { revision }))
