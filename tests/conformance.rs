@@ -568,6 +568,33 @@ async fn deleting_an_environment_takes_its_tokens_and_runner_records(b: Backend)
         .is_empty());
 }
 
+async fn the_last_active_admin_key_cannot_be_revoked(b: Backend) {
+    let s = server(b).await;
+    let c = s.admin_client().await;
+    let first = s.admin.key_id().to_string();
+    assert_eq!(
+        code(c.keys().revoke(&first).await),
+        Code::FailedPrecondition
+    );
+    let (second, second_cred) = c
+        .keys()
+        .create(&["admin".to_string()], "second admin")
+        .await
+        .unwrap();
+    c.keys().revoke(&first).await.unwrap();
+    let c2 = s.client(&second_cred).await;
+    let err = c2.keys().revoke(&second.key_id).await.unwrap_err();
+    assert_eq!(err.code(), Some(Code::FailedPrecondition));
+    assert!(err.to_string().contains("last active admin key"), "{err}");
+    // Other keys come and go as before.
+    let (writer, _) = c2
+        .keys()
+        .create(&["write:main".to_string()], "writer")
+        .await
+        .unwrap();
+    c2.keys().revoke(&writer.key_id).await.unwrap();
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -593,6 +620,7 @@ conformance!(
     runner_starts_are_recorded_with_their_revision,
     sealed_values_are_bound_to_their_row,
     deleting_an_environment_takes_its_tokens_and_runner_records,
+    the_last_active_admin_key_cannot_be_revoked,
 );
 
 #[cfg(not(runseal_pg_tests))]

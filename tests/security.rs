@@ -982,3 +982,27 @@ async fn key_secrets_are_stored_only_as_hashes() {
     server.stop().await;
     check(&all_files(dir.path()), "after shutdown");
 }
+
+#[tokio::test]
+async fn a_runner_token_used_as_a_key_is_refused_with_a_message_that_says_so() {
+    let s = TestServer::start().await;
+    let admin = s.admin_client().await;
+    let token = admin
+        .runners()
+        .issue("main", Default::default())
+        .await
+        .unwrap()
+        .remove(0);
+    let as_key = Client::connect(&s.addr, token.token.clone()).await.unwrap();
+    let err = as_key.secrets().list("main").await.unwrap_err();
+    assert_eq!(err.code(), Some(Code::Unauthenticated));
+    let shown = err.to_string();
+    assert!(
+        shown.contains("is a runner token") && shown.contains("needs a key"),
+        "{shown}"
+    );
+    assert!(!shown.contains(token.token.expose_secret()));
+    // The token was not spent by the refused call.
+    let runner = Client::connect(&s.addr, token.token).await.unwrap();
+    runner.runners().snapshot("", "", &[]).await.unwrap();
+}

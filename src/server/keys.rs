@@ -46,7 +46,7 @@ impl Keys for KeysService {
         let req = request.into_inner();
         if req.scopes.is_empty() {
             return Err(Status::invalid_argument(
-                "scopes: give at least one of admin, write:ENV, read:ENV, issue:ENV",
+                "scopes: give at least one of admin, write:ENV, read:ENV, issue:ENV, snapshot:ENV",
             ));
         }
         let mut scopes = req

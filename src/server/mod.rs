@@ -110,6 +110,12 @@ pub fn credential_of<T>(req: &Request<T>) -> Result<Credential, Status> {
 
 impl State {
     pub async fn authenticate_credential(&self, cred: &Credential) -> Result<Principal, Status> {
+        if cred.is_runner_token() {
+            return Err(Status::unauthenticated(format!(
+                "{} is a runner token: it only fetches a snapshot (runseal-agent); this call needs a key (rk_…, `runseal keys create`)",
+                cred.key_id()
+            )));
+        }
         let invalid = || Status::unauthenticated("invalid key: unknown key id or wrong secret");
         let row = self
             .store
@@ -242,9 +248,9 @@ pub fn store_status(e: &StoreError) -> Status {
         | StoreError::KeyNotFound(_)
         | StoreError::RunnerTokenNotFound(_) => Status::not_found(e.to_string()),
         StoreError::EnvironmentExists(_) => Status::already_exists(e.to_string()),
-        StoreError::EnvironmentNotEmpty { .. } | StoreError::MainEnvironment => {
-            Status::failed_precondition(e.to_string())
-        }
+        StoreError::EnvironmentNotEmpty { .. }
+        | StoreError::MainEnvironment
+        | StoreError::LastAdminKey(_) => Status::failed_precondition(e.to_string()),
         StoreError::TooManySecrets { .. } | StoreError::EnvironmentTooLarge { .. } => {
             Status::resource_exhausted(e.to_string())
         }

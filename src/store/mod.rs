@@ -34,6 +34,8 @@ pub enum StoreError {
     KeyNotFound(String),
     #[error("runner token {0:?} does not exist")]
     RunnerTokenNotFound(String),
+    #[error("key {0:?} is the last active admin key: create another one first (`runseal keys create --scope admin`)")]
+    LastAdminKey(String),
     #[error("environment {environment:?} would hold {count} secrets: the limit is {max}")]
     TooManySecrets {
         environment: String,
@@ -293,6 +295,11 @@ pub fn to_millis(t: OffsetDateTime) -> i64 {
 pub fn from_millis(ms: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// Whether stored scopes (`admin,write:ENV,…`) include `admin`.
+pub(crate) fn scopes_include_admin(stored: &str) -> bool {
+    stored.split(',').any(|s| s.trim() == "admin")
 }
 
 /// A database URL with its password replaced, for logs and messages: the `user:password@` part

@@ -499,6 +499,26 @@ impl Store for PostgresStore {
 
     async fn revoke_key(&self, id: &str, audit: AuditRecord) -> Result<()> {
         let mut tx = self.writer.begin().await?;
+        // Revocations serialise across replicas, so two admins revoking each other cannot
+        // both succeed.
+        sqlx::query("LOCK TABLE api_keys IN SHARE ROW EXCLUSIVE MODE")
+            .execute(&mut *tx)
+            .await?;
+        // Never the last active admin key: nobody could make keys or environments again.
+        let active: Vec<(String, String)> =
+            sqlx::query_as("SELECT id, scopes FROM api_keys WHERE revoked_at IS NULL")
+                .fetch_all(&mut *tx)
+                .await?;
+        let is_active_admin = active
+            .iter()
+            .any(|(k, scopes)| k == id && super::scopes_include_admin(scopes));
+        if is_active_admin
+            && !active
+                .iter()
+                .any(|(k, scopes)| k != id && super::scopes_include_admin(scopes))
+        {
+            return Err(StoreError::LastAdminKey(id.to_string()));
+        }
         let n =
             sqlx::query("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2")
                 .bind(to_millis(audit.at))
