@@ -1,9 +1,10 @@
 //! The masker of build output: every fetched value, and its URL-encoded and base64 forms, is
 //! replaced with `***` in the command's stdout and stderr.
 //!
-//! It streams: between chunks it keeps only the last (longest form − 1) bytes, the most of a
-//! value that can still be completed by the next read, so a log of any size passes in constant
-//! memory and a value split across reads is still found. Matching is leftmost-longest over all
+//! It streams: between chunks it holds back only the tail that could still become a form (the
+//! longest suffix that is a prefix of one, so at most longest form − 1 bytes) and passes
+//! everything else on at once, so a log of any size passes in constant memory, a prompt or a
+//! progress line is not delayed, and a value split across reads is still found. Matching is leftmost-longest over all
 //! forms at once (Aho-Corasick), so streamed output equals masking the whole output at once.
 //! The forms and the held-back tail live in zeroizing buffers; the automaton's tables encode
 //! the forms too and are freed, not wiped, when the masker drops (the agent locks its memory
@@ -114,6 +115,8 @@ fn lower_hex(encoded: &[u8]) -> Zeroizing<Vec<u8>> {
 /// The compiled forms of every value. Shared by the stdout and stderr streams.
 pub struct Masker {
     automaton: Option<AhoCorasick>,
+    /// Every form, sorted: what a held-back tail is checked against.
+    forms: Vec<Zeroizing<Vec<u8>>>,
     longest: usize,
 }
 
@@ -145,7 +148,18 @@ impl Masker {
                     .expect("byte patterns of bounded size always compile"),
             )
         };
-        Self { automaton, longest }
+        Self {
+            automaton,
+            forms: all,
+            longest,
+        }
+    }
+
+    /// True when `tail` is the beginning of (or all of) some form.
+    fn could_start_a_form(&self, tail: &[u8]) -> bool {
+        // The first form not below `tail` is the smallest that could start with it.
+        let i = self.forms.partition_point(|f| f[..] < *tail);
+        self.forms.get(i).is_some_and(|f| f.starts_with(tail))
     }
 
     /// A stream over one output (stdout or stderr).
@@ -208,16 +222,27 @@ impl MaskStream<'_> {
     /// held-back rest starts.
     fn emit(&self, out: &mut Vec<u8>, last: bool) -> usize {
         let buf = &self.pending[..];
-        // A form starting before `safe` lies wholly in `buf`, so its match is final.
-        let safe = if last {
-            buf.len()
+        // Where a form could begin whose end is still to come. Further back, a suffix is longer
+        // than any form: every match there lies wholly in `buf` and is final.
+        let open: Vec<usize> = if last {
+            Vec::new()
         } else {
-            buf.len().saturating_sub(self.masker.held_back())
+            (buf.len().saturating_sub(self.masker.held_back())..buf.len())
+                .filter(|&s| self.masker.could_start_a_form(&buf[s..]))
+                .collect()
+        };
+        let hold = |from: usize| {
+            open.iter()
+                .copied()
+                .find(|&s| s >= from)
+                .unwrap_or(buf.len())
         };
         let mut pos = 0;
         if let Some(ac) = &self.masker.automaton {
             for m in ac.find_iter(buf) {
-                if m.start() >= safe {
+                // A match at or after an open position may yet be preceded by an earlier one
+                // or grow longer: it waits for more bytes.
+                if m.start() >= hold(pos) {
                     break;
                 }
                 out.extend_from_slice(&buf[pos..m.start()]);
@@ -225,7 +250,7 @@ impl MaskStream<'_> {
                 pos = m.end();
             }
         }
-        let keep_from = pos.max(safe);
+        let keep_from = hold(pos);
         out.extend_from_slice(&buf[pos..keep_from]);
         keep_from
     }
@@ -314,6 +339,29 @@ mod tests {
         }
         s.finish(&mut out);
         assert!(total > 10_000_000);
+    }
+
+    #[test]
+    fn only_a_possible_beginning_of_a_value_is_held_back() {
+        let m = Masker::new([b"mask_value".as_slice()]);
+        let mut s = m.stream();
+        let mut out = Vec::new();
+        s.push(b"ready\n", &mut out);
+        assert_eq!(
+            out, b"ready\n",
+            "output that cannot start a value is not delayed"
+        );
+        out.clear();
+        s.push(b"xx mask_", &mut out);
+        assert_eq!(out, b"xx ");
+        out.clear();
+        s.push(b"val", &mut out);
+        assert_eq!(out, b"");
+        s.push(b"ue and more", &mut out);
+        assert_eq!(out, b"*** and more");
+        out.clear();
+        s.push(b"mask_vX", &mut out);
+        assert_eq!(out, b"mask_vX");
     }
 
     #[test]
