@@ -103,8 +103,7 @@ impl Template {
                 column += 3;
                 continue;
             }
-            if rest.starts_with("${") {
-                let body = &rest[2..];
+            if let Some(body) = rest.strip_prefix("${") {
                 let end = body.find(['}', '\n']);
                 let name = match end {
                     Some(e) if body.as_bytes()[e] == b'}' => &body[..e],

@@ -302,9 +302,10 @@ fn sealed_memfd(label: &str, content: &[u8]) -> Result<OwnedFd, Failure> {
 fn child_env(source: Option<CredentialSource>) -> Vec<(OsString, OsString)> {
     std::env::vars_os()
         .filter(|(k, _)| {
-            !k.as_bytes().starts_with(RESERVED_PREFIX.as_bytes())
-                && !(source == Some(CredentialSource::SystemdCredential)
-                    && k == "CREDENTIALS_DIRECTORY")
+            let setting = k.as_bytes().starts_with(RESERVED_PREFIX.as_bytes());
+            let credential_dir =
+                source == Some(CredentialSource::SystemdCredential) && k == "CREDENTIALS_DIRECTORY";
+            !setting && !credential_dir
         })
         .collect()
 }
