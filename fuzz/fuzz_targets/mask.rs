@@ -2,24 +2,17 @@
 //! and no value (nor any of its forms without '*') survives.
 #![no_main]
 
-use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
 use runseal::agent::mask::{forms, Masker};
-
-#[derive(Debug, Arbitrary)]
-struct Input {
-    values: Vec<Vec<u8>>,
-    output: Vec<u8>,
-    cuts: Vec<u16>,
-}
 
 fn contains(h: &[u8], n: &[u8]) -> bool {
     !n.is_empty() && h.windows(n.len()).any(|w| w == n)
 }
 
-fuzz_target!(|input: Input| {
-    let values: Vec<Vec<u8>> = input
-        .values
+// (values, output, split points)
+fuzz_target!(|input: (Vec<Vec<u8>>, Vec<u8>, Vec<u16>)| {
+    let (values, output, cuts) = input;
+    let values: Vec<Vec<u8>> = values
         .into_iter()
         .take(4)
         .map(|mut v| {
@@ -29,17 +22,20 @@ fuzz_target!(|input: Input| {
         })
         .collect();
     let masker = Masker::new(values.iter().map(Vec::as_slice));
-    let whole = masker.mask(&input.output);
-    let mut cuts: Vec<usize> = input.cuts.iter().map(|c| *c as usize % (input.output.len() + 1)).collect();
+    let whole = masker.mask(&output);
+    let mut cuts: Vec<usize> = cuts
+        .iter()
+        .map(|c| *c as usize % (output.len() + 1))
+        .collect();
     cuts.sort_unstable();
     let mut streamed = Vec::new();
     let mut stream = masker.stream();
     let mut at = 0;
     for c in cuts {
-        stream.push(&input.output[at..c], &mut streamed);
+        stream.push(&output[at..c], &mut streamed);
         at = c;
     }
-    stream.push(&input.output[at..], &mut streamed);
+    stream.push(&output[at..], &mut streamed);
     stream.finish(&mut streamed);
     assert_eq!(streamed, whole);
     for v in &values {

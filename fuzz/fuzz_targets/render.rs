@@ -13,7 +13,9 @@ fuzz_target!(|text: &str| {
     for n in t.referenced_names() {
         assert!(runseal::names::is_valid_secret_name(n));
     }
-    let rendered = t.render(|_| Some(b"V".as_slice())).expect("every name has a value");
+    let rendered = t
+        .render(|_| Some(b"V".as_slice()))
+        .expect("every name has a value");
     if !text.contains('$') {
         assert_eq!(rendered.as_slice(), text.as_bytes());
     }
