@@ -120,26 +120,24 @@ pub fn parse_args_from(
 
 /// Prints a clap error as the agent's one line (exit 64), or help/version (exit 0).
 pub(crate) fn usage_error(e: &clap::Error, usage: &str) -> ExitCode {
-    {
-        use clap::error::ErrorKind::*;
-        match e.kind() {
-            DisplayHelp | DisplayVersion => {
-                let _ = e.print();
-                ExitCode::SUCCESS
-            }
-            _ => {
-                // clap's message is several lines; the agent prints one.
-                let text = e.to_string();
-                let what: Vec<&str> = text
-                    .lines()
-                    .map(str::trim)
-                    .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more"))
-                    .filter(|l| !l.is_empty() && !l.starts_with("tip:"))
-                    .collect();
-                let what = what.join(" ");
-                let what = what.trim_start_matches("error: ");
-                Failure::new(Exit::Usage, format!("{what} (usage: {usage})")).report()
-            }
+    use clap::error::ErrorKind::*;
+    match e.kind() {
+        DisplayHelp | DisplayVersion => {
+            let _ = e.print();
+            ExitCode::SUCCESS
+        }
+        _ => {
+            // clap's message is several lines; the agent prints one.
+            let text = e.to_string();
+            let what: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more"))
+                .filter(|l| !l.is_empty() && !l.starts_with("tip:"))
+                .collect();
+            let what = what.join(" ");
+            let what = what.trim_start_matches("error: ");
+            Failure::new(Exit::Usage, format!("{what} (usage: {usage})")).report()
         }
     }
 }
