@@ -610,6 +610,30 @@ async fn build_fetches_are_single_use_named_and_audited(b: Backend) {
         wins += t.await.unwrap() as usize;
     }
     assert_eq!(wins, 1);
+    // A token's allow-list bounds the names a build may fetch.
+    let limited = c
+        .runners()
+        .issue(
+            "main",
+            IssueOptions {
+                purpose: "build".into(),
+                only: vec!["A".into()],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .remove(0);
+    let builder = Client::from_channel(s_channel(&s), &limited.token, &s.addr);
+    assert_eq!(
+        code(builder.runners().build_secrets("", &["B".into()]).await),
+        Code::PermissionDenied
+    );
+    builder
+        .runners()
+        .build_secrets("", &["A".into()])
+        .await
+        .unwrap();
     // A key needs build:ENV (admin does not imply it) and is not used up.
     assert_eq!(
         code(c.runners().build_secrets("main", &["A".into()]).await),
@@ -629,7 +653,7 @@ async fn build_fetches_are_single_use_named_and_audited(b: Backend) {
         .iter()
         .filter(|e| e.action == "build.secrets")
         .collect();
-    assert_eq!(fetches.len(), 4, "two token fetches, two key fetches");
+    assert_eq!(fetches.len(), 5, "three token fetches, two key fetches");
     assert!(fetches
         .iter()
         .any(|e| e.key_id == key.key_id() && e.names == ["A", "B"]));
