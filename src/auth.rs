@@ -30,10 +30,13 @@ pub enum Scope {
     /// Fetch snapshots (values) of one environment, like a runner token that never runs out.
     /// Never implied by `admin`: reading values must be granted explicitly.
     Snapshot(String),
+    /// Fetch named values of one environment for a build (`runseal-agent build`). Never implied
+    /// by `admin`, like `snapshot`.
+    Build(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid scope {0:?}: use admin, write:ENV, read:ENV, issue:ENV or snapshot:ENV with a valid environment name")]
+#[error("invalid scope {0:?}: use admin, write:ENV, read:ENV, issue:ENV, snapshot:ENV or build:ENV with a valid environment name")]
 pub struct InvalidScope(pub String);
 
 impl FromStr for Scope {
@@ -54,6 +57,7 @@ impl FromStr for Scope {
             "read" => Ok(Scope::Read(env)),
             "issue" => Ok(Scope::Issue(env)),
             "snapshot" => Ok(Scope::Snapshot(env)),
+            "build" => Ok(Scope::Build(env)),
             _ => Err(bad()),
         }
     }
@@ -67,6 +71,7 @@ impl fmt::Display for Scope {
             Scope::Read(e) => write!(f, "read:{e}"),
             Scope::Issue(e) => write!(f, "issue:{e}"),
             Scope::Snapshot(e) => write!(f, "snapshot:{e}"),
+            Scope::Build(e) => write!(f, "build:{e}"),
         }
     }
 }
@@ -83,10 +88,10 @@ impl Principal {
         self.scopes.contains(&Scope::Admin)
     }
 
-    /// True when the key holds `needed` (admin holds everything but `snapshot`; write implies
-    /// read).
+    /// True when the key holds `needed` (admin holds everything but `snapshot` and `build`,
+    /// the scopes that read values; write implies read).
     pub fn allows(&self, needed: &Scope) -> bool {
-        (self.is_admin() && !matches!(needed, Scope::Snapshot(_)))
+        (self.is_admin() && !matches!(needed, Scope::Snapshot(_) | Scope::Build(_)))
             || self.scopes.contains(needed)
             || matches!(needed, Scope::Read(env) if self.scopes.contains(&Scope::Write(env.clone())))
     }
@@ -95,7 +100,11 @@ impl Principal {
     pub fn sees_environment(&self, env: &str) -> bool {
         self.is_admin()
             || self.scopes.iter().any(|s| match s {
-                Scope::Write(e) | Scope::Read(e) | Scope::Issue(e) | Scope::Snapshot(e) => e == env,
+                Scope::Write(e)
+                | Scope::Read(e)
+                | Scope::Issue(e)
+                | Scope::Snapshot(e)
+                | Scope::Build(e) => e == env,
                 Scope::Admin => true,
             })
     }
@@ -235,6 +244,7 @@ mod tests {
             "read:staging",
             "issue:prod-1",
             "snapshot:main",
+            "build:production",
         ] {
             assert_eq!(s.parse::<Scope>().unwrap().to_string(), s);
         }
@@ -262,6 +272,14 @@ mod tests {
         };
         assert!(admin.allows(&Scope::Write("main".into())));
         assert!(!admin.allows(&Scope::Snapshot("main".into())));
+        assert!(!admin.allows(&Scope::Build("main".into())));
+        let build = Principal {
+            key_id: "k".into(),
+            scopes: vec![Scope::Build("staging".into())],
+        };
+        assert!(build.allows(&Scope::Build("staging".into())));
+        assert!(!build.allows(&Scope::Build("main".into())));
+        assert!(!build.allows(&Scope::Snapshot("staging".into())));
     }
 
     #[test]

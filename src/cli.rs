@@ -63,6 +63,9 @@ pub enum Command {
     Runners(RunnersCmd),
     /// Show the audit log (newest first).
     Audit(AuditArgs),
+    /// Build-time helpers (no server needed).
+    #[command(subcommand)]
+    Build(BuildCmd),
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]
@@ -158,7 +161,7 @@ pub enum EnvCmd {
 pub enum KeysCmd {
     /// Create a key; prints KEY_ID:KEY_SECRET once.
     Create {
-        /// admin, write:ENV, read:ENV or issue:ENV (repeatable).
+        /// admin, write:ENV, read:ENV, issue:ENV, snapshot:ENV or build:ENV (repeatable).
         #[arg(long = "scope", required = true)]
         scopes: Vec<String>,
         #[arg(long, default_value = "")]
@@ -197,6 +200,24 @@ pub enum RunnerTokenCmd {
     },
     Revoke {
         token_id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BuildCmd {
+    /// Print the cache key of a build step: SHA-256 over the requirements templates and the
+    /// names they reference, never values, so it is the same in every environment.
+    CacheKey {
+        /// A requirements template, as given to `runseal-agent build` (repeatable, in order).
+        #[arg(
+            long = "requirements",
+            value_name = "FILE",
+            required_unless_present = "requirement"
+        )]
+        requirements: Vec<PathBuf>,
+        /// One requirements line, as given to `runseal-agent build` (repeatable; after the files).
+        #[arg(long = "requirement", value_name = "LINE")]
+        requirement: Vec<String>,
     },
 }
 
@@ -252,6 +273,16 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         );
         return Ok(());
     }
+    if let Command::Build(BuildCmd::CacheKey {
+        requirements,
+        requirement,
+    }) = &cli.command
+    {
+        let templates = crate::agent::build::load_templates(requirements, requirement)
+            .map_err(|f| fail(f.message))?;
+        let key = crate::build::cache_key(&templates);
+        return writeln!(std::io::stdout().lock(), "{key}").map_err(io);
+    }
     let key = load_key(cli.key_file.as_ref())?;
     let mut opts = ConnectOptions::new(cli.addr.clone(), key);
     opts.ca_cert = cli.ca_cert.clone();
@@ -265,7 +296,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::RunnerToken(cmd) => runner_tokens(&client, cmd, &mut out).await,
         Command::Runners(cmd) => runners(&client, cmd, &mut out).await,
         Command::Audit(args) => audit(&client, args, &mut out).await,
-        Command::Completions { .. } => unreachable!("handled above"),
+        Command::Completions { .. } | Command::Build(_) => unreachable!("handled above"),
     }
 }
 

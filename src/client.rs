@@ -531,6 +531,49 @@ impl From<v1::GetSnapshotResponse> for Snapshot {
     }
 }
 
+/// The values a build step fetched: exactly the names it asked for, each in a zeroizing buffer.
+pub struct BuildSecrets {
+    pub environment: String,
+    pub revision: u64,
+    pub secrets: Vec<(String, SecretBytes)>,
+}
+
+impl fmt::Debug for BuildSecrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BuildSecrets")
+            .field("environment", &self.environment)
+            .field("revision", &self.revision)
+            .field(
+                "names",
+                &self.secrets.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl BuildSecrets {
+    /// The value of `name`, if it was fetched.
+    pub fn get(&self, name: &str) -> Option<&SecretBytes> {
+        self.secrets.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
+}
+
+impl From<v1::GetBuildSecretsResponse> for BuildSecrets {
+    /// Moves each value into a zeroizing buffer without copying it.
+    fn from(mut res: v1::GetBuildSecretsResponse) -> Self {
+        let secrets = res
+            .secrets
+            .drain(..)
+            .map(|s| (s.name, SecretBytes::new(s.value)))
+            .collect();
+        BuildSecrets {
+            environment: std::mem::take(&mut res.environment),
+            revision: res.revision,
+            secrets,
+        }
+    }
+}
+
 pub struct RunnersApi(v1::runners_client::RunnersClient<Svc>);
 
 impl RunnersApi {
@@ -592,6 +635,24 @@ impl RunnersApi {
                 environment: environment.to_string(),
                 runner_id: runner_id.to_string(),
                 only: only.to_vec(),
+            })
+            .await?;
+        Ok(res.into_inner().into())
+    }
+
+    /// Fetches the named values for a build step with this client's credential (a runner token
+    /// minted with purpose `build`, or a key with scope build:ENV). A single-use token is used
+    /// up by the first successful call.
+    pub async fn build_secrets(
+        &mut self,
+        environment: &str,
+        names: &[String],
+    ) -> Result<BuildSecrets, ClientError> {
+        let res = self
+            .0
+            .get_build_secrets(v1::GetBuildSecretsRequest {
+                environment: environment.to_string(),
+                names: names.to_vec(),
             })
             .await?;
         Ok(res.into_inner().into())

@@ -3,11 +3,13 @@
 //!
 //! The library holds all the logic; the binaries in `src/bin/` only parse arguments and call
 //! into [`daemon`] (runseald), [`cli`] (runseal) and [`agent`] (runseal-agent). Unsafe code is
-//! denied everywhere; the one exception is `agent::sys` (signal dispositions before exec).
+//! denied everywhere; the one exception is `agent::sys` (signal dispositions and inherited
+//! descriptors before exec).
 #![deny(unsafe_code)]
 
 pub mod agent;
 pub mod auth;
+pub mod build;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -595,6 +595,140 @@ async fn the_last_active_admin_key_cannot_be_revoked(b: Backend) {
     c2.keys().revoke(&writer.key_id).await.unwrap();
 }
 
+async fn build_fetches_are_single_use_named_and_audited(b: Backend) {
+    let s = server(b).await;
+    let c = s.admin_client().await;
+    c.secrets()
+        .set_many(
+            "main",
+            vec![("A".into(), v("alpha-1")), ("B".into(), v("beta-2"))],
+        )
+        .await
+        .unwrap();
+    let issue = |purpose: &str| {
+        let c = c.clone();
+        let purpose = purpose.to_string();
+        async move {
+            c.runners()
+                .issue(
+                    "main",
+                    IssueOptions {
+                        purpose,
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap()
+                .remove(0)
+        }
+    };
+    let t = issue("build").await;
+    let builder = Client::from_channel(s_channel(&s), &t.token, &s.addr);
+    // Refusals before the use is taken leave the token usable.
+    assert_eq!(
+        code(
+            builder
+                .runners()
+                .build_secrets("", &["A".into(), "NOPE".into()])
+                .await
+        ),
+        Code::FailedPrecondition
+    );
+    assert_eq!(
+        code(builder.runners().snapshot("", "", &[]).await),
+        Code::PermissionDenied
+    );
+    let got = builder
+        .runners()
+        .build_secrets("", &["A".into()])
+        .await
+        .unwrap();
+    let names: Vec<&str> = got.secrets.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["A"], "only the requested names");
+    assert_eq!(got.get("A").unwrap().expose(), b"alpha-1");
+    assert_eq!(got.revision, 1);
+    assert_eq!(
+        code(builder.runners().build_secrets("", &["A".into()]).await),
+        Code::Unauthenticated,
+        "single-use"
+    );
+    // A run token is refused.
+    let run = issue("run").await;
+    let runner = Client::from_channel(s_channel(&s), &run.token, &s.addr);
+    assert_eq!(
+        code(runner.runners().build_secrets("", &["A".into()]).await),
+        Code::PermissionDenied
+    );
+    // One use, however many race for it.
+    let t = issue("build").await;
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let client = Client::from_channel(s_channel(&s), &t.token, &s.addr);
+        tasks.push(tokio::spawn(async move {
+            client
+                .runners()
+                .build_secrets("", &["B".into()])
+                .await
+                .is_ok()
+        }));
+    }
+    let mut wins = 0;
+    for t in tasks {
+        wins += t.await.unwrap() as usize;
+    }
+    assert_eq!(wins, 1);
+    // A token's allow-list bounds the names a build may fetch.
+    let limited = c
+        .runners()
+        .issue(
+            "main",
+            IssueOptions {
+                purpose: "build".into(),
+                only: vec!["A".into()],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .remove(0);
+    let builder = Client::from_channel(s_channel(&s), &limited.token, &s.addr);
+    assert_eq!(
+        code(builder.runners().build_secrets("", &["B".into()]).await),
+        Code::PermissionDenied
+    );
+    builder
+        .runners()
+        .build_secrets("", &["A".into()])
+        .await
+        .unwrap();
+    // A key needs build:ENV (admin does not imply it) and is not used up.
+    assert_eq!(
+        code(c.runners().build_secrets("main", &["A".into()]).await),
+        Code::PermissionDenied
+    );
+    let key = s.key_with(&["build:main"]).await;
+    let k = s.client(&key).await;
+    for _ in 0..2 {
+        k.runners()
+            .build_secrets("", &["A".into(), "B".into()])
+            .await
+            .unwrap();
+    }
+    // Audited by name, never by value; build fetches are not runner starts.
+    let audit = c.audit().list("main", 100).await.unwrap();
+    let fetches: Vec<_> = audit
+        .iter()
+        .filter(|e| e.action == "build.secrets")
+        .collect();
+    assert_eq!(fetches.len(), 5, "three token fetches, two key fetches");
+    assert!(fetches
+        .iter()
+        .any(|e| e.key_id == key.key_id() && e.names == ["A", "B"]));
+    let all = format!("{audit:?}");
+    assert!(!all.contains("alpha-1") && !all.contains("beta-2"));
+    assert!(c.runners().list("main", false, 0).await.unwrap().is_empty());
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -621,6 +755,7 @@ conformance!(
     sealed_values_are_bound_to_their_row,
     deleting_an_environment_takes_its_tokens_and_runner_records,
     the_last_active_admin_key_cannot_be_revoked,
+    build_fetches_are_single_use_named_and_audited,
 );
 
 #[cfg(not(runseal_pg_tests))]

@@ -1080,7 +1080,7 @@ async fn bad_scopes_on_key_create_are_refused_and_no_key_is_made() {
             &[
                 "invalid scope",
                 &quoted,
-                "admin, write:ENV, read:ENV, issue:ENV or snapshot:ENV",
+                "admin, write:ENV, read:ENV, issue:ENV, snapshot:ENV or build:ENV",
             ],
             &[],
             &what,

@@ -7,10 +7,13 @@
 //! path that does not end in `execve`, all plaintext is dropped (zeroized) before it exits.
 //! It logs names, never values or credentials.
 
+pub mod build;
 pub mod env;
+pub mod mask;
 pub mod sys;
 
 use std::ffi::{CString, OsString};
+use std::future::Future;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -34,6 +37,7 @@ const PER_TRY_WITH_REPLICAS: Duration = Duration::from_secs(4);
 pub enum Exit {
     Usage = 64,
     NotSet = 65,
+    NoInput = 66,
     Unavailable = 69,
     Refused = 77,
     Config = 78,
@@ -49,7 +53,7 @@ pub struct Failure {
 }
 
 impl Failure {
-    fn new(exit: Exit, message: impl Into<String>) -> Self {
+    pub(crate) fn new(exit: Exit, message: impl Into<String>) -> Self {
         Self {
             exit,
             message: message.into(),
@@ -62,14 +66,10 @@ impl Failure {
     }
 }
 
-#[derive(Debug, Parser)]
-#[command(
-    name = "runseal-agent",
-    version,
-    about = "Fetch this runner's secrets and exec the app with them",
-    override_usage = "runseal-agent [OPTIONS] -- COMMAND [ARGS]..."
-)]
-pub struct Args {
+/// How the agent reaches runseald and with which credential (shared by `runseal-agent` and
+/// `runseal-agent build`).
+#[derive(Debug, clap::Args)]
+pub struct Connection {
     /// runseald address(es), comma-separated, tried in random order.
     #[arg(long, env = "RUNSEAL_ADDR", default_value = crate::cli::DEFAULT_ADDR, hide_env_values = true)]
     pub addr: String,
@@ -82,15 +82,27 @@ pub struct Args {
     /// The environment; must match the credential's.
     #[arg(long = "env", env = "RUNSEAL_ENV")]
     pub environment: Option<String>,
+    /// Give up (exit 69) when no server answered within this time: 500ms, 30s, 1m.
+    #[arg(long, default_value = "30s", value_parser = crate::duration::parse)]
+    pub deadline: Duration,
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "runseal-agent",
+    version,
+    about = "Fetch this runner's secrets and exec the app with them",
+    override_usage = "runseal-agent [OPTIONS] -- COMMAND [ARGS]...\n       runseal-agent build [OPTIONS] -- COMMAND [ARGS]...  (see runseal-agent build --help)"
+)]
+pub struct Args {
+    #[command(flatten)]
+    pub conn: Connection,
     /// This runner's id (else generated).
     #[arg(long, env = "RUNSEAL_RUNNER_ID")]
     pub runner_id: Option<String>,
     /// The app's allow-list: only these secrets (each must be set).
     #[arg(long, env = "RUNSEAL_SECRETS", value_delimiter = ',')]
     pub only: Vec<String>,
-    /// Give up (exit 69) when no server answered within this time: 500ms, 30s, 1m.
-    #[arg(long, default_value = "30s", value_parser = crate::duration::parse)]
-    pub deadline: Duration,
     /// The app and its arguments.
     #[arg(required = true, last = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,
@@ -105,36 +117,46 @@ pub fn parse_args() -> Result<Args, ExitCode> {
 pub fn parse_args_from(
     argv: impl IntoIterator<Item = impl Into<OsString> + Clone>,
 ) -> Result<Args, ExitCode> {
-    Args::try_parse_from(argv).map_err(|e| {
-        use clap::error::ErrorKind::*;
-        match e.kind() {
-            DisplayHelp | DisplayVersion => {
-                let _ = e.print();
-                ExitCode::SUCCESS
-            }
-            _ => {
-                // clap's message is several lines; the agent prints one.
-                let text = e.to_string();
-                let what: Vec<&str> = text
-                    .lines()
-                    .map(str::trim)
-                    .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more"))
-                    .filter(|l| !l.is_empty() && !l.starts_with("tip:"))
-                    .collect();
-                let what = what.join(" ");
-                let what = what.trim_start_matches("error: ");
-                Failure::new(
-                    Exit::Usage,
-                    format!("{what} (usage: runseal-agent [OPTIONS] -- COMMAND [ARGS]...)"),
-                )
-                .report()
-            }
+    Args::try_parse_from(argv)
+        .map_err(|e| usage_error(&e, "runseal-agent [OPTIONS] -- COMMAND [ARGS]..."))
+}
+
+/// Prints a clap error as the agent's one line (exit 64), or help/version (exit 0).
+pub(crate) fn usage_error(e: &clap::Error, usage: &str) -> ExitCode {
+    use clap::error::ErrorKind::*;
+    match e.kind() {
+        DisplayHelp | DisplayVersion => {
+            let _ = e.print();
+            ExitCode::SUCCESS
         }
-    })
+        _ => {
+            // clap's message is several lines; the agent prints one.
+            let text = e.to_string();
+            let what: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more"))
+                .filter(|l| !l.is_empty() && !l.starts_with("tip:"))
+                .collect();
+            let what = what.join(" ");
+            let what = what.trim_start_matches("error: ");
+            Failure::new(Exit::Usage, format!("{what} (usage: {usage})")).report()
+        }
+    }
+}
+
+/// Where the credential was read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CredentialSource {
+    File,
+    Environment,
+    SystemdCredential,
 }
 
 /// Reads the credential: `--token-file`, else `RUNSEAL_TOKEN`, else the systemd credential.
-fn load_credential(args: &Args) -> Result<Credential, Failure> {
+pub(crate) fn load_credential(
+    args: &Connection,
+) -> Result<(Credential, CredentialSource), Failure> {
     let from_file = |path: &PathBuf| {
         std::fs::read_to_string(path)
             .map(Zeroizing::new)
@@ -145,32 +167,59 @@ fn load_credential(args: &Args) -> Result<Credential, Failure> {
                 )
             })
     };
-    let text = if let Some(path) = &args.token_file {
-        from_file(path)?
+    let (text, source) = if let Some(path) = &args.token_file {
+        (from_file(path)?, CredentialSource::File)
     } else if let Some(v) = std::env::var_os("RUNSEAL_TOKEN") {
-        Zeroizing::new(
-            v.into_string()
-                .map_err(|_| Failure::new(Exit::Config, "RUNSEAL_TOKEN is not valid UTF-8"))?,
+        (
+            Zeroizing::new(
+                v.into_string()
+                    .map_err(|_| Failure::new(Exit::Config, "RUNSEAL_TOKEN is not valid UTF-8"))?,
+            ),
+            CredentialSource::Environment,
         )
     } else if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") {
-        from_file(&PathBuf::from(dir).join("runseal-token"))?
+        (
+            from_file(&PathBuf::from(dir).join("runseal-token"))?,
+            CredentialSource::SystemdCredential,
+        )
     } else {
         return Err(Failure::new(
             Exit::Config,
             "no credential: set RUNSEAL_TOKEN, pass --token-file, or provide the systemd credential runseal-token",
         ));
     };
-    Credential::parse(&text).map_err(|_| {
+    let cred = Credential::parse(&text).map_err(|_| {
         Failure::new(
             Exit::Config,
             "the credential is malformed: expected TOKEN_ID:TOKEN_SECRET",
         )
-    })
+    })?;
+    Ok((cred, source))
 }
 
-/// Fetches the snapshot, retrying connection failures and UNAVAILABLE with exponential backoff
-/// and full jitter until the deadline. A refused credential is never retried.
+/// Fetches the snapshot (see [`call`]).
 async fn fetch(args: &Args, cred: &Credential, runner_id: &str) -> Result<Snapshot, Failure> {
+    let env = args.conn.environment.clone().unwrap_or_default();
+    call(&args.conn, cred, "the snapshot", |client| {
+        let env = env.clone();
+        async move { client.runners().snapshot(&env, runner_id, &args.only).await }
+    })
+    .await
+}
+
+/// Makes one call to runseald, retrying connection failures and UNAVAILABLE with exponential
+/// backoff and full jitter until the deadline. A refused credential is never retried. `what`
+/// names the answer in messages ("the snapshot").
+pub(crate) async fn call<T, F, Fut>(
+    args: &Connection,
+    cred: &Credential,
+    what: &str,
+    mut call: F,
+) -> Result<T, Failure>
+where
+    F: FnMut(Client) -> Fut,
+    Fut: Future<Output = Result<T, ClientError>>,
+{
     let started = Instant::now();
     let deadline = started + args.deadline;
     let mut addrs: Vec<&str> = args
@@ -186,7 +235,6 @@ async fn fetch(args: &Args, cred: &Credential, runner_id: &str) -> Result<Snapsh
         ));
     }
     addrs.shuffle(&mut rand::thread_rng());
-    let env = args.environment.clone().unwrap_or_default();
     let mut backoff = Duration::from_millis(25);
     let mut last_error = String::from("no attempt finished");
     let mut attempt = 0usize;
@@ -206,14 +254,11 @@ async fn fetch(args: &Args, cred: &Credential, runner_id: &str) -> Result<Snapsh
         };
         let result = tokio::time::timeout(per_try, async {
             let channel = connect_channel(addr, args.ca_cert.as_ref(), None, per_try).await?;
-            Client::from_channel(channel, cred, addr)
-                .runners()
-                .snapshot(&env, runner_id, &args.only)
-                .await
+            call(Client::from_channel(channel, cred, addr)).await
         })
         .await;
         match result {
-            Ok(Ok(snapshot)) => return Ok(snapshot),
+            Ok(Ok(answer)) => return Ok(answer),
             Ok(Err(ClientError::InvalidAddress(a))) => {
                 return Err(Failure::new(
                     Exit::Config,
@@ -240,7 +285,7 @@ async fn fetch(args: &Args, cred: &Credential, runner_id: &str) -> Result<Snapsh
                 Code::NotFound => {
                     return Err(Failure::new(
                         Exit::Refused,
-                        format!("cannot fetch the snapshot from {addr}: {}", s.message()),
+                        format!("cannot fetch {what} from {addr}: {}", s.message()),
                     ))
                 }
                 Code::FailedPrecondition => {
@@ -252,12 +297,12 @@ async fn fetch(args: &Args, cred: &Credential, runner_id: &str) -> Result<Snapsh
                 // A replica in trouble (INTERNAL, DATA_LOSS…): the others may be fine, so each
                 // address gets its chance before the agent gives up.
                 _ if attempt < addrs.len() => {
-                    last_error = format!("{addr} could not serve the snapshot: {}", s.message());
+                    last_error = format!("{addr} could not serve {what}: {}", s.message());
                 }
                 _ => {
                     return Err(Failure::new(
                         Exit::Unavailable,
-                        format!("{addr} could not serve the snapshot: {}", s.message()),
+                        format!("{addr} could not serve {what}: {}", s.message()),
                     ))
                 }
             },
@@ -269,7 +314,7 @@ async fn fetch(args: &Args, cred: &Credential, runner_id: &str) -> Result<Snapsh
         let sleep = rand::thread_rng()
             .gen_range(Duration::ZERO..=backoff)
             .min(remaining);
-        tracing::debug!(attempt, ?sleep, error = %last_error, "snapshot fetch failed; retrying");
+        tracing::debug!(attempt, ?sleep, error = %last_error, "call to runseald failed; retrying");
         tokio::time::sleep(sleep).await;
         backoff = (backoff * 2).min(Duration::from_secs(2));
     }
@@ -284,7 +329,7 @@ async fn fetch(args: &Args, cred: &Credential, runner_id: &str) -> Result<Snapsh
 
 /// Finds the command as `execvp` will (PATH search unless it contains a '/') and checks that it
 /// is an executable file, before any token is spent on it.
-fn check_command(command: &OsString) -> Result<(), Failure> {
+pub(crate) fn check_command(command: &OsString) -> Result<(), Failure> {
     use std::os::unix::fs::PermissionsExt;
     let name = command.to_string_lossy();
     let executable = |p: &std::path::Path| match std::fs::metadata(p) {
@@ -357,8 +402,8 @@ pub fn run(args: Args) -> Failure {
     if let Err(f) = check_command(&args.command[0]) {
         return f;
     }
-    let cred = match load_credential(&args) {
-        Ok(c) => c,
+    let cred = match load_credential(&args.conn) {
+        Ok((c, _)) => c,
         Err(f) => return f,
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()

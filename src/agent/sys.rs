@@ -1,10 +1,13 @@
-//! The operating-system calls of the agent: non-dumpable, memory locking, signal reset, exec.
-//! The only module of runseal allowed `unsafe` (resetting signal dispositions has no safe API).
+//! The operating-system calls of the agent: non-dumpable, memory locking, signal reset, exec,
+//! and what a build step's child does between fork and exec. The only module of runseal allowed
+//! `unsafe` (resetting signal dispositions and `pre_exec` have no safe API).
 
 use std::convert::Infallible;
 use std::ffi::CStr;
+use std::os::fd::{BorrowedFd, RawFd};
 
 use nix::errno::Errno;
+use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 use nix::sys::mman::{mlockall, MlockAllFlags};
 use nix::sys::resource::{getrlimit, Resource, RLIM_INFINITY};
 use nix::sys::signal::{sigprocmask, SigHandler, SigSet, SigmaskHow, Signal};
@@ -58,4 +61,24 @@ pub fn exec<A: AsRef<CStr>, E: AsRef<CStr>>(
     env: &[E],
 ) -> Result<Infallible, Errno> {
     nix::unistd::execvpe(program, args, env)
+}
+
+/// Makes the child of `cmd` start with default signal dispositions (as [`reset_signals`]) and
+/// inherit `fds`, which stay close-on-exec in the agent: only this child gets them.
+pub fn prepare_child(cmd: &mut tokio::process::Command, fds: Vec<RawFd>) {
+    // SAFETY: the closure runs in the forked child before exec, where only async-signal-safe
+    // calls are allowed: it calls signal(2), sigprocmask(2) and fcntl(2) and allocates nothing
+    // (`fds` was allocated before the fork). Each fd is open in the parent at spawn time, as the
+    // caller keeps the owning handles alive until `spawn` returns, so borrowing it is sound.
+    #[allow(unsafe_code)]
+    unsafe {
+        cmd.pre_exec(move || {
+            reset_signals();
+            for &fd in &fds {
+                let fd = BorrowedFd::borrow_raw(fd);
+                fcntl(fd, FcntlArg::F_SETFD(FdFlag::empty())).map_err(std::io::Error::from)?;
+            }
+            Ok(())
+        });
+    }
 }

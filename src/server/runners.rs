@@ -5,6 +5,10 @@
 //! use of a token (credential, environment, allow-list, integrity of every value), so a refused
 //! or failed start does not burn a single-use token; the use is then taken atomically with the
 //! record of the start, so two runners racing with one token cannot both start.
+//!
+//! GetBuildSecrets is the build-time counterpart: only the named values, for a token minted
+//! with purpose `build` or a key with scope `build:ENV`, checked the same way before the use is
+//! taken, and audited (names only) in the same transaction as the use.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -22,6 +26,9 @@ use crate::auth::{generate_runner_token, Credential, Scope};
 use crate::names::is_valid_secret_name;
 use crate::proto::v1::{self, runners_server::Runners};
 use crate::store::{RunnerRecord, RunnerTokenRow};
+
+/// The most names one build may fetch in one call.
+const MAX_BUILD_NAMES: usize = 1000;
 
 const MAX_COUNT: u32 = 10_000;
 const DEFAULT_TTL: Duration = Duration::from_secs(600);
@@ -86,12 +93,14 @@ enum Fetcher {
 }
 
 impl RunnersService {
-    /// Checks a runner token without taking a use. Returns its environment and allow-list.
+    /// Checks a runner token minted for `purpose` without taking a use. Returns its row and
+    /// whether this is the retry of the runner that used it.
     async fn check_token(
         &self,
         cred: &Credential,
         runner_id: Option<&str>,
         now: OffsetDateTime,
+        purpose: &str,
     ) -> Result<(RunnerTokenRow, bool), Status> {
         let invalid =
             || Status::unauthenticated("invalid runner token: unknown id or wrong secret");
@@ -135,9 +144,14 @@ impl RunnersService {
                 )));
             }
         }
-        if row.purpose != PURPOSE_RUN {
+        if row.purpose != purpose {
+            let wanted = if purpose == PURPOSE_BUILD {
+                "a build (mint one with `runseal runner-token issue --purpose build`)"
+            } else {
+                "starting a runner"
+            };
             return Err(Status::permission_denied(format!(
-                "runner token {} was minted for {}, not for starting a runner",
+                "runner token {} was minted for {}, not for {wanted}",
                 row.id, row.purpose
             )));
         }
@@ -296,7 +310,12 @@ impl Runners for RunnersService {
         // Who asks, for which environment, with which allow-list.
         let (fetcher, env, only) = if cred.is_runner_token() {
             let (token, retry) = self
-                .check_token(&cred, chosen_by_agent.then_some(runner_id.as_str()), now)
+                .check_token(
+                    &cred,
+                    chosen_by_agent.then_some(runner_id.as_str()),
+                    now,
+                    PURPOSE_RUN,
+                )
                 .await
                 .inspect_err(|_| {
                     crate::metrics::METRICS.tokens_refused.inc();
@@ -449,6 +468,159 @@ impl Runners for RunnersService {
             revision,
             secrets,
             runner_id,
+        }))
+    }
+
+    async fn get_build_secrets(
+        &self,
+        request: Request<v1::GetBuildSecretsRequest>,
+    ) -> Result<Response<v1::GetBuildSecretsResponse>, Status> {
+        let cred = credential_of(&request)?;
+        let req = request.into_inner();
+        let now = OffsetDateTime::now_utc();
+        let requested_env = if req.environment.is_empty() {
+            None
+        } else {
+            Some(environment_of(&req.environment)?)
+        };
+        let names = allow_list(req.names).map_err(|s| {
+            Status::invalid_argument(s.message().replacen("allow-list", "names", 1))
+        })?;
+        if names.is_empty() {
+            return Err(Status::invalid_argument(
+                "names: name at least one secret the build references",
+            ));
+        }
+        if names.len() > MAX_BUILD_NAMES {
+            return Err(Status::invalid_argument(format!(
+                "names: at most {MAX_BUILD_NAMES} per build"
+            )));
+        }
+
+        // Who asks, for which environment.
+        let (token_id, credential_id, env) = if cred.is_runner_token() {
+            let (token, _) = self
+                .check_token(&cred, None, now, PURPOSE_BUILD)
+                .await
+                .inspect_err(|_| {
+                    crate::metrics::METRICS.tokens_refused.inc();
+                })?;
+            if let Some(env) = &requested_env {
+                if *env != token.environment {
+                    return Err(Status::permission_denied(format!(
+                        "runner token {} is for environment {:?}, not {env:?}",
+                        token.id, token.environment
+                    )));
+                }
+            }
+            if let Some(allowed) = &token.only {
+                let extra: Vec<&str> = names
+                    .iter()
+                    .filter(|n| !allowed.contains(n))
+                    .map(String::as_str)
+                    .collect();
+                if !extra.is_empty() {
+                    return Err(Status::permission_denied(format!(
+                        "runner token {} does not allow {}: its allow-list is {}",
+                        token.id,
+                        extra.join(", "),
+                        allowed.join(",")
+                    )));
+                }
+            }
+            (Some(token.id.clone()), token.id, token.environment)
+        } else {
+            let principal = self.state.authenticate_credential(&cred).await?;
+            let env = match requested_env {
+                Some(env) => env,
+                None => {
+                    let mut envs = principal.scopes.iter().filter_map(|s| match s {
+                        Scope::Build(e) => Some(e.clone()),
+                        _ => None,
+                    });
+                    match (envs.next(), envs.next()) {
+                        (Some(e), None) => e,
+                        (None, _) => {
+                            return Err(Status::permission_denied(format!(
+                                "key {} has no build:ENV scope: it cannot fetch values for a build",
+                                principal.key_id
+                            )))
+                        }
+                        _ => {
+                            return Err(Status::invalid_argument(format!(
+                                "environment: key {} may build with several environments; name one (RUNSEAL_ENV)",
+                                principal.key_id
+                            )))
+                        }
+                    }
+                }
+            };
+            require(&principal, Scope::Build(env.clone()))?;
+            (None, principal.key_id, env)
+        };
+
+        let (revision, rows) = self
+            .state
+            .store
+            .sealed_secrets(&env)
+            .await
+            .map_err(|e| store_status(&e))?;
+        let missing: Vec<&str> = names
+            .iter()
+            .filter(|n| !rows.iter().any(|r| &r.name == *n))
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() {
+            return Err(Status::failed_precondition(format!(
+                "not set in environment {env:?}: {} (referenced by the build)",
+                missing.join(", ")
+            )));
+        }
+        let mut secrets = Vec::with_capacity(names.len());
+        for r in rows.iter().filter(|r| names.contains(&r.name)) {
+            let value = self
+                .state
+                .sealer
+                .open(&env, &r.name, &r.sealed)
+                .map_err(|e| seal_status(&e))?;
+            secrets.push(v1::SecretValue {
+                name: r.name.clone(),
+                value: value.expose().to_vec(),
+            });
+        }
+        let audit = crate::store::AuditRecord {
+            at: now,
+            key_id: credential_id.clone(),
+            action: "build.secrets",
+            environment: Some(env.clone()),
+            names: names.clone(),
+        };
+        let recorded = self
+            .state
+            .store
+            .record_build_fetch(token_id.as_deref(), audit)
+            .await
+            .map_err(|e| store_status(&e))?;
+        if !recorded {
+            crate::metrics::METRICS.tokens_refused.inc();
+            return Err(Status::unauthenticated(format!(
+                "runner token {credential_id} has already been used"
+            )));
+        }
+        if token_id.is_some() {
+            crate::metrics::METRICS.tokens_redeemed.inc();
+        }
+        tracing::info!(
+            environment = %env,
+            revision,
+            names = %names.join(","),
+            credential = %credential_id,
+            "build secrets served"
+        );
+        Ok(Response::new(v1::GetBuildSecretsResponse {
+            environment: env,
+            revision,
+            secrets,
         }))
     }
 

@@ -276,6 +276,10 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<bool>;
     /// Records a runner start made with a key.
     async fn record_runner(&self, record: &RunnerRecord) -> Result<()>;
+    /// Records a build's fetch of named values with its audit entry, in one transaction. With
+    /// `token_id`, first takes one use of that token (valid at `audit.at`, as in
+    /// [`Store::redeem_runner_token`]); `false`: no use was left, nothing was recorded.
+    async fn record_build_fetch(&self, token_id: Option<&str>, audit: AuditRecord) -> Result<bool>;
     /// Deletes runner records started before `before` and tokens expired before it.
     async fn prune_runners(&self, before: OffsetDateTime) -> Result<u64>;
     /// Runner starts, newest first, with each environment's current revision.

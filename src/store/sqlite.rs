@@ -673,6 +673,27 @@ impl Store for SqliteStore {
         Ok(n > 0)
     }
 
+    async fn record_build_fetch(&self, token_id: Option<&str>, audit: AuditRecord) -> Result<bool> {
+        let mut tx = self.writer.begin().await?;
+        if let Some(id) = token_id {
+            let taken = sqlx::query(
+                "UPDATE runner_tokens SET uses_left = uses_left - 1 \
+                 WHERE id = ? AND uses_left > 0 AND revoked_at IS NULL AND expires_at > ?",
+            )
+            .bind(id)
+            .bind(to_millis(audit.at))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if taken != 1 {
+                return Ok(false);
+            }
+        }
+        append_audit(&mut tx, &audit).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     async fn record_runner(&self, record: &RunnerRecord) -> Result<()> {
         let mut tx = self.writer.begin().await?;
         insert_runner(&mut tx, record).await?;
