@@ -78,8 +78,9 @@ if start:
     md.append(
         "Whole process, spawn to exit, of `runseal-agent -- /bin/true` (one single-use runner "
         "token per run, as an orchestrator gives each runner) against the floor "
-        "`/usr/bin/env K1=V1 … /bin/true` with the same variables. %d runs per row after a "
-        "tenth of warm-up runs; medians and p99 in milliseconds.\n" % start["runs"]
+        "`/usr/bin/env K1=V1 … /bin/true` with the same variables. Each agent run is paired with "
+        "a floor run just before it, so both see the same (shared) machine. %d runs per row after "
+        "a tenth of warm-up runs; medians and p99 in milliseconds.\n" % start["runs"]
     )
     rows = []
     for r in start["rows"]:
@@ -131,11 +132,11 @@ if storm:
                 r["replicas"],
                 r["runners"],
                 r["parallel"],
-                num(s.get("starts_per_s"), "{:.0}"),
+                num(s.get("starts_per_s"), "{:.0f}"),
                 num(s["spawn_to_exec_ms"]["p50"]),
                 num(s["spawn_to_exec_ms"]["p99"]),
                 s.get("failed"),
-                num(s.get("mint_ms"), "{:.1}"),
+                num(s.get("mint_ms"), "{:.1f}"),
             ]
         )
         if r["runners"] >= 1000:
@@ -186,8 +187,8 @@ if throughput:
         "in flight: **warm** shares up to 4 connections opened once; **cold** opens a new connection "
         "(and TLS handshake) per fetch, as every new runner does. Each fetch is a full runner start "
         "on the server: token check, sealed rows, every value opened, and a use of the token taken "
-        "and the start recorded durably (SQLite, `synchronous=FULL`). %.0f s measured per point after "
-        "a warm-up; CPU is % of one core over the measured window, server and generator separately "
+        "and the start recorded durably (SQLite, `synchronous=FULL`). %g s measured per point after "
+        "a warm-up; CPU is %% of one core over the measured window, server and generator separately "
         "(they share the %s cores).\n" % (throughput["duration_s"], machine.get("cores", "?"))
     )
     md.append("### By snapshot size (concurrency %d)\n" % throughput["table_concurrency"])
@@ -196,7 +197,7 @@ if throughput:
     rows = [tp_row(p) for p in throughput["sweep"]]
     if peers:
         for r in peers["etcd"]:
-            rows.append(tp_row({"server": "etcd %s" % (peers.get("etcd_version") or ""), "transport": "plaintext", "secrets": peers["keys"], "result": r}))
+            rows.append(tp_row({"server": "etcd %s" % (peers.get("etcd_version") or "").replace("etcd Version:", "").strip(), "transport": "plaintext", "secrets": peers["keys"], "result": r}))
     md.append(table(TP_HEAD, rows))
     md.append("![throughput vs concurrency](throughput.png)\n")
 

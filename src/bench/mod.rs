@@ -110,6 +110,8 @@ impl Common {
                 let path = dir.join(name);
                 let _ = std::fs::remove_dir_all(&path);
                 std::fs::create_dir_all(&path)?;
+                // Absolute: some tools (pgbench) run in another directory.
+                let path = path.canonicalize()?;
                 Ok(Scratch { path, _tmp: None })
             }
             None => {

@@ -67,9 +67,9 @@ fn time_once(cmd: &mut Command) -> anyhow::Result<f64> {
     Ok(ms)
 }
 
-/// The floor: `/usr/bin/env NAME=VALUE … /bin/true`, `runs` times.
-pub fn floor(n_secrets: usize, runs: usize) -> anyhow::Result<Summary> {
-    let assignments: Vec<String> = (0..n_secrets)
+/// The floor's arguments: `NAME=VALUE …` for `/usr/bin/env`, the same variables the agent gets.
+pub fn floor_assignments(n_secrets: usize) -> Vec<String> {
+    (0..n_secrets)
         .map(|i| {
             let v = super::secret_value(i);
             format!(
@@ -78,28 +78,28 @@ pub fn floor(n_secrets: usize, runs: usize) -> anyhow::Result<Summary> {
                 String::from_utf8_lossy(v.expose())
             )
         })
-        .collect();
-    let mut ms = Vec::with_capacity(runs);
-    for _ in 0..runs + runs / 10 {
-        let t = time_once(Command::new("/usr/bin/env").args(&assignments).arg(PROGRAM))?;
-        ms.push(t);
-    }
-    // The first tenth warms caches and is dropped, as for the agent.
-    Ok(summarize(ms.split_off(runs / 10)))
+        .collect()
 }
 
-/// `runseal-agent -- /bin/true` once per token.
+/// `runseal-agent -- /bin/true` once per token, each run paired with a floor run right before
+/// it, so both see the same machine (it is shared and its load varies).
 fn agent_runs(
     agent: &Path,
     addr: &str,
     ca: Option<&Path>,
     tokens: &[Credential],
     warmup: usize,
-) -> (Summary, usize, Option<String>) {
+    floor_args: &[String],
+) -> anyhow::Result<(Summary, Summary, usize, Option<String>)> {
     let mut ms = Vec::with_capacity(tokens.len());
+    let mut floor = Vec::with_capacity(tokens.len());
     let mut errors = 0;
     let mut first_error = None;
     for (i, t) in tokens.iter().enumerate() {
+        let f = time_once(Command::new("/usr/bin/env").args(floor_args).arg(PROGRAM))?;
+        if i >= warmup {
+            floor.push(f);
+        }
         let mut cmd = Command::new(agent);
         cmd.env("RUNSEAL_ADDR", addr)
             .env("RUNSEAL_TOKEN", t.to_line().as_str())
@@ -121,7 +121,7 @@ fn agent_runs(
             }
         }
     }
-    (summarize(ms), errors, first_error)
+    Ok((summarize(ms), summarize(floor), errors, first_error))
 }
 
 pub async fn run(args: StartArgs) -> anyhow::Result<()> {
@@ -134,12 +134,6 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
     let data_dir = scratch.path.join("data");
     let socket = scratch.path.join("runseald.sock");
     let log = scratch.path.join("runseald.log");
-
-    let mut floors = Vec::new();
-    for &n in &args.secrets {
-        progress(format!("start: floor with {n} variables ({runs} runs)"));
-        floors.push((n, floor(n, runs)?));
-    }
 
     let mut rows = Vec::new();
     // Plaintext TCP and the Unix socket on one server, then TLS on a restart of the same data dir.
@@ -157,7 +151,7 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
         for &n in &args.secrets {
             let env = format!("start-{n}");
             super::seed_environment(&admin, &env, n).await?;
-            let floor = floors.iter().find(|f| f.0 == n).expect("floor").1;
+            let floor_args = floor_assignments(n);
             let transports: Vec<(&str, String)> = if phase == "plain" {
                 vec![
                     ("loopback plaintext", daemon.tcp_addr().expect("tcp")),
@@ -171,10 +165,12 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
                 let tokens = super::mint_tokens(&admin, &env, runs + warmup, 1).await?;
                 let ca = (phase == "tls").then(|| tls.ca.clone());
                 let agent = agent.clone();
-                let (summary, errors, first_error) = tokio::task::spawn_blocking(move || {
-                    agent_runs(&agent, &addr, ca.as_deref(), &tokens, warmup)
-                })
-                .await?;
+                let floor_args = floor_args.clone();
+                let (summary, floor, errors, first_error) =
+                    tokio::task::spawn_blocking(move || {
+                        agent_runs(&agent, &addr, ca.as_deref(), &tokens, warmup, &floor_args)
+                    })
+                    .await??;
                 if let Some(e) = first_error {
                     progress(format!("start: {errors} failed runs; first: {e}"));
                 }
