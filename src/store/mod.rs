@@ -308,8 +308,10 @@ pub struct EnvironmentVersion {
 /// reading and decoding every row on each runner start when nothing changed.
 #[derive(Default)]
 pub struct SnapshotCache {
-    entries: Mutex<HashMap<String, (EnvironmentVersion, Arc<Vec<SealedSecret>>)>>,
+    entries: Mutex<HashMap<String, CachedRows>>,
 }
+
+type CachedRows = (EnvironmentVersion, Arc<Vec<SealedSecret>>);
 
 impl SnapshotCache {
     /// The rows cached for `environment`, if they were read at `version`.
