@@ -298,6 +298,51 @@ if memory:
 md.append("## Targets (issue 8)\n")
 md.append(table(["target", "measured", "met"], [[t, m, "yes" if ok else "**no**"] for t, m, ok in targets]))
 
+# Before/after the runseald fixes (data/before/: the same benchmarks, quick, on the commit
+# before them).
+def load_before(name):
+    path = os.path.join(DATA, "before", name + ".json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+b_start, b_tp, b_storm = load_before("start"), load_before("throughput"), load_before("storm")
+if b_start or b_tp or b_storm:
+    md.append("## Before and after the fixes the profiles led to
+")
+    md.append(
+        "`data/before/` holds the same benchmarks (quick) run on the commit before the fixes "
+        "described in the notes below; same machine, same session.\n"
+    )
+    rows = []
+    if b_start and start:
+        for t in ("loopback plaintext", "unix socket", "loopback TLS"):
+            for b in b_start["rows"]:
+                if b["transport"] == t and b["secrets"] == 50:
+                    a = next((r for r in start["rows"] if r["transport"] == t and r["secrets"] == 50), None)
+                    if a:
+                        rows.append(["runner start, 50 secrets, %s: p50 (ratio to floor)" % t,
+                                     "%s ms (%s×)" % (num(b["agent"]["p50_ms"]), num(b["ratio"])),
+                                     "%s ms (%s×)" % (num(a["agent"]["p50_ms"]), num(a["ratio"]))])
+    if b_tp and throughput:
+        for mode in ("warm", "cold"):
+            for c in (1, 16, 256):
+                b, a = find(b_tp["sweep"], mode, c), find(throughput["sweep"], mode, c)
+                if a and b:
+                    rows.append(["snapshots/s and p99, %s, %d in flight" % (mode, c),
+                                 "%s/s, %s ms" % (num(b["rate"], "{:.0f}"), num(b["latency"]["p99_ms"])),
+                                 "%s/s, %s ms" % (num(a["rate"], "{:.0f}"), num(a["latency"]["p99_ms"]))])
+    if b_storm and storm:
+        for b in b_storm["rows"]:
+            a = next((r for r in storm["rows"] if r["store"] == b["store"] and r["runners"] == b["runners"]), None)
+            if a:
+                rows.append(["storm of %d on %s: starts/s, spawn→exec p99" % (b["runners"], b["store"]),
+                             "%s/s, %s ms" % (num(b["summary"]["starts_per_s"], "{:.0f}"), num(b["summary"]["spawn_to_exec_ms"]["p99"])),
+                             "%s/s, %s ms" % (num(a["summary"]["starts_per_s"], "{:.0f}"), num(a["summary"]["spawn_to_exec_ms"]["p99"]))])
+    md.append(table(["measure", "before", "after"], rows))
+
 notes = os.path.join(OUT, "NOTES.md")
 if os.path.exists(notes):
     with open(notes) as f:
