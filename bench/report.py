@@ -310,8 +310,7 @@ def load_before(name):
 
 b_start, b_tp, b_storm = load_before("start"), load_before("throughput"), load_before("storm")
 if b_start or b_tp or b_storm:
-    md.append("## Before and after the fixes the profiles led to
-")
+    md.append("## Before and after the fixes the profiles led to\n")
     md.append(
         "`data/before/` holds the same benchmarks (quick) run on the commit before the fixes "
         "described in the notes below; same machine, same session.\n"
