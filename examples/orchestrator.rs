@@ -8,7 +8,13 @@
 //!     --agent target/release/runseal-agent             # the real agent binary
 //! cargo run --example orchestrator -- --runners 50 --addr http://127.0.0.1:7443 \
 //!     --key-file runseal-data/admin.key                 # against a running runseald
+//! cargo run --example orchestrator -- --runners 100 --json \
+//!     --addr http://127.0.0.1:7443,http://127.0.0.1:7444 --key-file admin.key  # two replicas
 //! ```
+//!
+//! `--addr` may list several replicas, comma-separated: the orchestrator talks to the first, and
+//! hands the whole list to each agent (as `RUNSEAL_ADDR`), which picks one at random. `--json`
+//! prints the summary as one JSON object (what `runseal-bench storm` reads).
 //!
 //! Without `--addr` it runs its own runseald in-process on a temporary SQLite data dir. Without
 //! `--agent` it is its own agent (it re-runs itself in agent mode), so no other binary is needed.
@@ -36,7 +42,7 @@ struct Args {
     /// How many secrets the environment holds.
     #[arg(long, default_value_t = 10)]
     secrets: u32,
-    /// A running runseald (else one is started in-process).
+    /// A running runseald, or several replicas comma-separated (else one is started in-process).
     #[arg(long)]
     addr: Option<String>,
     /// Key with admin scope (with --addr).
@@ -51,6 +57,9 @@ struct Args {
     /// Print one line per runner.
     #[arg(long)]
     verbose: bool,
+    /// Print the summary as one JSON object on stdout (and nothing else there).
+    #[arg(long)]
+    json: bool,
 }
 
 const PROBE_SECRET: &str = "ORCHESTRATOR_PROBE";
@@ -118,7 +127,14 @@ async fn orchestrate(args: Args) -> anyhow::Result<bool> {
             (addr, key)
         }
     };
-    let client = Client::connect(&addr, key).await?;
+    // Admin calls go to the first replica; agents get the whole list.
+    let first = addr
+        .split(',')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let client = Client::connect(&first, key).await?;
     if !client
         .environments()
         .list()
@@ -154,11 +170,13 @@ async fn orchestrate(args: Args) -> anyhow::Result<bool> {
             },
         )
         .await?;
-    println!(
-        "minted {} runner tokens in one call ({:.1} ms)",
-        tokens.len(),
-        minted.elapsed().as_secs_f64() * 1e3
-    );
+    let mint_ms = minted.elapsed().as_secs_f64() * 1e3;
+    if !args.json {
+        println!(
+            "minted {} runner tokens in one call ({mint_ms:.1} ms)",
+            tokens.len()
+        );
+    }
 
     let me = std::env::current_exe()?;
     let limit = Arc::new(tokio::sync::Semaphore::new(args.parallel.max(1)));
@@ -228,15 +246,35 @@ async fn orchestrate(args: Args) -> anyhow::Result<bool> {
             .copied()
             .unwrap_or(f64::NAN)
     };
-    println!(
-        "{} runners started, {failures} failed, in {:.1} ms ({:.0} starts/s); spawn to exec: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-        latencies.len(),
-        total.as_secs_f64() * 1e3,
-        latencies.len() as f64 / total.as_secs_f64().max(f64::EPSILON),
-        pct(0.5),
-        pct(0.99),
-        pct(1.0),
-    );
+    let rate = latencies.len() as f64 / total.as_secs_f64().max(f64::EPSILON);
+    if args.json {
+        let summary = serde_json::json!({
+            "runners": args.runners,
+            "parallel": args.parallel,
+            "secrets": args.secrets,
+            "replicas": addr.split(',').filter(|a| !a.trim().is_empty()).count(),
+            "started": latencies.len(),
+            "failed": failures,
+            "mint_ms": mint_ms,
+            "seconds": total.as_secs_f64(),
+            "starts_per_s": rate,
+            "spawn_to_exec_ms": {
+                "p50": pct(0.5),
+                "p99": pct(0.99),
+                "max": pct(1.0),
+            },
+        });
+        println!("{summary}");
+    } else {
+        println!(
+            "{} runners started, {failures} failed, in {:.1} ms ({rate:.0} starts/s); spawn to exec: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            latencies.len(),
+            total.as_secs_f64() * 1e3,
+            pct(0.5),
+            pct(0.99),
+            pct(1.0),
+        );
+    }
     Ok(failures == 0)
 }
 

@@ -9,6 +9,7 @@
 
 pub mod agent;
 pub mod auth;
+pub mod bench;
 pub mod build;
 pub mod cli;
 pub mod client;

@@ -741,6 +741,63 @@ macro_rules! conformance {
     };
 }
 
+/// A second runseald on the same database and master key (a replica), in this process.
+async fn replica(s: &TestServer) -> (String, tokio::sync::oneshot::Sender<()>) {
+    use runseal::datadir::DataDir;
+    use runseal::server::{self, Listener, State};
+    let data = DataDir::new(s.dir.path().join("data"), None)
+        .with_database_url(s.pg.as_ref().map(|p| p.url.clone()));
+    let opened = data.open().await.unwrap();
+    let state = std::sync::Arc::new(State::new(
+        opened.store,
+        opened.sealer,
+        NamePolicy::default(),
+        Limits::default(),
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = format!("http://{}", listener.local_addr().unwrap());
+    let routes = server::routes(state).await;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(server::serve(
+        routes,
+        vec![Listener::Tcp(listener)],
+        async {
+            let _ = rx.await;
+        },
+    ));
+    (addr, tx)
+}
+
+/// Snapshots are served from a cache of sealed rows; every change, made here or through another
+/// replica, and a deleted and re-created environment, must still show in the next snapshot.
+async fn snapshots_see_every_change_at_once(b: Backend) {
+    let s = server(b).await;
+    let c = s.admin_client().await;
+    let pair = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+    c.secrets().set("K", v("one"), "main").await.unwrap();
+    assert_eq!(snapshot(&c, "main", &[]).await, pair("K", "one"));
+    c.secrets().set("K", v("two"), "main").await.unwrap();
+    assert_eq!(snapshot(&c, "main", &[]).await, pair("K", "two"));
+
+    let (addr, stop) = replica(&s).await;
+    let other = Client::connect(&addr, s.admin.clone()).await.unwrap();
+    other.secrets().set("K", v("three"), "main").await.unwrap();
+    assert_eq!(snapshot(&c, "main", &[]).await, pair("K", "three"));
+    other.secrets().unset("K", "main").await.unwrap();
+    other.secrets().set("L", v("four"), "main").await.unwrap();
+    assert_eq!(snapshot(&c, "main", &[]).await, pair("L", "four"));
+
+    // Deleted and re-created through the replica, back at the same revision.
+    c.environments().create("tmp").await.unwrap();
+    c.secrets().set("T", v("old"), "tmp").await.unwrap();
+    assert_eq!(snapshot(&c, "tmp", &[]).await, pair("T", "old"));
+    other.environments().delete("tmp", true).await.unwrap();
+    other.environments().create("tmp").await.unwrap();
+    other.secrets().set("T", v("new"), "tmp").await.unwrap();
+    assert_eq!(snapshot(&c, "tmp", &[]).await, pair("T", "new"));
+    let _ = stop.send(());
+}
+
 conformance!(
     set_then_list_update_and_unset,
     environments_are_separate_and_main_is_permanent,
@@ -756,6 +813,7 @@ conformance!(
     deleting_an_environment_takes_its_tokens_and_runner_records,
     the_last_active_admin_key_cannot_be_revoked,
     build_fetches_are_single_use_named_and_audited,
+    snapshots_see_every_change_at_once,
 );
 
 #[cfg(not(runseal_pg_tests))]

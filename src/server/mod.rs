@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 use tokio::net::{TcpListener, UnixListener};
 use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tokio_stream::StreamExt;
 use tonic::service::Routes;
 use tonic::{Request, Status};
 
@@ -356,7 +357,14 @@ pub async fn serve(
             .add_routes(routes);
         match listener {
             Listener::Tcp(l) => {
-                tasks.spawn(server.serve_with_incoming_shutdown(TcpListenerStream::new(l), stop));
+                // `Server::tcp_nodelay` only applies to listeners tonic binds itself; without
+                // it here, Nagle holds back small responses for up to 40 ms per call.
+                let incoming = TcpListenerStream::new(l).map(|conn| {
+                    conn.inspect(|s| {
+                        let _ = s.set_nodelay(true);
+                    })
+                });
+                tasks.spawn(server.serve_with_incoming_shutdown(incoming, stop));
             }
             Listener::Tls(l, acceptor) => {
                 tasks.spawn(server.serve_with_incoming_shutdown(acceptor.incoming(l), stop));

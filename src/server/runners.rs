@@ -384,11 +384,11 @@ impl Runners for RunnersService {
         let (revision, rows) = self
             .state
             .store
-            .sealed_secrets(&env)
+            .sealed_snapshot(&env)
             .await
             .map_err(|e| store_status(&e))?;
         let chosen: Vec<_> = if only.is_empty() {
-            rows.into_iter()
+            rows.iter()
                 .filter(|r| r.exposed.unwrap_or(self.state.expose_by_default))
                 .collect()
         } else {
@@ -403,9 +403,7 @@ impl Runners for RunnersService {
                     missing.join(", ")
                 )));
             }
-            rows.into_iter()
-                .filter(|r| only.contains(&r.name))
-                .collect()
+            rows.iter().filter(|r| only.contains(&r.name)).collect()
         };
         let mut secrets = Vec::with_capacity(chosen.len());
         for r in &chosen {

@@ -9,6 +9,9 @@ pub mod migrate;
 pub mod postgres;
 pub mod sqlite;
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
@@ -245,6 +248,13 @@ pub trait Store: Send + Sync + 'static {
     async fn list_secrets(&self, environment: &str) -> Result<(u64, Vec<SecretMeta>)>;
     /// Sealed values of one environment at one revision (for snapshots).
     async fn sealed_secrets(&self, environment: &str) -> Result<(u64, Vec<SealedSecret>)>;
+    /// [`Store::sealed_secrets`] for a runner start, shared. A backend may answer from its
+    /// [`SnapshotCache`], but only after checking the environment's current revision in the
+    /// database on every call, so a change made through another replica is seen at once.
+    async fn sealed_snapshot(&self, environment: &str) -> Result<(u64, Arc<Vec<SealedSecret>>)> {
+        let (revision, rows) = self.sealed_secrets(environment).await?;
+        Ok((revision, Arc::new(rows)))
+    }
     /// Every sealed value of every environment (for `runseald verify`).
     async fn all_sealed_secrets(&self) -> Result<Vec<(String, SealedSecret)>>;
 
@@ -289,6 +299,58 @@ pub trait Store: Send + Sync + 'static {
         stale_only: bool,
         limit: u32,
     ) -> Result<Vec<RunnerRow>>;
+}
+
+/// Which state of an environment a set of rows belongs to: every change bumps the revision, and
+/// the creation time tells a re-created environment (whose revision starts again) from the old.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnvironmentVersion {
+    pub revision: u64,
+    pub created_at: i64,
+}
+
+/// The sealed rows of each environment as last read, keyed by [`EnvironmentVersion`]. It holds
+/// sealed values only (never plaintext), so it is no more sensitive than the database; it saves
+/// reading and decoding every row on each runner start when nothing changed.
+#[derive(Default)]
+pub struct SnapshotCache {
+    entries: Mutex<HashMap<String, CachedRows>>,
+}
+
+type CachedRows = (EnvironmentVersion, Arc<Vec<SealedSecret>>);
+
+impl SnapshotCache {
+    /// The rows cached for `environment`, if they were read at `version`.
+    pub fn get(
+        &self,
+        environment: &str,
+        version: EnvironmentVersion,
+    ) -> Option<Arc<Vec<SealedSecret>>> {
+        let entries = self.entries.lock().expect("snapshot cache poisoned");
+        match entries.get(environment) {
+            Some((v, rows)) if *v == version => Some(rows.clone()),
+            _ => None,
+        }
+    }
+
+    pub fn put(
+        &self,
+        environment: &str,
+        version: EnvironmentVersion,
+        rows: Arc<Vec<SealedSecret>>,
+    ) {
+        self.entries
+            .lock()
+            .expect("snapshot cache poisoned")
+            .insert(environment.to_string(), (version, rows));
+    }
+
+    pub fn forget(&self, environment: &str) {
+        self.entries
+            .lock()
+            .expect("snapshot cache poisoned")
+            .remove(environment);
+    }
 }
 
 /// Unix milliseconds, the time representation of every backend.

@@ -8,6 +8,7 @@
 //! single-use token is redeemed once across all replicas.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -26,6 +27,9 @@ pub struct PostgresStore {
     // One pool; two names so the code reads like the SQLite backend's.
     writer: PgPool,
     reader: PgPool,
+    /// Validated against the database's revision on every read: another replica's change is
+    /// seen at once.
+    snapshots: SnapshotCache,
 }
 
 impl PostgresStore {
@@ -47,7 +51,37 @@ impl PostgresStore {
         Ok(Self {
             writer: pool.clone(),
             reader: pool,
+            snapshots: SnapshotCache::default(),
         })
+    }
+
+    /// One REPEATABLE READ transaction: the environment's version and its sealed rows.
+    async fn read_sealed(
+        &self,
+        environment: &str,
+    ) -> Result<(EnvironmentVersion, Vec<SealedSecret>)> {
+        let mut tx = self.read_tx().await?;
+        let version: Option<(i64, i64)> =
+            sqlx::query_as("SELECT revision, created_at FROM environments WHERE name = $1")
+                .bind(environment)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let (revision, created_at) =
+            version.ok_or_else(|| StoreError::EnvironmentNotFound(environment.to_string()))?;
+        let rows = sqlx::query(
+            "SELECT name, key_id, nonce, ciphertext, value_len, exposed FROM secrets \
+             WHERE environment = $1 ORDER BY name",
+        )
+        .bind(environment)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let secrets = rows.iter().map(sealed_row).collect::<Result<Vec<_>>>()?;
+        let version = EnvironmentVersion {
+            revision: revision as u64,
+            created_at,
+        };
+        Ok((version, secrets))
     }
 
     /// A read transaction that sees one snapshot of the database.
@@ -329,6 +363,7 @@ impl Store for PostgresStore {
             .await?;
         append_audit(&mut tx, &audit).await?;
         tx.commit().await?;
+        self.snapshots.forget(name);
         Ok(count as u64)
     }
 
@@ -442,24 +477,29 @@ impl Store for PostgresStore {
     }
 
     async fn sealed_secrets(&self, environment: &str) -> Result<(u64, Vec<SealedSecret>)> {
-        let mut tx = self.read_tx().await?;
-        let revision: Option<i64> =
-            sqlx::query_scalar("SELECT revision FROM environments WHERE name = $1")
+        let (version, secrets) = self.read_sealed(environment).await?;
+        Ok((version.revision, secrets))
+    }
+
+    async fn sealed_snapshot(&self, environment: &str) -> Result<(u64, Arc<Vec<SealedSecret>>)> {
+        let current: Option<(i64, i64)> =
+            sqlx::query_as("SELECT revision, created_at FROM environments WHERE name = $1")
                 .bind(environment)
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&self.reader)
                 .await?;
-        let revision =
-            revision.ok_or_else(|| StoreError::EnvironmentNotFound(environment.to_string()))?;
-        let rows = sqlx::query(
-            "SELECT name, key_id, nonce, ciphertext, value_len, exposed FROM secrets \
-             WHERE environment = $1 ORDER BY name",
-        )
-        .bind(environment)
-        .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        let secrets = rows.iter().map(sealed_row).collect::<Result<Vec<_>>>()?;
-        Ok((revision as u64, secrets))
+        let (revision, created_at) =
+            current.ok_or_else(|| StoreError::EnvironmentNotFound(environment.to_string()))?;
+        let current = EnvironmentVersion {
+            revision: revision as u64,
+            created_at,
+        };
+        if let Some(rows) = self.snapshots.get(environment, current) {
+            return Ok((current.revision, rows));
+        }
+        let (version, rows) = self.read_sealed(environment).await?;
+        let rows = Arc::new(rows);
+        self.snapshots.put(environment, version, rows.clone());
+        Ok((version.revision, rows))
     }
 
     async fn all_sealed_secrets(&self) -> Result<Vec<(String, SealedSecret)>> {

@@ -4,9 +4,15 @@
 //! `SQLITE_BUSY` upgrades), reads through a small read-only pool that WAL lets run beside the
 //! writer. `synchronous=FULL` makes a committed batch survive a crash, and `secure_delete`
 //! overwrites the sealed bytes of deleted rows.
+//!
+//! Runner starts (a use of a token taken and the start recorded) are group-committed: starts
+//! that arrive while a commit is in flight are written together in the next transaction, so a
+//! storm of starts pays one `fsync` per batch instead of one each. Each caller still gets its
+//! answer only once its start is durable.
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -16,6 +22,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, Sqlite, Transaction};
 use time::OffsetDateTime;
+use tokio::sync::{mpsc, oneshot};
 
 use super::*;
 use crate::names::Limits;
@@ -27,6 +34,19 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    /// Runner starts waiting for the next group commit.
+    starts: mpsc::Sender<StartJob>,
+    snapshots: SnapshotCache,
+}
+
+/// Most runner starts written in one transaction.
+const MAX_GROUP: usize = 256;
+
+/// One runner start to commit: with a token, only if a use of it can be taken.
+struct StartJob {
+    token_id: Option<String>,
+    record: RunnerRecord,
+    done: oneshot::Sender<Result<bool>>,
 }
 
 impl SqliteStore {
@@ -54,8 +74,117 @@ impl SqliteStore {
             .max_connections(4)
             .connect_with(base.read_only(true))
             .await?;
-        Ok(Self { writer, reader })
+        let (starts, queue) = mpsc::channel(4 * MAX_GROUP);
+        tokio::spawn(commit_starts(writer.clone(), queue));
+        Ok(Self {
+            writer,
+            reader,
+            starts,
+            snapshots: SnapshotCache::default(),
+        })
     }
+
+    /// Queues a runner start for the next group commit and waits until it is durable.
+    async fn start(&self, token_id: Option<&str>, record: &RunnerRecord) -> Result<bool> {
+        let (done, answer) = oneshot::channel();
+        let job = StartJob {
+            token_id: token_id.map(str::to_string),
+            record: record.clone(),
+            done,
+        };
+        if let Err(mpsc::error::SendError(job)) = self.starts.send(job).await {
+            // The committer is gone (its runtime shut down): write this start alone.
+            return Ok(write_starts(&self.writer, std::slice::from_ref(&job)).await?[0]);
+        }
+        answer
+            .await
+            .unwrap_or(Err(StoreError::Database(sqlx::Error::WorkerCrashed)))
+    }
+
+    /// One read transaction: the environment's version and its sealed rows.
+    async fn read_sealed(
+        &self,
+        environment: &str,
+    ) -> Result<(EnvironmentVersion, Vec<SealedSecret>)> {
+        let mut tx = self.reader.begin().await?;
+        let version: Option<(i64, i64)> =
+            sqlx::query_as("SELECT revision, created_at FROM environments WHERE name = ?")
+                .bind(environment)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let (revision, created_at) =
+            version.ok_or_else(|| StoreError::EnvironmentNotFound(environment.to_string()))?;
+        let rows = sqlx::query(
+            "SELECT name, key_id, nonce, ciphertext, value_len, exposed FROM secrets \
+             WHERE environment = ? ORDER BY name",
+        )
+        .bind(environment)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let secrets = rows.iter().map(sealed_row).collect::<Result<Vec<_>>>()?;
+        let version = EnvironmentVersion {
+            revision: revision as u64,
+            created_at,
+        };
+        Ok((version, secrets))
+    }
+}
+
+/// The group committer: takes every start queued since the last commit and writes them in one
+/// transaction. If that transaction fails, each start is retried alone, so one bad start
+/// cannot fail the others and every caller gets its own answer.
+async fn commit_starts(writer: SqlitePool, mut queue: mpsc::Receiver<StartJob>) {
+    let mut batch = Vec::with_capacity(MAX_GROUP);
+    while queue.recv_many(&mut batch, MAX_GROUP).await > 0 {
+        match write_starts(&writer, &batch).await {
+            Ok(taken) => {
+                for (job, taken) in batch.drain(..).zip(taken) {
+                    let _ = job.done.send(Ok(taken));
+                }
+            }
+            Err(e) if batch.len() == 1 => {
+                let job = batch.pop().expect("one job");
+                let _ = job.done.send(Err(e));
+            }
+            Err(_) => {
+                for job in batch.drain(..) {
+                    let alone = write_starts(&writer, std::slice::from_ref(&job))
+                        .await
+                        .map(|t| t[0]);
+                    let _ = job.done.send(alone);
+                }
+            }
+        }
+    }
+}
+
+async fn write_starts(writer: &SqlitePool, jobs: &[StartJob]) -> Result<Vec<bool>> {
+    let mut tx = writer.begin().await?;
+    let mut taken = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let ok = match &job.token_id {
+            Some(id) => {
+                sqlx::query(
+                    "UPDATE runner_tokens SET uses_left = uses_left - 1 \
+                     WHERE id = ? AND uses_left > 0 AND revoked_at IS NULL AND expires_at > ?",
+                )
+                .bind(id)
+                .bind(to_millis(job.record.started_at))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1
+            }
+            None => true,
+        };
+        if ok {
+            insert_runner(&mut tx, &job.record).await?;
+        }
+        taken.push(ok);
+    }
+    tx.commit().await?;
+    Ok(taken)
 }
 
 async fn append_audit(tx: &mut Transaction<'_, Sqlite>, a: &AuditRecord) -> Result<()> {
@@ -320,6 +449,7 @@ impl Store for SqliteStore {
             .await?;
         append_audit(&mut tx, &audit).await?;
         tx.commit().await?;
+        self.snapshots.forget(name);
         Ok(count as u64)
     }
 
@@ -433,24 +563,29 @@ impl Store for SqliteStore {
     }
 
     async fn sealed_secrets(&self, environment: &str) -> Result<(u64, Vec<SealedSecret>)> {
-        let mut tx = self.reader.begin().await?;
-        let revision: Option<i64> =
-            sqlx::query_scalar("SELECT revision FROM environments WHERE name = ?")
+        let (version, secrets) = self.read_sealed(environment).await?;
+        Ok((version.revision, secrets))
+    }
+
+    async fn sealed_snapshot(&self, environment: &str) -> Result<(u64, Arc<Vec<SealedSecret>>)> {
+        let current: Option<(i64, i64)> =
+            sqlx::query_as("SELECT revision, created_at FROM environments WHERE name = ?")
                 .bind(environment)
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&self.reader)
                 .await?;
-        let revision =
-            revision.ok_or_else(|| StoreError::EnvironmentNotFound(environment.to_string()))?;
-        let rows = sqlx::query(
-            "SELECT name, key_id, nonce, ciphertext, value_len, exposed FROM secrets \
-             WHERE environment = ? ORDER BY name",
-        )
-        .bind(environment)
-        .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        let secrets = rows.iter().map(sealed_row).collect::<Result<Vec<_>>>()?;
-        Ok((revision as u64, secrets))
+        let (revision, created_at) =
+            current.ok_or_else(|| StoreError::EnvironmentNotFound(environment.to_string()))?;
+        let current = EnvironmentVersion {
+            revision: revision as u64,
+            created_at,
+        };
+        if let Some(rows) = self.snapshots.get(environment, current) {
+            return Ok((current.revision, rows));
+        }
+        let (version, rows) = self.read_sealed(environment).await?;
+        let rows = Arc::new(rows);
+        self.snapshots.put(environment, version, rows.clone());
+        Ok((version.revision, rows))
     }
 
     async fn all_sealed_secrets(&self) -> Result<Vec<(String, SealedSecret)>> {
@@ -640,22 +775,7 @@ impl Store for SqliteStore {
     }
 
     async fn redeem_runner_token(&self, id: &str, record: &RunnerRecord) -> Result<bool> {
-        let mut tx = self.writer.begin().await?;
-        let taken = sqlx::query(
-            "UPDATE runner_tokens SET uses_left = uses_left - 1 \
-             WHERE id = ? AND uses_left > 0 AND revoked_at IS NULL AND expires_at > ?",
-        )
-        .bind(id)
-        .bind(to_millis(record.started_at))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if taken != 1 {
-            return Ok(false);
-        }
-        insert_runner(&mut tx, record).await?;
-        tx.commit().await?;
-        Ok(true)
+        self.start(Some(id), record).await
     }
 
     async fn runner_started_with(
@@ -695,10 +815,7 @@ impl Store for SqliteStore {
     }
 
     async fn record_runner(&self, record: &RunnerRecord) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
-        insert_runner(&mut tx, record).await?;
-        tx.commit().await?;
-        Ok(())
+        self.start(None, record).await.map(|_| ())
     }
 
     async fn prune_runners(&self, before: OffsetDateTime) -> Result<u64> {
