@@ -629,12 +629,27 @@ impl RunnersApi {
         runner_id: &str,
         only: &[String],
     ) -> Result<Snapshot, ClientError> {
+        self.snapshot_with_retry_key(environment, runner_id, only, &[])
+            .await
+    }
+
+    /// Like [`RunnersApi::snapshot`], with the retry key of this start: 16 to 64 random bytes,
+    /// the same on every try. If a try's answer is lost after the single-use token was taken,
+    /// the next try (same runner id, same key) is served again within 60 seconds.
+    pub async fn snapshot_with_retry_key(
+        &mut self,
+        environment: &str,
+        runner_id: &str,
+        only: &[String],
+        retry_key: &[u8],
+    ) -> Result<Snapshot, ClientError> {
         let res = self
             .0
             .get_snapshot(v1::GetSnapshotRequest {
                 environment: environment.to_string(),
                 runner_id: runner_id.to_string(),
                 only: only.to_vec(),
+                retry_key: retry_key.to_vec(),
             })
             .await?;
         Ok(res.into_inner().into())

@@ -729,6 +729,68 @@ async fn build_fetches_are_single_use_named_and_audited(b: Backend) {
     assert!(c.runners().list("main", false, 0).await.unwrap().is_empty());
 }
 
+async fn a_used_token_is_served_again_only_to_its_runner_with_its_retry_key(b: Backend) {
+    let s = server(b).await;
+    let c = s.admin_client().await;
+    c.secrets().set("K", v("v1"), "main").await.unwrap();
+    let t = c
+        .runners()
+        .issue("main", IssueOptions::default())
+        .await
+        .unwrap()
+        .remove(0);
+    let runner = || Client::from_channel(s_channel(&s), &t.token, &s.addr);
+    let key = [7u8; 32];
+    let first = runner()
+        .runners()
+        .snapshot_with_retry_key("", "r-1", &[], &key)
+        .await
+        .unwrap();
+    c.secrets().set("K", v("v2"), "main").await.unwrap();
+    // Someone who learnt the runner id (runners list, logs) but not the key gets nothing.
+    assert_eq!(
+        code(runner().runners().snapshot("", "r-1", &[]).await),
+        Code::Unauthenticated
+    );
+    assert_eq!(
+        code(
+            runner()
+                .runners()
+                .snapshot_with_retry_key("", "r-1", &[], &[8u8; 32])
+                .await
+        ),
+        Code::Unauthenticated
+    );
+    // Nor does another runner id with the key.
+    assert_eq!(
+        code(
+            runner()
+                .runners()
+                .snapshot_with_retry_key("", "r-2", &[], &key)
+                .await
+        ),
+        Code::Unauthenticated
+    );
+    // The agent retrying after a lost answer: served, with the current values.
+    let again = runner()
+        .runners()
+        .snapshot_with_retry_key("", "r-1", &[], &key)
+        .await
+        .unwrap();
+    assert_eq!(first.revision, 1);
+    assert_eq!(again.revision, 2);
+    // A key of the wrong size is refused.
+    assert_eq!(
+        code(
+            runner()
+                .runners()
+                .snapshot_with_retry_key("", "r-1", &[], &[1u8; 8])
+                .await
+        ),
+        Code::InvalidArgument
+    );
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -814,6 +876,7 @@ conformance!(
     the_last_active_admin_key_cannot_be_revoked,
     build_fetches_are_single_use_named_and_audited,
     snapshots_see_every_change_at_once,
+    a_used_token_is_served_again_only_to_its_runner_with_its_retry_key,
 );
 
 #[cfg(not(runseal_pg_tests))]

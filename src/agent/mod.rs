@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use nix::errno::Errno;
 use rand::seq::SliceRandom;
-use rand::Rng;
+use rand::{Rng, RngCore};
 use tonic::Code;
 use zeroize::Zeroizing;
 
@@ -197,12 +197,21 @@ pub(crate) fn load_credential(
     Ok((cred, source))
 }
 
-/// Fetches the snapshot (see [`call`]).
+/// Fetches the snapshot (see [`call`]). Every try carries this start's random retry key, so a
+/// try whose answer was lost after the token was taken can be answered again, to this agent only.
 async fn fetch(args: &Args, cred: &Credential, runner_id: &str) -> Result<Snapshot, Failure> {
     let env = args.conn.environment.clone().unwrap_or_default();
+    let mut retry_key = Zeroizing::new([0u8; 32]);
+    rand::thread_rng().fill_bytes(&mut retry_key[..]);
+    let retry_key = &retry_key;
     call(&args.conn, cred, "the snapshot", |client| {
         let env = env.clone();
-        async move { client.runners().snapshot(&env, runner_id, &args.only).await }
+        async move {
+            client
+                .runners()
+                .snapshot_with_retry_key(&env, runner_id, &args.only, &retry_key[..])
+                .await
+        }
     })
     .await
 }

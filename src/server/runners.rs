@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rand::RngCore;
+use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use tonic::{Request, Response, Status};
 
@@ -98,7 +99,7 @@ impl RunnersService {
     async fn check_token(
         &self,
         cred: &Credential,
-        runner_id: Option<&str>,
+        retry_of: Option<(&str, &[u8])>,
         now: OffsetDateTime,
         purpose: &str,
     ) -> Result<(RunnerTokenRow, bool), Status> {
@@ -128,11 +129,12 @@ impl RunnersService {
         }
         let mut retry = false;
         if row.uses_left == 0 {
-            retry = match runner_id {
-                Some(runner) => self
+            // Only the runner that took the use, proven by its retry key, may ask again.
+            retry = match retry_of {
+                Some((runner, retry_hash)) => self
                     .state
                     .store
-                    .runner_started_with(&row.id, runner, now - RETRY_GRACE)
+                    .runner_started_with(&row.id, runner, retry_hash, now - RETRY_GRACE)
                     .await
                     .map_err(|e| store_status(&e))?,
                 None => false,
@@ -306,13 +308,25 @@ impl Runners for RunnersService {
             Some(environment_of(&req.environment)?)
         };
         let app_only = allow_list(req.only)?;
+        let retry_hash: Option<Vec<u8>> = match req.retry_key.len() {
+            0 => None,
+            16..=64 => Some(Sha256::digest(&req.retry_key).to_vec()),
+            _ => {
+                return Err(Status::invalid_argument(
+                    "retry_key: 16 to 64 random bytes, or empty",
+                ))
+            }
+        };
 
         // Who asks, for which environment, with which allow-list.
         let (fetcher, env, only) = if cred.is_runner_token() {
             let (token, retry) = self
                 .check_token(
                     &cred,
-                    chosen_by_agent.then_some(runner_id.as_str()),
+                    retry_hash
+                        .as_deref()
+                        .filter(|_| chosen_by_agent)
+                        .map(|h| (runner_id.as_str(), h)),
                     now,
                     PURPOSE_RUN,
                 )
@@ -424,6 +438,10 @@ impl Runners for RunnersService {
             started_at: now,
             credential_id: match &fetcher {
                 Fetcher::Token(id) | Fetcher::TokenRetry(id) | Fetcher::Key(id) => id.clone(),
+            },
+            retry_hash: match &fetcher {
+                Fetcher::Key(_) => None,
+                _ => retry_hash,
             },
         };
         match &fetcher {

@@ -73,6 +73,7 @@ const TABLES: &[(&str, &[&str])] = &[
             "revision",
             "started_at",
             "credential_id",
+            "retry_hash",
         ],
     ),
 ];

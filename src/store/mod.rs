@@ -174,6 +174,8 @@ pub struct RunnerRecord {
     pub revision: u64,
     pub started_at: OffsetDateTime,
     pub credential_id: String,
+    /// SHA-256 of the agent's retry key for this start (runner tokens only).
+    pub retry_hash: Option<Vec<u8>>,
 }
 
 /// A runner start with its environment's current revision.
@@ -276,12 +278,14 @@ pub trait Store: Send + Sync + 'static {
     /// Atomically takes one use of a valid token (unrevoked, unexpired at `record.started_at`,
     /// uses left) and records the runner start. `false`: nothing was taken or recorded.
     async fn redeem_runner_token(&self, id: &str, record: &RunnerRecord) -> Result<bool>;
-    /// True when `runner_id` started with token `token_id` at or after `since` (an agent retrying
-    /// after its answer was lost, e.g. to a replica that died mid-call).
+    /// True when `runner_id` started with token `token_id` at or after `since`, presenting the
+    /// retry key whose SHA-256 is `retry_hash` (an agent retrying after its answer was lost, e.g.
+    /// to a replica that died mid-call).
     async fn runner_started_with(
         &self,
         token_id: &str,
         runner_id: &str,
+        retry_hash: &[u8],
         since: OffsetDateTime,
     ) -> Result<bool>;
     /// Records a runner start made with a key.

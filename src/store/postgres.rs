@@ -716,14 +716,19 @@ impl Store for PostgresStore {
         &self,
         token_id: &str,
         runner_id: &str,
+        retry_hash: &[u8],
         since: OffsetDateTime,
     ) -> Result<bool> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM runners WHERE credential_id = $1 AND runner_id = $2 AND started_at >= $3")
-            .bind(token_id)
-            .bind(runner_id)
-            .bind(to_millis(since))
-            .fetch_one(&self.reader)
-            .await?;
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM runners WHERE credential_id = $1 AND runner_id = $2 \
+             AND retry_hash = $3 AND started_at >= $4",
+        )
+        .bind(token_id)
+        .bind(runner_id)
+        .bind(retry_hash)
+        .bind(to_millis(since))
+        .fetch_one(&self.reader)
+        .await?;
         Ok(n > 0)
     }
 
@@ -808,6 +813,7 @@ impl Store for PostgresStore {
                         revision: r.try_get::<i64, _>("revision")? as u64,
                         started_at: from_millis(r.try_get("started_at")?),
                         credential_id: r.try_get("credential_id")?,
+                        retry_hash: None,
                     },
                     current_revision: r.try_get::<i64, _>("current_revision")? as u64,
                 })
@@ -832,14 +838,15 @@ async fn insert_key_tx(tx: &mut Transaction<'_, Postgres>, key: &KeyRow) -> Resu
 
 async fn insert_runner(tx: &mut Transaction<'_, Postgres>, r: &RunnerRecord) -> Result<()> {
     sqlx::query(
-        "INSERT INTO runners (runner_id, environment, revision, started_at, credential_id) \
-         VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO runners (runner_id, environment, revision, started_at, credential_id, retry_hash) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(&r.runner_id)
     .bind(&r.environment)
     .bind(r.revision as i64)
     .bind(to_millis(r.started_at))
     .bind(&r.credential_id)
+    .bind(r.retry_hash.as_deref())
     .execute(&mut **tx)
     .await?;
     Ok(())
