@@ -272,9 +272,7 @@ pub async fn serve(
         }
     } else {
         if let Some(addr) = config.listen {
-            let l = TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen on {addr}"))?;
+            let l = bind_tcp(addr).with_context(|| format!("cannot listen on {addr}"))?;
             listeners.push(tcp_listener(l, &config, &acceptor)?);
         }
         if let Some(path) = &config.unix {
@@ -337,6 +335,25 @@ async fn prune_runners(store: Arc<dyn crate::store::Store>, retention: std::time
             Err(e) => tracing::warn!(error = %e, "could not prune runner records"),
         }
     }
+}
+
+/// Pending connections the kernel queues for `accept` (capped by `net.core.somaxconn`). A
+/// scale-up connects hundreds of runners at once; a connection that finds the queue full has
+/// its SYN dropped and retries only after a second, so tokio's default of 128 made the slowest
+/// runners of a burst wait a whole second (`docs/bench/NOTES.md`). Socket-activated listeners
+/// keep the backlog their unit sets (systemd's default is the same cap).
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn bind_tcp(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As `TcpListener::bind` does: a restarted runseald may bind while old connections linger.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 fn tcp_listener(

@@ -372,6 +372,85 @@ async fn concurrent_redemption_of_one_token_succeeds_once(b: Backend) {
     }
 }
 
+/// A burst of starts, committed together in batches: each single-use token starts one runner,
+/// a token of 5 uses raced by 20 runners starts exactly 5, and every start that got a snapshot
+/// (and only those) is recorded.
+async fn a_burst_of_starts_takes_exactly_the_uses_there_are(b: Backend) {
+    let s = server(b).await;
+    let c = s.admin_client().await;
+    c.secrets().set("K", v("v"), "main").await.unwrap();
+    let single = c
+        .runners()
+        .issue(
+            "main",
+            IssueOptions {
+                count: 40,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let five = c
+        .runners()
+        .issue(
+            "main",
+            IssueOptions {
+                uses: 5,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .remove(0);
+    let mut tasks = Vec::new();
+    let tokens = single
+        .iter()
+        .map(|t| t.token.clone())
+        .chain(std::iter::repeat_n(five.token.clone(), 20));
+    for (i, token) in tokens.enumerate() {
+        let client = Client::from_channel(s_channel(&s), &token, &s.addr);
+        tasks.push(tokio::spawn(async move {
+            let r = client
+                .runners()
+                .snapshot("", &format!("burst-{i}"), &[])
+                .await;
+            (i, r.map(|snap| snap.secrets.len()))
+        }));
+    }
+    let mut started = Vec::new();
+    let mut refused = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            (i, Ok(n)) => {
+                assert_eq!(n, 1, "runner burst-{i} got its snapshot");
+                started.push(format!("burst-{i}"));
+            }
+            (i, Err(e)) => {
+                assert!(i >= 40, "single-use token of burst-{i} refused: {e}");
+                assert_eq!(code::<()>(Err(e)), Code::Unauthenticated);
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!(
+        started.len(),
+        45,
+        "40 single-use starts and 5 of the shared token"
+    );
+    assert_eq!(refused, 15);
+    let mut recorded: Vec<String> = c
+        .runners()
+        .list("main", false, 0)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.runner_id)
+        .collect();
+    recorded.sort();
+    started.sort();
+    assert_eq!(recorded, started);
+}
+
 async fn exposure_and_allow_lists(b: Backend) {
     let s = server(b).await;
     let c = s.admin_client().await;
@@ -869,6 +948,7 @@ conformance!(
     audit_records_every_change_without_values,
     runner_tokens_are_single_use_expire_and_revoke,
     concurrent_redemption_of_one_token_succeeds_once,
+    a_burst_of_starts_takes_exactly_the_uses_there_are,
     exposure_and_allow_lists,
     runner_starts_are_recorded_with_their_revision,
     sealed_values_are_bound_to_their_row,

@@ -149,6 +149,37 @@ fn plaintext_is_refused_off_loopback_unless_explicitly_allowed() {
     );
 }
 
+/// A scale-up connects hundreds of runners at once. While runseald is too busy to accept (here:
+/// stopped with SIGSTOP), the kernel must queue their connections rather than drop their SYNs,
+/// which would make each dropped runner wait a second for the retransmit.
+#[test]
+fn a_burst_of_connections_is_queued_not_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(&dir.path().join("data"), &[], &[]);
+    let addr: std::net::SocketAddr = d.addr.strip_prefix("http://").unwrap().parse().unwrap();
+    common::signal(&d.child, "STOP");
+    let mut queued = Vec::new();
+    let mut refused = None;
+    for i in 0..600 {
+        match std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(300)) {
+            Ok(c) => queued.push(c),
+            Err(e) => {
+                refused = Some(format!("connection {i} of 600: {e}"));
+                break;
+            }
+        }
+    }
+    common::signal(&d.child, "CONT");
+    assert_eq!(
+        refused, None,
+        "runseald's accept queue dropped a connection"
+    );
+    drop(queued);
+    // It still serves once it runs again.
+    let key = d.admin_key();
+    ok(runseal(&d.addr, &key, &["secrets", "set", "K=v"]));
+}
+
 #[test]
 fn unix_socket_serves_with_mode_0660() {
     let dir = tempfile::tempdir().unwrap();

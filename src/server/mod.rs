@@ -239,7 +239,10 @@ pub fn invalid(e: &InvalidInput) -> Status {
 pub fn store_status(e: &StoreError) -> Status {
     if matches!(
         e,
-        StoreError::Database(_) | StoreError::Migrate(_) | StoreError::Corrupt(_)
+        StoreError::Database(_)
+            | StoreError::Sqlite(_)
+            | StoreError::Migrate(_)
+            | StoreError::Corrupt(_)
     ) {
         crate::metrics::METRICS.store_errors.inc();
     }
@@ -262,6 +265,7 @@ pub fn store_status(e: &StoreError) -> Status {
         StoreError::AlreadyInitialized
         | StoreError::Corrupt(_)
         | StoreError::Database(_)
+        | StoreError::Sqlite(_)
         | StoreError::Migrate(_) => {
             tracing::error!(error = %e, "store error");
             Status::internal("internal store error; see the server log")

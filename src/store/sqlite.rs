@@ -5,10 +5,10 @@
 //! writer. `synchronous=FULL` makes a committed batch survive a crash, and `secure_delete`
 //! overwrites the sealed bytes of deleted rows.
 //!
-//! Runner starts (a use of a token taken and the start recorded) are group-committed: starts
-//! that arrive while a commit is in flight are written together in the next transaction, so a
-//! storm of starts pays one `fsync` per batch instead of one each. Each caller still gets its
-//! answer only once its start is durable.
+//! Runner starts (the token and version reads, a use of a token taken and the start recorded)
+//! take the faster path of [`super::sqlite_hot`]: direct connections and a group-committing
+//! thread, so a storm of starts pays one `fsync` per batch instead of one each. Each caller
+//! still gets its answer only once its start is durable.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -22,8 +22,8 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, Sqlite, Transaction};
 use time::OffsetDateTime;
-use tokio::sync::{mpsc, oneshot};
 
+use super::sqlite_hot::HotPath;
 use super::*;
 use crate::names::Limits;
 use crate::seal::Sealed;
@@ -34,19 +34,9 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
-    /// Runner starts waiting for the next group commit.
-    starts: mpsc::Sender<StartJob>,
+    /// The runner-start path on direct connections (token and version reads, group commit).
+    hot: HotPath,
     snapshots: SnapshotCache,
-}
-
-/// Most runner starts written in one transaction.
-const MAX_GROUP: usize = 256;
-
-/// One runner start to commit: with a token, only if a use of it can be taken.
-struct StartJob {
-    token_id: Option<String>,
-    record: RunnerRecord,
-    done: oneshot::Sender<Result<bool>>,
 }
 
 impl SqliteStore {
@@ -74,31 +64,13 @@ impl SqliteStore {
             .max_connections(4)
             .connect_with(base.read_only(true))
             .await?;
-        let (starts, queue) = mpsc::channel(4 * MAX_GROUP);
-        tokio::spawn(commit_starts(writer.clone(), queue));
+        let hot = HotPath::open(path)?;
         Ok(Self {
             writer,
             reader,
-            starts,
+            hot,
             snapshots: SnapshotCache::default(),
         })
-    }
-
-    /// Queues a runner start for the next group commit and waits until it is durable.
-    async fn start(&self, token_id: Option<&str>, record: &RunnerRecord) -> Result<bool> {
-        let (done, answer) = oneshot::channel();
-        let job = StartJob {
-            token_id: token_id.map(str::to_string),
-            record: record.clone(),
-            done,
-        };
-        if let Err(mpsc::error::SendError(job)) = self.starts.send(job).await {
-            // The committer is gone (its runtime shut down): write this start alone.
-            return Ok(write_starts(&self.writer, std::slice::from_ref(&job)).await?[0]);
-        }
-        answer
-            .await
-            .unwrap_or(Err(StoreError::Database(sqlx::Error::WorkerCrashed)))
     }
 
     /// One read transaction: the environment's version and its sealed rows.
@@ -129,62 +101,6 @@ impl SqliteStore {
         };
         Ok((version, secrets))
     }
-}
-
-/// The group committer: takes every start queued since the last commit and writes them in one
-/// transaction. If that transaction fails, each start is retried alone, so one bad start
-/// cannot fail the others and every caller gets its own answer.
-async fn commit_starts(writer: SqlitePool, mut queue: mpsc::Receiver<StartJob>) {
-    let mut batch = Vec::with_capacity(MAX_GROUP);
-    while queue.recv_many(&mut batch, MAX_GROUP).await > 0 {
-        match write_starts(&writer, &batch).await {
-            Ok(taken) => {
-                for (job, taken) in batch.drain(..).zip(taken) {
-                    let _ = job.done.send(Ok(taken));
-                }
-            }
-            Err(e) if batch.len() == 1 => {
-                let job = batch.pop().expect("one job");
-                let _ = job.done.send(Err(e));
-            }
-            Err(_) => {
-                for job in batch.drain(..) {
-                    let alone = write_starts(&writer, std::slice::from_ref(&job))
-                        .await
-                        .map(|t| t[0]);
-                    let _ = job.done.send(alone);
-                }
-            }
-        }
-    }
-}
-
-async fn write_starts(writer: &SqlitePool, jobs: &[StartJob]) -> Result<Vec<bool>> {
-    let mut tx = writer.begin().await?;
-    let mut taken = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        let ok = match &job.token_id {
-            Some(id) => {
-                sqlx::query(
-                    "UPDATE runner_tokens SET uses_left = uses_left - 1 \
-                     WHERE id = ? AND uses_left > 0 AND revoked_at IS NULL AND expires_at > ?",
-                )
-                .bind(id)
-                .bind(to_millis(job.record.started_at))
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                    == 1
-            }
-            None => true,
-        };
-        if ok {
-            insert_runner(&mut tx, &job.record).await?;
-        }
-        taken.push(ok);
-    }
-    tx.commit().await?;
-    Ok(taken)
 }
 
 async fn append_audit(tx: &mut Transaction<'_, Sqlite>, a: &AuditRecord) -> Result<()> {
@@ -568,17 +484,10 @@ impl Store for SqliteStore {
     }
 
     async fn sealed_snapshot(&self, environment: &str) -> Result<(u64, Arc<Vec<SealedSecret>>)> {
-        let current: Option<(i64, i64)> =
-            sqlx::query_as("SELECT revision, created_at FROM environments WHERE name = ?")
-                .bind(environment)
-                .fetch_optional(&self.reader)
-                .await?;
-        let (revision, created_at) =
-            current.ok_or_else(|| StoreError::EnvironmentNotFound(environment.to_string()))?;
-        let current = EnvironmentVersion {
-            revision: revision as u64,
-            created_at,
-        };
+        let current = self
+            .hot
+            .environment_version(environment)?
+            .ok_or_else(|| StoreError::EnvironmentNotFound(environment.to_string()))?;
         if let Some(rows) = self.snapshots.get(environment, current) {
             return Ok((current.revision, rows));
         }
@@ -609,11 +518,7 @@ impl Store for SqliteStore {
     }
 
     async fn key(&self, id: &str) -> Result<Option<KeyRow>> {
-        let row = sqlx::query("SELECT * FROM api_keys WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.reader)
-            .await?;
-        row.as_ref().map(key_row).transpose()
+        self.hot.key(id)
     }
 
     async fn list_keys(&self) -> Result<Vec<KeyRow>> {
@@ -728,32 +633,7 @@ impl Store for SqliteStore {
     }
 
     async fn runner_token(&self, id: &str) -> Result<Option<RunnerTokenRow>> {
-        let row = sqlx::query("SELECT * FROM runner_tokens WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.reader)
-            .await?;
-        row.as_ref()
-            .map(|r| {
-                let only: Option<String> = r.try_get("only_names")?;
-                Ok(RunnerTokenRow {
-                    id: r.try_get("id")?,
-                    secret_hash: r.try_get("secret_hash")?,
-                    environment: r.try_get("environment")?,
-                    only: only.map(|o| {
-                        o.split(',')
-                            .filter(|s| !s.is_empty())
-                            .map(str::to_string)
-                            .collect()
-                    }),
-                    purpose: r.try_get("purpose")?,
-                    uses_left: r.try_get::<i64, _>("uses_left")?.max(0) as u32,
-                    expires_at: from_millis(r.try_get("expires_at")?),
-                    created_at: from_millis(r.try_get("created_at")?),
-                    created_by: r.try_get("created_by")?,
-                    revoked_at: r.try_get::<Option<i64>, _>("revoked_at")?.map(from_millis),
-                })
-            })
-            .transpose()
+        self.hot.runner_token(id)
     }
 
     async fn revoke_runner_token(&self, id: &str, audit: AuditRecord) -> Result<()> {
@@ -775,7 +655,7 @@ impl Store for SqliteStore {
     }
 
     async fn redeem_runner_token(&self, id: &str, record: &RunnerRecord) -> Result<bool> {
-        self.start(Some(id), record).await
+        self.hot.start(Some(id), record).await
     }
 
     async fn runner_started_with(
@@ -820,7 +700,7 @@ impl Store for SqliteStore {
     }
 
     async fn record_runner(&self, record: &RunnerRecord) -> Result<()> {
-        self.start(None, record).await.map(|_| ())
+        self.hot.start(None, record).await.map(|_| ())
     }
 
     async fn prune_runners(&self, before: OffsetDateTime) -> Result<u64> {
@@ -889,22 +769,6 @@ async fn insert_key_tx(tx: &mut Transaction<'_, Sqlite>, key: &KeyRow) -> Result
     .bind(&key.label)
     .bind(&key.scopes)
     .bind(to_millis(key.created_at))
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-async fn insert_runner(tx: &mut Transaction<'_, Sqlite>, r: &RunnerRecord) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO runners (runner_id, environment, revision, started_at, credential_id, retry_hash) \
-         VALUES (?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&r.runner_id)
-    .bind(&r.environment)
-    .bind(r.revision as i64)
-    .bind(to_millis(r.started_at))
-    .bind(&r.credential_id)
-    .bind(r.retry_hash.as_deref())
     .execute(&mut **tx)
     .await?;
     Ok(())

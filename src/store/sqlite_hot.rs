@@ -1,0 +1,243 @@
+//! The runner-start path of the SQLite backend, on direct SQLite connections.
+//!
+//! sqlx runs every SQLite statement on a worker thread of its connection and hands each
+//! statement and each row across threads; a runner start is four statements (the token, the
+//! environment's version, a use of the token taken, the start recorded), and under load those
+//! hand-offs cost more CPU than the statements themselves (`docs/bench/NOTES.md`). So the reads
+//! of a start run here on the calling thread, on a small set of read-only connections (a
+//! point read of a cached page takes microseconds, well inside what a runtime worker may
+//! block), and its writes go to one thread of their own that group-commits them: starts that
+//! arrive while a commit is in flight are written together in the next transaction, so a storm
+//! pays one `fsync` per batch, and each caller gets its answer only once its start is durable.
+//!
+//! These connections open the same file as the sqlx pools, through the same linked SQLite
+//! library, so WAL locking between them is SQLite's own; the sqlx writer and the committer
+//! here wait for each other through the busy timeout.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{
+    from_millis, to_millis, EnvironmentVersion, KeyRow, Result, RunnerRecord, RunnerTokenRow,
+    StoreError,
+};
+
+/// Most runner starts written in one transaction.
+const MAX_GROUP: usize = 256;
+/// Read-only connections (a caller takes a free one, else waits on one).
+const READERS: usize = 4;
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One runner start to commit: with a token, only if a use of it can be taken.
+struct StartJob {
+    token_id: Option<String>,
+    record: RunnerRecord,
+    done: oneshot::Sender<Result<bool>>,
+}
+
+pub struct HotPath {
+    readers: Vec<Mutex<Connection>>,
+    next: AtomicUsize,
+    starts: mpsc::Sender<StartJob>,
+}
+
+impl HotPath {
+    /// Opens the read-only connections and starts the committer thread. The file must exist
+    /// and be migrated (the sqlx writer opens it first).
+    pub fn open(path: &Path) -> Result<Self> {
+        let mut readers = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            let conn = Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            conn.busy_timeout(BUSY_TIMEOUT)?;
+            readers.push(Mutex::new(conn));
+        }
+        let writer = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        writer.busy_timeout(BUSY_TIMEOUT)?;
+        // The same settings as the sqlx connections (journal_mode is the file's own).
+        writer.pragma_update(None, "synchronous", "FULL")?;
+        writer.pragma_update(None, "foreign_keys", "ON")?;
+        writer.pragma_update(None, "secure_delete", "ON")?;
+        let (starts, queue) = mpsc::channel(4 * MAX_GROUP);
+        std::thread::Builder::new()
+            .name("runseal-starts".into())
+            .spawn(move || commit_starts(writer, queue))
+            .map_err(|e| StoreError::Corrupt(format!("cannot start the commit thread: {e}")))?;
+        Ok(Self {
+            readers,
+            next: AtomicUsize::new(0),
+            starts,
+        })
+    }
+
+    /// A free read-only connection, else the next one in turn once it is free.
+    fn reader(&self) -> MutexGuard<'_, Connection> {
+        let first = self.next.fetch_add(1, Ordering::Relaxed);
+        for i in 0..self.readers.len() {
+            if let Ok(conn) = self.readers[(first + i) % self.readers.len()].try_lock() {
+                return conn;
+            }
+        }
+        self.readers[first % self.readers.len()]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn runner_token(&self, id: &str) -> Result<Option<RunnerTokenRow>> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, secret_hash, environment, only_names, purpose, uses_left, expires_at, \
+             created_at, created_by, revoked_at FROM runner_tokens WHERE id = ?1",
+        )?;
+        Ok(stmt
+            .query_row([id], |r| {
+                let only: Option<String> = r.get(3)?;
+                Ok(RunnerTokenRow {
+                    id: r.get(0)?,
+                    secret_hash: r.get(1)?,
+                    environment: r.get(2)?,
+                    only: only.map(|o| {
+                        o.split(',')
+                            .filter(|s| !s.is_empty())
+                            .map(str::to_string)
+                            .collect()
+                    }),
+                    purpose: r.get(4)?,
+                    uses_left: r.get::<_, i64>(5)?.max(0) as u32,
+                    expires_at: from_millis(r.get(6)?),
+                    created_at: from_millis(r.get(7)?),
+                    created_by: r.get(8)?,
+                    revoked_at: r.get::<_, Option<i64>>(9)?.map(from_millis),
+                })
+            })
+            .optional()?)
+    }
+
+    pub fn key(&self, id: &str) -> Result<Option<KeyRow>> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, secret_hash, label, scopes, created_at, last_used_at, revoked_at \
+             FROM api_keys WHERE id = ?1",
+        )?;
+        Ok(stmt
+            .query_row([id], |r| {
+                Ok(KeyRow {
+                    id: r.get(0)?,
+                    secret_hash: r.get(1)?,
+                    label: r.get(2)?,
+                    scopes: r.get(3)?,
+                    created_at: from_millis(r.get(4)?),
+                    last_used_at: r.get::<_, Option<i64>>(5)?.map(from_millis),
+                    revoked_at: r.get::<_, Option<i64>>(6)?.map(from_millis),
+                })
+            })
+            .optional()?)
+    }
+
+    /// The environment's current version, or `None` if it does not exist.
+    pub fn environment_version(&self, environment: &str) -> Result<Option<EnvironmentVersion>> {
+        let conn = self.reader();
+        let mut stmt =
+            conn.prepare_cached("SELECT revision, created_at FROM environments WHERE name = ?1")?;
+        Ok(stmt
+            .query_row([environment], |r| {
+                Ok(EnvironmentVersion {
+                    revision: r.get::<_, i64>(0)? as u64,
+                    created_at: r.get(1)?,
+                })
+            })
+            .optional()?)
+    }
+
+    /// Queues a runner start for the next group commit and waits until it is durable. With a
+    /// token, the start is recorded only if a use of it was taken (the answer says which).
+    pub async fn start(&self, token_id: Option<&str>, record: &RunnerRecord) -> Result<bool> {
+        let (done, answer) = oneshot::channel();
+        let job = StartJob {
+            token_id: token_id.map(str::to_string),
+            record: record.clone(),
+            done,
+        };
+        let gone = || StoreError::Corrupt("the runner-start commit thread has stopped".into());
+        self.starts.send(job).await.map_err(|_| gone())?;
+        answer.await.unwrap_or_else(|_| Err(gone()))
+    }
+}
+
+/// The committer thread: takes every start queued since the last commit and writes them in
+/// one transaction. If that transaction fails, each start is retried alone, so one bad start
+/// cannot fail the others and every caller gets its own answer. Ends when the store is dropped.
+fn commit_starts(mut conn: Connection, mut queue: mpsc::Receiver<StartJob>) {
+    let mut batch = Vec::with_capacity(MAX_GROUP);
+    while let Some(first) = queue.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_GROUP {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        match write_starts(&mut conn, &batch) {
+            Ok(taken) => {
+                for (job, taken) in batch.drain(..).zip(taken) {
+                    let _ = job.done.send(Ok(taken));
+                }
+            }
+            Err(e) if batch.len() == 1 => {
+                let job = batch.pop().expect("one job");
+                let _ = job.done.send(Err(e));
+            }
+            Err(_) => {
+                for job in batch.drain(..) {
+                    let alone = write_starts(&mut conn, std::slice::from_ref(&job)).map(|t| t[0]);
+                    let _ = job.done.send(alone);
+                }
+            }
+        }
+    }
+}
+
+fn write_starts(conn: &mut Connection, jobs: &[StartJob]) -> Result<Vec<bool>> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut taken = Vec::with_capacity(jobs.len());
+    {
+        let mut take = tx.prepare_cached(
+            "UPDATE runner_tokens SET uses_left = uses_left - 1 \
+             WHERE id = ?1 AND uses_left > 0 AND revoked_at IS NULL AND expires_at > ?2",
+        )?;
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO runners (runner_id, environment, revision, started_at, credential_id, \
+             retry_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        for job in jobs {
+            let r = &job.record;
+            let ok = match &job.token_id {
+                Some(id) => take.execute(rusqlite::params![id, to_millis(r.started_at)])? == 1,
+                None => true,
+            };
+            if ok {
+                insert.execute(rusqlite::params![
+                    r.runner_id,
+                    r.environment,
+                    r.revision as i64,
+                    to_millis(r.started_at),
+                    r.credential_id,
+                    r.retry_hash,
+                ])?;
+            }
+            taken.push(ok);
+        }
+    }
+    tx.commit()?;
+    Ok(taken)
+}
