@@ -312,8 +312,9 @@ b_start, b_tp, b_storm = load_before("start"), load_before("throughput"), load_b
 if b_start or b_tp or b_storm:
     md.append("## Before and after the fixes the profiles led to\n")
     md.append(
-        "`data/before/` holds the same benchmarks (quick) run on the commit before the fixes "
-        "described in the notes below; same machine, same session.\n"
+        "`data/before/` holds the same benchmarks (quick: 40 runs per start row, 1 s load phases) "
+        "run on this machine at the commit before the second round of fixes described in the notes "
+        "below; the first round's figures are in `data/earlier/` and quoted in the notes.\n"
     )
     rows = []
     if b_start and start:
@@ -356,8 +357,8 @@ md.append(
 - Everything runs on this one machine over loopback or a Unix socket; runseald, the agents, the
   load generator and the peers are separate processes sharing its cores, so every throughput row
   shows the CPU of the server and of the generator separately (`/proc/PID/stat` and `getrusage`).
-- runseald runs as shipped (`runseald serve`, SQLite in WAL mode with `synchronous=FULL`, info
-  logging to a file). Each snapshot is fetched with a runner token, so each one is a durable
+- runseald runs as shipped (`runseald serve`, release build with the repository's
+  `.cargo/config.toml`, SQLite in WAL mode with `synchronous=FULL`, info logging to a file). Each snapshot is fetched with a runner token, so each one is a durable
   write (a use taken, the start recorded), exactly like a runner start.
 - Latencies are nearest-rank percentiles over every sample. Runs with errors are counted, not
   dropped.

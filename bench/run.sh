@@ -95,10 +95,13 @@ run() { echo "== $1"; "$BIN/runseal-bench" "$@"; }
 
 # The machine and what else ran, recorded before the load starts.
 if [ "$ONLY" != "report" ]; then
+    # The commit measured (and whether the tree differs from it, outside the results written here).
+    COMMIT="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    git diff --quiet HEAD -- . ':!docs/bench' 2>/dev/null || COMMIT="$COMMIT+changes"
     {
         echo "{"
         echo "  \"date\": \"$(date -u +%Y-%m-%dT%H:%MZ)\","
-        echo "  \"commit\": \"$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo '+changes')\","
+        echo "  \"commit\": \"$COMMIT\","
         echo "  \"cpu\": \"$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')\","
         echo "  \"cores\": $(nproc),"
         echo "  \"memory_gib\": $(awk '/MemTotal/ {printf "%.1f", $2/1048576}' /proc/meminfo),"

@@ -25,3 +25,33 @@ pub fn init(format: LogFormat, default_filter: &str) {
         LogFormat::Json => builder.json().try_init(),
     };
 }
+
+/// The agent's logging: the same stderr output, with `RUNSEAL_LOG` read as a list of
+/// `target=level` directives or a bare level (`debug`, `runseal=debug`), the subset of the
+/// server's syntax that needs no regular expressions. Every runner start loads the agent, and
+/// the full filter's regex engine was a twentieth of its code (`docs/bench/NOTES.md`). An
+/// unreadable `RUNSEAL_LOG` falls back to `default_level` with a warning.
+pub fn init_agent(default_level: tracing::Level) {
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::prelude::*;
+
+    let fallback = Targets::new().with_default(default_level);
+    let (filter, bad) = match std::env::var("RUNSEAL_LOG") {
+        Ok(v) if !v.trim().is_empty() => match v.parse::<Targets>() {
+            Ok(t) => (t, false),
+            Err(_) => (fallback, true),
+        },
+        _ => (fallback, false),
+    };
+    let layer = tracing_subscriber::fmt::layer()
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    let _ = tracing_subscriber::registry()
+        .with(layer.with_filter(filter))
+        .try_init();
+    if bad {
+        tracing::warn!(
+            "RUNSEAL_LOG is not a list of TARGET=LEVEL directives or a level; using {default_level}"
+        );
+    }
+}

@@ -612,6 +612,27 @@ fn values_appear_in_no_log_line_at_trace_level() {
     }
 }
 
+/// The agent reads `RUNSEAL_LOG` as `TARGET=LEVEL` directives; one it cannot read is named in a
+/// warning and the runner still starts.
+#[test]
+fn an_unreadable_log_filter_is_reported_and_the_runner_starts() {
+    let f = Fleet::start();
+    f.cli(&["secrets", "set", "K=1"]);
+    let token = f.token(&[]);
+    let out = f
+        .agent(&token, &["--", "sh", "-c", "echo \"K=$K\""])
+        .env("RUNSEAL_LOG", "runseal=loudly")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "K=1\n");
+    assert!(
+        stderr(&out).contains("RUNSEAL_LOG is not a list of TARGET=LEVEL directives"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 #[test]
 fn runners_list_stale_names_exactly_the_runners_started_before_the_last_change() {
     let f = Fleet::start();

@@ -10,13 +10,13 @@ fn main() -> std::process::ExitCode {
             Ok(a) => a,
             Err(code) => return code,
         };
-        runseal::telemetry::init(runseal::telemetry::LogFormat::Text, "warn");
+        runseal::telemetry::init_agent(tracing::Level::WARN);
         return runseal::agent::build::run(args);
     }
     let args = match runseal::agent::parse_args() {
         Ok(a) => a,
         Err(code) => return code,
     };
-    runseal::telemetry::init(runseal::telemetry::LogFormat::Text, "warn");
+    runseal::telemetry::init_agent(tracing::Level::WARN);
     runseal::agent::run(args).report()
 }
