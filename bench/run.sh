@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every runseal benchmark (issue 8) and writes docs/bench/RESULTS.md and its charts.
 #
-#   bench/run.sh                  # the full run (about 15 minutes on 2 cores)
+#   bench/run.sh                  # the full run (about 12 minutes on 2 cores, release build included)
 #   bench/run.sh --quick          # fewer runs, 1 s load phases: for development
 #   bench/run.sh --only start     # one section: start, storm, throughput, memory, peers, report
 #
