@@ -451,6 +451,62 @@ async fn a_burst_of_starts_takes_exactly_the_uses_there_are(b: Backend) {
     assert_eq!(recorded, started);
 }
 
+/// Admin writes that read before they write (revoking a key checks the other admin keys;
+/// deleting an environment counts its secrets) must not fail while a burst of runner starts
+/// commits beside them. On SQLite the starts have a writer of their own; with plain `BEGIN`
+/// instead of `BEGIN IMMEDIATE` for the admin writes, this failed in about half the runs.
+async fn admin_writes_succeed_during_a_burst_of_starts(b: Backend) {
+    let s = server(b).await;
+    let c = s.admin_client().await;
+    c.secrets().set("K", v("v"), "main").await.unwrap();
+    let mut keys = Vec::new();
+    for _ in 0..24 {
+        keys.push(s.key_with(&["read:main"]).await);
+    }
+    let tokens = c
+        .runners()
+        .issue(
+            "main",
+            IssueOptions {
+                count: 1000,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    // The starts share a few connections: what is under test is the database, not accept.
+    let channels: Vec<_> = (0..8).map(|_| s_channel(&s)).collect();
+    let mut starts = Vec::new();
+    for (i, t) in tokens.iter().enumerate() {
+        let client = Client::from_channel(channels[i % channels.len()].clone(), &t.token, &s.addr);
+        starts.push(tokio::spawn(async move {
+            client
+                .runners()
+                .snapshot("", &format!("storm-{i}"), &[])
+                .await
+                .map(|_| ())
+        }));
+    }
+    for (i, k) in keys.iter().enumerate() {
+        c.keys()
+            .revoke(k.key_id())
+            .await
+            .unwrap_or_else(|e| panic!("revoking key {i} during the burst: {e}"));
+        let env = format!("burst-{i}");
+        c.environments().create(&env).await.unwrap();
+        c.secrets().set("T", v("t"), &env).await.unwrap();
+        c.environments()
+            .delete(&env, true)
+            .await
+            .unwrap_or_else(|e| panic!("deleting {env} during the burst: {e}"));
+    }
+    for (i, t) in starts.into_iter().enumerate() {
+        t.await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("runner storm-{i}: {e}"));
+    }
+}
+
 async fn exposure_and_allow_lists(b: Backend) {
     let s = server(b).await;
     let c = s.admin_client().await;
@@ -949,6 +1005,7 @@ conformance!(
     runner_tokens_are_single_use_expire_and_revoke,
     concurrent_redemption_of_one_token_succeeds_once,
     a_burst_of_starts_takes_exactly_the_uses_there_are,
+    admin_writes_succeed_during_a_burst_of_starts,
     exposure_and_allow_lists,
     runner_starts_are_recorded_with_their_revision,
     sealed_values_are_bound_to_their_row,

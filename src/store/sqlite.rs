@@ -73,6 +73,14 @@ impl SqliteStore {
         })
     }
 
+    /// A write transaction. `BEGIN IMMEDIATE` takes SQLite's write lock at once, waiting out the
+    /// busy timeout: the runner-start thread ([`super::sqlite_hot`]) is a second writer, and a
+    /// deferred transaction that reads before it writes would fail at once with
+    /// `SQLITE_BUSY_SNAPSHOT` if that thread committed in between.
+    async fn write_tx(&self) -> Result<Transaction<'static, Sqlite>> {
+        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
     /// One read transaction: the environment's version and its sealed rows.
     async fn read_sealed(
         &self,
@@ -180,7 +188,7 @@ impl Store for SqliteStore {
     }
 
     async fn initialize(&self, init: InitialState) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.write_tx().await?;
         let done: Option<i64> = sqlx::query_scalar("SELECT 1 FROM meta WHERE key = ?")
             .bind(META_MASTER_KEY_CHECK)
             .fetch_optional(&mut *tx)
@@ -255,7 +263,7 @@ impl Store for SqliteStore {
         rewrapped: Vec<DataKeyRow>,
         audit: AuditRecord,
     ) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.write_tx().await?;
         let existing: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM data_keys")
             .fetch_one(&mut *tx)
             .await?;
@@ -303,7 +311,7 @@ impl Store for SqliteStore {
     }
 
     async fn create_environment(&self, name: &str, audit: AuditRecord) -> Result<EnvironmentRow> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.write_tx().await?;
         let res = sqlx::query(
             "INSERT INTO environments (name, revision, created_at) VALUES (?, 0, ?) \
              ON CONFLICT (name) DO NOTHING",
@@ -329,7 +337,7 @@ impl Store for SqliteStore {
         if name == MAIN_ENV {
             return Err(StoreError::MainEnvironment);
         }
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.write_tx().await?;
         let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM environments WHERE name = ?")
             .bind(name)
             .fetch_optional(&mut *tx)
@@ -376,7 +384,7 @@ impl Store for SqliteStore {
         limits: &Limits,
         audit: AuditRecord,
     ) -> Result<u64> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.write_tx().await?;
         // Bumping first also proves the environment exists before anything is written.
         let revision = bump_revision(&mut tx, environment).await?;
         let at = to_millis(audit.at);
@@ -427,7 +435,7 @@ impl Store for SqliteStore {
     }
 
     async fn unset_secret(&self, environment: &str, name: &str, audit: AuditRecord) -> Result<u64> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.write_tx().await?;
         let revision = bump_revision(&mut tx, environment).await?;
         let n = sqlx::query("DELETE FROM secrets WHERE environment = ? AND name = ?")
             .bind(environment)
@@ -510,7 +518,7 @@ impl Store for SqliteStore {
     }
 
     async fn insert_key(&self, key: KeyRow, audit: AuditRecord) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.write_tx().await?;
         insert_key_tx(&mut tx, &key).await?;
         append_audit(&mut tx, &audit).await?;
         tx.commit().await?;
@@ -529,7 +537,7 @@ impl Store for SqliteStore {
     }
 
     async fn revoke_key(&self, id: &str, audit: AuditRecord) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.write_tx().await?;
         // Never the last active admin key: nobody could make keys or environments again.
         let active: Vec<(String, String)> =
             sqlx::query_as("SELECT id, scopes FROM api_keys WHERE revoked_at IS NULL")
@@ -609,7 +617,7 @@ impl Store for SqliteStore {
         tokens: Vec<RunnerTokenRow>,
         audit: AuditRecord,
     ) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.write_tx().await?;
         for t in &tokens {
             sqlx::query(
                 "INSERT INTO runner_tokens (id, secret_hash, environment, only_names, purpose, \
@@ -637,7 +645,7 @@ impl Store for SqliteStore {
     }
 
     async fn revoke_runner_token(&self, id: &str, audit: AuditRecord) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.write_tx().await?;
         let n = sqlx::query(
             "UPDATE runner_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?",
         )
@@ -679,7 +687,7 @@ impl Store for SqliteStore {
     }
 
     async fn record_build_fetch(&self, token_id: Option<&str>, audit: AuditRecord) -> Result<bool> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.write_tx().await?;
         if let Some(id) = token_id {
             let taken = sqlx::query(
                 "UPDATE runner_tokens SET uses_left = uses_left - 1 \
@@ -704,7 +712,7 @@ impl Store for SqliteStore {
     }
 
     async fn prune_runners(&self, before: OffsetDateTime) -> Result<u64> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.write_tx().await?;
         let before = to_millis(before);
         let runners = sqlx::query("DELETE FROM runners WHERE started_at < ?")
             .bind(before)

@@ -31,7 +31,12 @@ use super::{
 const MAX_GROUP: usize = 256;
 /// Read-only connections (a caller takes a free one, else waits on one).
 const READERS: usize = 4;
+/// How long the committer waits for the write lock (the sqlx writer may hold it).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a read waits on a busy database (WAL readers are rarely kept waiting, e.g. while a
+/// crashed writer's log is recovered): a read runs on a runtime worker, so it gives up soon and
+/// the caller gets UNAVAILABLE, which agents retry.
+const READ_BUSY_TIMEOUT: Duration = Duration::from_millis(250);
 
 /// One runner start to commit: with a token, only if a use of it can be taken.
 struct StartJob {
@@ -56,7 +61,7 @@ impl HotPath {
                 path,
                 OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
             )?;
-            conn.busy_timeout(BUSY_TIMEOUT)?;
+            conn.busy_timeout(READ_BUSY_TIMEOUT)?;
             readers.push(Mutex::new(conn));
         }
         let writer = Connection::open_with_flags(
@@ -168,15 +173,22 @@ impl HotPath {
             record: record.clone(),
             done,
         };
-        let gone = || StoreError::Corrupt("the runner-start commit thread has stopped".into());
+        // The committer is gone only if it panicked: say so once per call, and answer
+        // UNAVAILABLE so agents try another replica (a restart brings it back).
+        let gone = || {
+            tracing::error!("the runner-start commit thread has stopped; restart runseald");
+            StoreError::Database(sqlx::Error::WorkerCrashed)
+        };
         self.starts.send(job).await.map_err(|_| gone())?;
         answer.await.unwrap_or_else(|_| Err(gone()))
     }
 }
 
 /// The committer thread: takes every start queued since the last commit and writes them in
-/// one transaction. If that transaction fails, each start is retried alone, so one bad start
-/// cannot fail the others and every caller gets its own answer. Ends when the store is dropped.
+/// one transaction. Starts whose caller has gone (its request was cancelled) are dropped
+/// unwritten, so they take no use of a token. If a batch breaks a constraint, each start is
+/// retried alone, so one bad start cannot fail the others; any other failure (busy, I/O, a full
+/// disk) concerns them all and is every caller's answer at once. Ends when the store is dropped.
 fn commit_starts(mut conn: Connection, mut queue: mpsc::Receiver<StartJob>) {
     let mut batch = Vec::with_capacity(MAX_GROUP);
     while let Some(first) = queue.blocking_recv() {
@@ -187,24 +199,50 @@ fn commit_starts(mut conn: Connection, mut queue: mpsc::Receiver<StartJob>) {
                 Err(_) => break,
             }
         }
+        batch.retain(|job| !job.done.is_closed());
+        if batch.is_empty() {
+            continue;
+        }
         match write_starts(&mut conn, &batch) {
             Ok(taken) => {
                 for (job, taken) in batch.drain(..).zip(taken) {
                     let _ = job.done.send(Ok(taken));
                 }
             }
-            Err(e) if batch.len() == 1 => {
-                let job = batch.pop().expect("one job");
-                let _ = job.done.send(Err(e));
-            }
-            Err(_) => {
+            Err(e) if batch.len() > 1 && is_constraint(&e) => {
+                tracing::warn!(error = %e, starts = batch.len(), "a batch of runner starts broke a constraint; writing them one by one");
                 for job in batch.drain(..) {
                     let alone = write_starts(&mut conn, std::slice::from_ref(&job)).map(|t| t[0]);
                     let _ = job.done.send(alone);
                 }
             }
+            Err(e) => {
+                tracing::error!(error = %e, starts = batch.len(), "runner starts could not be committed");
+                for job in batch.drain(..) {
+                    let _ = job.done.send(Err(copy_error(&e)));
+                }
+            }
         }
     }
+}
+
+/// The same failure for every caller of a failed batch (SQLite's codes are kept, so a busy
+/// database still answers UNAVAILABLE).
+fn copy_error(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, msg)) => {
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(*f, msg.clone()))
+        }
+        other => StoreError::Corrupt(format!("runner starts could not be committed: {other}")),
+    }
+}
+
+fn is_constraint(e: &StoreError) -> bool {
+    matches!(
+        e,
+        StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, _))
+            if f.code == rusqlite::ErrorCode::ConstraintViolation
+    )
 }
 
 fn write_starts(conn: &mut Connection, jobs: &[StartJob]) -> Result<Vec<bool>> {
