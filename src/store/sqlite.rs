@@ -179,6 +179,9 @@ const ENV_SELECT: &str = "SELECT e.name, e.revision, e.created_at, \
 #[async_trait]
 impl Store for SqliteStore {
     async fn close(&self) {
+        // The direct connections first: SQLite checkpoints the WAL into the database file when
+        // the last connection closes, which must be the sqlx writer's.
+        self.hot.close().await;
         self.reader.close().await;
         self.writer.close().await;
     }

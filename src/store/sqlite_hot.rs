@@ -46,9 +46,16 @@ struct StartJob {
 }
 
 pub struct HotPath {
-    readers: Vec<Mutex<Connection>>,
+    /// `None` once closed.
+    readers: Vec<Mutex<Option<Connection>>>,
     next: AtomicUsize,
-    starts: mpsc::Sender<StartJob>,
+    starts: mpsc::Sender<Message>,
+}
+
+enum Message {
+    Start(StartJob),
+    /// Commit what is queued, close the connection, then answer.
+    Close(oneshot::Sender<()>),
 }
 
 impl HotPath {
@@ -62,7 +69,7 @@ impl HotPath {
                 OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
             )?;
             conn.busy_timeout(READ_BUSY_TIMEOUT)?;
-            readers.push(Mutex::new(conn));
+            readers.push(Mutex::new(Some(conn)));
         }
         let writer = Connection::open_with_flags(
             path,
@@ -86,7 +93,7 @@ impl HotPath {
     }
 
     /// A free read-only connection, else the next one in turn once it is free.
-    fn reader(&self) -> MutexGuard<'_, Connection> {
+    fn reader(&self) -> MutexGuard<'_, Option<Connection>> {
         let first = self.next.fetch_add(1, Ordering::Relaxed);
         for i in 0..self.readers.len() {
             if let Ok(conn) = self.readers[(first + i) % self.readers.len()].try_lock() {
@@ -99,7 +106,8 @@ impl HotPath {
     }
 
     pub fn runner_token(&self, id: &str) -> Result<Option<RunnerTokenRow>> {
-        let conn = self.reader();
+        let guard = self.reader();
+        let conn = guard.as_ref().ok_or_else(closed)?;
         let mut stmt = conn.prepare_cached(
             "SELECT id, secret_hash, environment, only_names, purpose, uses_left, expires_at, \
              created_at, created_by, revoked_at FROM runner_tokens WHERE id = ?1",
@@ -129,7 +137,8 @@ impl HotPath {
     }
 
     pub fn key(&self, id: &str) -> Result<Option<KeyRow>> {
-        let conn = self.reader();
+        let guard = self.reader();
+        let conn = guard.as_ref().ok_or_else(closed)?;
         let mut stmt = conn.prepare_cached(
             "SELECT id, secret_hash, label, scopes, created_at, last_used_at, revoked_at \
              FROM api_keys WHERE id = ?1",
@@ -151,7 +160,8 @@ impl HotPath {
 
     /// The environment's current version, or `None` if it does not exist.
     pub fn environment_version(&self, environment: &str) -> Result<Option<EnvironmentVersion>> {
-        let conn = self.reader();
+        let guard = self.reader();
+        let conn = guard.as_ref().ok_or_else(closed)?;
         let mut stmt =
             conn.prepare_cached("SELECT revision, created_at FROM environments WHERE name = ?1")?;
         Ok(stmt
@@ -162,6 +172,19 @@ impl HotPath {
                 })
             })
             .optional()?)
+    }
+
+    /// Commits the starts already queued and closes every connection, so the sqlx pools are
+    /// the last ones open and SQLite checkpoints the WAL when they close. Starts after this
+    /// fail.
+    pub async fn close(&self) {
+        for reader in &self.readers {
+            drop(reader.lock().unwrap_or_else(|p| p.into_inner()).take());
+        }
+        let (done, closed) = oneshot::channel();
+        if self.starts.send(Message::Close(done)).await.is_ok() {
+            let _ = closed.await;
+        }
     }
 
     /// Queues a runner start for the next group commit and waits until it is durable. With a
@@ -179,7 +202,10 @@ impl HotPath {
             tracing::error!("the runner-start commit thread has stopped; restart runseald");
             StoreError::Database(sqlx::Error::WorkerCrashed)
         };
-        self.starts.send(job).await.map_err(|_| gone())?;
+        self.starts
+            .send(Message::Start(job))
+            .await
+            .map_err(|_| gone())?;
         answer.await.unwrap_or_else(|_| Err(gone()))
     }
 }
@@ -189,41 +215,65 @@ impl HotPath {
 /// unwritten, so they take no use of a token. If a batch breaks a constraint, each start is
 /// retried alone, so one bad start cannot fail the others; any other failure (busy, I/O, a full
 /// disk) concerns them all and is every caller's answer at once. Ends when the store is dropped.
-fn commit_starts(mut conn: Connection, mut queue: mpsc::Receiver<StartJob>) {
+fn commit_starts(mut conn: Connection, mut queue: mpsc::Receiver<Message>) {
     let mut batch = Vec::with_capacity(MAX_GROUP);
+    let mut close = None;
     while let Some(first) = queue.blocking_recv() {
-        batch.push(first);
-        while batch.len() < MAX_GROUP {
-            match queue.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
+        let mut next = Some(first);
+        while let Some(message) = next.take() {
+            match message {
+                Message::Start(job) => batch.push(job),
+                Message::Close(ack) => {
+                    close = Some(ack);
+                    break;
+                }
+            }
+            if batch.len() < MAX_GROUP {
+                next = queue.try_recv().ok();
             }
         }
-        batch.retain(|job| !job.done.is_closed());
-        if batch.is_empty() {
-            continue;
+        commit_batch(&mut conn, &mut batch);
+        if let Some(ack) = close {
+            if let Err((_, e)) = conn.close() {
+                tracing::warn!(error = %e, "closing the runner-start connection");
+            }
+            let _ = ack.send(());
+            return;
         }
-        match write_starts(&mut conn, &batch) {
-            Ok(taken) => {
-                for (job, taken) in batch.drain(..).zip(taken) {
-                    let _ = job.done.send(Ok(taken));
-                }
+    }
+}
+
+/// Writes one batch and answers each of its callers.
+fn commit_batch(conn: &mut Connection, batch: &mut Vec<StartJob>) {
+    batch.retain(|job| !job.done.is_closed());
+    if batch.is_empty() {
+        return;
+    }
+    match write_starts(conn, batch) {
+        Ok(taken) => {
+            for (job, taken) in batch.drain(..).zip(taken) {
+                let _ = job.done.send(Ok(taken));
             }
-            Err(e) if batch.len() > 1 && is_constraint(&e) => {
-                tracing::warn!(error = %e, starts = batch.len(), "a batch of runner starts broke a constraint; writing them one by one");
-                for job in batch.drain(..) {
-                    let alone = write_starts(&mut conn, std::slice::from_ref(&job)).map(|t| t[0]);
-                    let _ = job.done.send(alone);
-                }
+        }
+        Err(e) if batch.len() > 1 && is_constraint(&e) => {
+            tracing::warn!(error = %e, starts = batch.len(), "a batch of runner starts broke a constraint; writing them one by one");
+            for job in batch.drain(..) {
+                let alone = write_starts(conn, std::slice::from_ref(&job)).map(|t| t[0]);
+                let _ = job.done.send(alone);
             }
-            Err(e) => {
-                tracing::error!(error = %e, starts = batch.len(), "runner starts could not be committed");
-                for job in batch.drain(..) {
-                    let _ = job.done.send(Err(copy_error(&e)));
-                }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, starts = batch.len(), "runner starts could not be committed");
+            for job in batch.drain(..) {
+                let _ = job.done.send(Err(copy_error(&e)));
             }
         }
     }
+}
+
+/// A read after [`HotPath::close`].
+fn closed() -> StoreError {
+    StoreError::Database(sqlx::Error::PoolClosed)
 }
 
 /// The same failure for every caller of a failed batch (SQLite's codes are kept, so a busy
