@@ -1,14 +1,15 @@
 //! The embedded default backend: one SQLite file in WAL mode.
 //!
-//! Writes go through a single connection (SQLite allows one writer; queuing them here avoids
-//! `SQLITE_BUSY` upgrades), reads through a small read-only pool that WAL lets run beside the
-//! writer. `synchronous=FULL` makes a committed batch survive a crash, and `secure_delete`
-//! overwrites the sealed bytes of deleted rows.
+//! Admin writes go through one sqlx connection, reads through a small read-only pool that WAL
+//! lets run beside it. `synchronous=FULL` makes a committed transaction survive a crash, and
+//! `secure_delete` overwrites the sealed bytes of deleted rows.
 //!
 //! Runner starts (the token and version reads, a use of a token taken and the start recorded)
 //! take the faster path of [`super::sqlite_hot`]: direct connections and a group-committing
 //! thread, so a storm of starts pays one `fsync` per batch instead of one each. Each caller
-//! still gets its answer only once its start is durable.
+//! still gets its answer only once its start is durable. That thread is a second writer, so
+//! every admin write begins with `BEGIN IMMEDIATE` ([`SqliteStore::write_tx`]) and the two wait
+//! for each other through the busy timeout.
 
 use std::path::Path;
 use std::str::FromStr;
