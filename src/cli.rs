@@ -198,8 +198,26 @@ pub enum RunnerTokenCmd {
         #[arg(long, default_value = "run")]
         purpose: String,
     },
+    /// Revoke one token by id, or every active token of an environment with --env ENV --all.
     Revoke {
-        token_id: String,
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        token_id: Option<String>,
+        /// Every active token of the environment given with --env.
+        #[arg(long, requires = "env")]
+        all: bool,
+        #[arg(long)]
+        env: Option<String>,
+    },
+    /// Active tokens (unrevoked, unexpired, uses left): ids, environment, uses left, expiry,
+    /// minted by. Never secrets.
+    List {
+        /// One environment (scope read:ENV or issue:ENV); without it, every one (admin).
+        #[arg(long)]
+        env: Option<String>,
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+        #[arg(long, value_enum, default_value = "pretty")]
+        output: Output,
     },
 }
 
@@ -573,8 +591,12 @@ async fn keys(client: &Client, cmd: KeysCmd, out: &mut impl Write) -> Result<(),
             }
         }
         KeysCmd::Revoke { key_id } => {
-            client.keys().revoke(&key_id).await?;
-            writeln!(out, "revoked key {key_id}").map_err(io)
+            let tokens = client.keys().revoke(&key_id).await?;
+            writeln!(
+                out,
+                "revoked key {key_id} and the {tokens} active runner token(s) it minted"
+            )
+            .map_err(io)
         }
     }
 }
@@ -592,20 +614,32 @@ async fn audit(client: &Client, args: AuditArgs, out: &mut impl Write) -> Result
                 "action": e.action,
                 "environment": e.environment,
                 "names": e.names,
+                "names_total": e.names_total,
+                "revision": e.revision,
+                "runner_id": (!e.runner_id.is_empty()).then_some(&e.runner_id),
+                "values": e.value_count,
             })).collect::<Vec<_>>() }),
         ),
         Output::Pretty => table(
             out,
-            &["At", "Key ID", "Action", "Env", "Names"],
+            &["At", "Key ID", "Action", "Env", "Rev", "Names / runner"],
             &entries
                 .iter()
                 .map(|e| {
+                    let mut what = e.names.join(",");
+                    if e.names_total > e.names.len() as u64 {
+                        what.push_str(&format!(",… ({} in all)", e.names_total));
+                    }
+                    if !e.runner_id.is_empty() {
+                        what = format!("{} ({} values)", e.runner_id, e.value_count.unwrap_or(0));
+                    }
                     vec![
                         rfc3339(e.at.as_ref()),
                         e.key_id.clone(),
                         e.action.clone(),
                         e.environment.clone(),
-                        e.names.join(","),
+                        e.revision.map(|r| r.to_string()).unwrap_or_default(),
+                        what,
                     ]
                 })
                 .collect::<Vec<_>>(),
@@ -640,9 +674,66 @@ async fn runner_tokens(
             }
             Ok(())
         }
-        RunnerTokenCmd::Revoke { token_id } => {
+        RunnerTokenCmd::Revoke {
+            token_id: Some(token_id),
+            ..
+        } => {
             client.runners().revoke(&token_id).await?;
             writeln!(out, "revoked runner token {token_id}").map_err(io)
+        }
+        RunnerTokenCmd::Revoke { env, .. } => {
+            let env = env.unwrap_or_else(|| MAIN_ENV.to_string());
+            let n = client.runners().revoke_all(&env).await?;
+            writeln!(
+                out,
+                "revoked {n} active runner token(s) of environment {env}"
+            )
+            .map_err(io)
+        }
+        RunnerTokenCmd::List { env, limit, output } => {
+            let list = client
+                .runners()
+                .list_tokens(env.as_deref().unwrap_or(""), limit)
+                .await?;
+            match output {
+                Output::Json => print_json(
+                    out,
+                    json!({ "tokens": list.iter().map(|t| json!({
+                        "token_id": t.token_id,
+                        "environment": t.environment,
+                        "purpose": t.purpose,
+                        "uses_left": t.uses_left,
+                        "expires_at": rfc3339(t.expires_at.as_ref()),
+                        "created_at": rfc3339(t.created_at.as_ref()),
+                        "created_by": t.created_by,
+                        "only": t.only,
+                    })).collect::<Vec<_>>() }),
+                ),
+                Output::Pretty => table(
+                    out,
+                    &[
+                        "Token ID",
+                        "Env",
+                        "Purpose",
+                        "Uses Left",
+                        "Expires At",
+                        "Minted By",
+                    ],
+                    &list
+                        .iter()
+                        .map(|t| {
+                            vec![
+                                t.token_id.clone(),
+                                t.environment.clone(),
+                                t.purpose.clone(),
+                                t.uses_left.to_string(),
+                                rfc3339(t.expires_at.as_ref()),
+                                t.created_by.clone(),
+                            ]
+                        })
+                        .collect::<Vec<_>>(),
+                ),
+            }
         }
     }
 }

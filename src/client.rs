@@ -32,7 +32,7 @@ use crate::auth::Credential;
 use crate::proto::v1;
 use crate::secret::SecretBytes;
 
-pub use crate::proto::v1::{AuditEntry, Environment, KeyInfo, Runner, SecretInfo};
+pub use crate::proto::v1::{AuditEntry, Environment, KeyInfo, Runner, RunnerTokenInfo, SecretInfo};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -434,34 +434,55 @@ impl KeysApi {
             .keys)
     }
 
-    pub async fn revoke(&mut self, key_id: &str) -> Result<(), ClientError> {
-        self.0
+    /// Revokes a key and the runner tokens it minted; returns how many tokens went with it.
+    pub async fn revoke(&mut self, key_id: &str) -> Result<u64, ClientError> {
+        Ok(self
+            .0
             .revoke_key(v1::RevokeKeyRequest {
                 key_id: key_id.to_string(),
             })
-            .await?;
-        Ok(())
+            .await?
+            .into_inner()
+            .runner_tokens_revoked)
     }
 }
+
+/// The most audit entries the server sends in one page.
+pub const AUDIT_PAGE: u32 = 1000;
 
 pub struct AuditApi(v1::audit_client::AuditClient<Svc>);
 
 impl AuditApi {
     /// Newest first; `environment` empty means all; `limit` 0 means the server default (100).
+    /// Asks page by page (the server sends at most [`AUDIT_PAGE`] entries per call), so any
+    /// `limit` works.
     pub async fn list(
         &mut self,
         environment: &str,
         limit: u32,
     ) -> Result<Vec<AuditEntry>, ClientError> {
-        Ok(self
-            .0
-            .list_audit(v1::ListAuditRequest {
-                environment: environment.to_string(),
-                limit,
-            })
-            .await?
-            .into_inner()
-            .entries)
+        let wanted = if limit == 0 { 100 } else { limit } as usize;
+        let mut entries: Vec<AuditEntry> = Vec::new();
+        while entries.len() < wanted {
+            let page = (wanted - entries.len()).min(AUDIT_PAGE as usize) as u32;
+            let before_id = entries.last().map_or(0, |e| e.id);
+            let got = self
+                .0
+                .list_audit(v1::ListAuditRequest {
+                    environment: environment.to_string(),
+                    limit: page,
+                    before_id,
+                })
+                .await?
+                .into_inner()
+                .entries;
+            let done = got.len() < page as usize || got.is_empty();
+            entries.extend(got);
+            if done {
+                break;
+            }
+        }
+        Ok(entries)
     }
 }
 
@@ -620,6 +641,37 @@ impl RunnersApi {
             })
             .await?;
         Ok(())
+    }
+
+    /// Revokes every active runner token of `environment`; returns how many.
+    pub async fn revoke_all(&mut self, environment: &str) -> Result<u64, ClientError> {
+        Ok(self
+            .0
+            .revoke_runner_tokens(v1::RevokeRunnerTokensRequest {
+                environment: environment.to_string(),
+                all: true,
+            })
+            .await?
+            .into_inner()
+            .revoked)
+    }
+
+    /// Active runner tokens (ids and metadata, never secrets), newest first; `environment`
+    /// empty means every environment (admin).
+    pub async fn list_tokens(
+        &mut self,
+        environment: &str,
+        limit: u32,
+    ) -> Result<Vec<v1::RunnerTokenInfo>, ClientError> {
+        Ok(self
+            .0
+            .list_runner_tokens(v1::ListRunnerTokensRequest {
+                environment: environment.to_string(),
+                limit,
+            })
+            .await?
+            .into_inner()
+            .tokens)
     }
 
     /// Fetches a snapshot with this client's credential (a runner token or a snapshot:ENV key).

@@ -37,6 +37,19 @@ pub struct RawConfig {
     pub expose_by_default: Option<bool>,
     /// How long runner starts are kept for `runners list`, e.g. "7d".
     pub runner_retention: Option<String>,
+    /// How long audit rows are kept, e.g. "90d" (one row per runner start adds up).
+    pub audit_retention: Option<String>,
+    /// Bounds on what `runner-token issue` may ask for.
+    pub runner_tokens: Option<RawTokenLimits>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTokenLimits {
+    /// The longest lifetime a runner token may have, e.g. "24h".
+    pub max_ttl: Option<String>,
+    /// The most uses a runner token may have.
+    pub max_uses: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -70,6 +83,10 @@ pub enum ConfigError {
     DeniedName(String),
     #[error("runner_retention: {0}")]
     Retention(crate::duration::InvalidDuration),
+    #[error("audit_retention: {0}")]
+    AuditRetention(crate::duration::InvalidDuration),
+    #[error("runner_tokens.max_ttl: {0}")]
+    TokenTtl(crate::duration::InvalidDuration),
 }
 
 impl RawConfig {
@@ -102,9 +119,29 @@ pub struct Config {
     pub limits: Limits,
     pub expose_by_default: bool,
     pub runner_retention: std::time::Duration,
+    pub audit_retention: std::time::Duration,
+    pub token_limits: TokenLimits,
 }
 
 pub const DEFAULT_RUNNER_RETENTION: &str = "7d";
+pub const DEFAULT_AUDIT_RETENTION: &str = "90d";
+
+/// What one runner token may be minted with. A token is meant for one runner start, so the
+/// defaults fit a deploy: a day to live and a thousand uses at most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenLimits {
+    pub max_ttl: std::time::Duration,
+    pub max_uses: u32,
+}
+
+impl Default for TokenLimits {
+    fn default() -> Self {
+        Self {
+            max_ttl: std::time::Duration::from_secs(24 * 3600),
+            max_uses: 1000,
+        }
+    }
+}
 
 impl Config {
     /// Validates a merged raw configuration (flags already folded in).
@@ -164,6 +201,21 @@ impl Config {
                 limits.max_secrets_per_environment,
             )?;
         }
+        let mut token_limits = TokenLimits::default();
+        if let Some(t) = raw.runner_tokens {
+            if let Some(ttl) = t.max_ttl {
+                token_limits.max_ttl =
+                    crate::duration::parse(&ttl).map_err(ConfigError::TokenTtl)?;
+                if token_limits.max_ttl.is_zero() {
+                    return Err(ConfigError::ZeroLimit("runner_tokens.max_ttl"));
+                }
+            }
+            match t.max_uses {
+                Some(0) => return Err(ConfigError::ZeroLimit("runner_tokens.max_uses")),
+                Some(n) => token_limits.max_uses = n,
+                None => {}
+            }
+        }
         Ok(Self {
             data_dir: raw
                 .data_dir
@@ -185,6 +237,13 @@ impl Config {
                     .unwrap_or(DEFAULT_RUNNER_RETENTION),
             )
             .map_err(ConfigError::Retention)?,
+            audit_retention: crate::duration::parse(
+                raw.audit_retention
+                    .as_deref()
+                    .unwrap_or(DEFAULT_AUDIT_RETENTION),
+            )
+            .map_err(ConfigError::AuditRetention)?,
+            token_limits,
         })
     }
 }
@@ -226,5 +285,22 @@ mod tests {
         assert_eq!(c.listen, Some(DEFAULT_LISTEN.parse().unwrap()));
         assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
         assert_eq!(c.limits, Limits::default());
+        assert_eq!(c.token_limits.max_ttl.as_secs(), 24 * 3600);
+        assert_eq!(c.token_limits.max_uses, 1000);
+        assert_eq!(c.audit_retention.as_secs(), 90 * 24 * 3600);
+    }
+
+    #[test]
+    fn token_limits_are_configurable_and_never_zero() {
+        let raw: RawConfig =
+            toml::from_str("[runner_tokens]\nmax_ttl = \"1h\"\nmax_uses = 5\n").unwrap();
+        let c = Config::from_raw(raw).unwrap();
+        assert_eq!(c.token_limits.max_ttl.as_secs(), 3600);
+        assert_eq!(c.token_limits.max_uses, 5);
+        let raw: RawConfig = toml::from_str("[runner_tokens]\nmax_uses = 0\n").unwrap();
+        assert!(matches!(
+            Config::from_raw(raw),
+            Err(ConfigError::ZeroLimit("runner_tokens.max_uses"))
+        ));
     }
 }

@@ -244,8 +244,13 @@ pub async fn serve(
         config.limits,
     );
     state.expose_by_default = config.expose_by_default;
+    state.token_limits = config.token_limits;
     let state = Arc::new(state);
-    tokio::spawn(prune_runners(opened.store.clone(), config.runner_retention));
+    tokio::spawn(prune(
+        opened.store.clone(),
+        config.runner_retention,
+        config.audit_retention,
+    ));
 
     let acceptor = match &config.tls {
         Some(files) => Some(TlsAcceptor::new(files.clone())?),
@@ -323,16 +328,25 @@ async fn reload_tls_on_sighup(acceptor: TlsAcceptor) {
     }
 }
 
-/// Drops runner records (and expired tokens) older than the retention, hourly.
-async fn prune_runners(store: Arc<dyn crate::store::Store>, retention: std::time::Duration) {
+/// Drops runner records (and expired tokens) and audit rows older than their retention, hourly.
+async fn prune(
+    store: Arc<dyn crate::store::Store>,
+    runner_retention: std::time::Duration,
+    audit_retention: std::time::Duration,
+) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
     loop {
         tick.tick().await;
-        let before = time::OffsetDateTime::now_utc() - retention;
-        match store.prune_runners(before).await {
+        let now = time::OffsetDateTime::now_utc();
+        match store.prune_runners(now - runner_retention).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(removed = n, "pruned old runner records"),
             Err(e) => tracing::warn!(error = %e, "could not prune runner records"),
+        }
+        match store.prune_audit(now - audit_retention).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "pruned audit rows older than audit_retention"),
+            Err(e) => tracing::warn!(error = %e, "could not prune the audit log"),
         }
     }
 }

@@ -364,13 +364,13 @@ impl DataDir {
                 ..row
             });
         }
-        let audit = AuditRecord {
-            at: OffsetDateTime::now_utc(),
-            key_id: "runseald".into(),
-            action: "master-key.rotate",
-            environment: None,
-            names: vec![old.id(), new.id()],
-        };
+        let audit = AuditRecord::new(
+            OffsetDateTime::now_utc(),
+            "runseald",
+            "master-key.rotate",
+            None,
+            vec![old.id(), new.id()],
+        );
         opened
             .store
             .rewrap_data_keys(new.check_value().to_vec(), rewrapped, audit)

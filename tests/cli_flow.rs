@@ -290,3 +290,130 @@ fn values_from_stdin_stay_out_of_argv() {
         ]
     );
 }
+
+/// `runner-token list` shows ids and metadata, never secrets; `revoke --env ENV --all` ends
+/// every active token of the environment; `keys revoke` says how many tokens went with the key;
+/// `audit --output json` carries the revision of each change and every runner start.
+#[test]
+fn runner_tokens_are_listed_and_revoked_from_the_cli_and_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(&dir.path().join("data"), &[], &[]);
+    let key = d.admin_key();
+    let rs = |args: &[&str]| runseal(&d.addr, &key, args);
+    ok(rs(&["env", "create", "staging"]));
+    ok(rs(&[
+        "secrets",
+        "set",
+        "K=cli-audit-value",
+        "--env",
+        "staging",
+    ]));
+    let issuer = ok(rs(&["keys", "create", "--scope", "issue:staging"]));
+    let issuer = issuer.trim();
+    let minted = ok(runseal(
+        &d.addr,
+        issuer,
+        &[
+            "runner-token",
+            "issue",
+            "--env",
+            "staging",
+            "--count",
+            "3",
+            "--uses",
+            "2",
+        ],
+    ));
+    let tokens: Vec<&str> = minted.lines().collect();
+    assert_eq!(tokens.len(), 3);
+
+    let listed = ok(rs(&[
+        "runner-token",
+        "list",
+        "--env",
+        "staging",
+        "--output",
+        "json",
+    ]));
+    for t in &tokens {
+        let (id, secret) = t.split_once(':').unwrap();
+        assert!(listed.contains(id), "token {id} is listed");
+        assert!(
+            !listed.contains(secret),
+            "a token secret appears in the listing"
+        );
+    }
+    let v: Value = serde_json::from_str(&listed).unwrap();
+    let first = &v["tokens"][0];
+    assert_eq!(first["environment"], "staging");
+    assert_eq!(first["uses_left"], 2);
+    assert_eq!(first["created_by"], issuer.split_once(':').unwrap().0);
+    assert!(first["expires_at"].as_str().is_some());
+    let pretty = ok(rs(&["runner-token", "list"]));
+    assert!(pretty.contains("Minted By") && pretty.contains(tokens[0].split_once(':').unwrap().0));
+
+    // A snapshot with one token, then every token of staging revoked at once.
+    let agent = std::process::Command::new(env!("CARGO_BIN_EXE_runseal-agent"))
+        .args(["--", "/bin/true"])
+        .env_clear()
+        .env("RUNSEAL_ADDR", &d.addr)
+        .env("RUNSEAL_TOKEN", tokens[0])
+        .env("RUNSEAL_RUNNER_ID", "r-cli-audit")
+        .output()
+        .unwrap();
+    assert!(
+        agent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&agent.stderr)
+    );
+    let out = ok(rs(&["runner-token", "revoke", "--env", "staging", "--all"]));
+    assert!(out.contains("revoked 3"), "{out}");
+    let listed = ok(rs(&[
+        "runner-token",
+        "list",
+        "--env",
+        "staging",
+        "--output",
+        "json",
+    ]));
+    let v: Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(v["tokens"].as_array().unwrap().len(), 0, "{listed}");
+    let usage = rs(&["runner-token", "revoke", "--all"]);
+    assert_eq!(
+        usage.status.code(),
+        Some(2),
+        "--all needs --env: {}",
+        stderr(&usage)
+    );
+
+    // Revoking a key reports its tokens.
+    let again = ok(runseal(
+        &d.addr,
+        issuer,
+        &["runner-token", "issue", "--env", "staging", "--count", "2"],
+    ));
+    assert_eq!(again.lines().count(), 2);
+    let out = ok(rs(&["keys", "revoke", issuer.split_once(':').unwrap().0]));
+    assert!(out.contains("2 active runner token(s)"), "{out}");
+
+    let audit = ok(rs(&["audit", "--env", "staging", "--output", "json"]));
+    assert!(!audit.contains("cli-audit-value"));
+    let v: Value = serde_json::from_str(&audit).unwrap();
+    let set = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "secrets.set")
+        .expect("the set is audited");
+    assert_eq!(set["revision"], 1);
+    let started = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "snapshot")
+        .expect("the runner start is audited");
+    assert_eq!(started["runner_id"], "r-cli-audit");
+    assert_eq!(started["revision"], 1);
+    assert_eq!(started["values"], 1);
+    assert_eq!(started["key_id"], tokens[0].split_once(':').unwrap().0);
+}

@@ -628,13 +628,13 @@ async fn sealed_values_are_bound_to_their_row(b: Backend) {
             "main",
             vec![moved],
             &Limits::default(),
-            runseal::store::AuditRecord {
-                at: time::OffsetDateTime::now_utc(),
-                key_id: "test".into(),
-                action: "test.tamper",
-                environment: Some("main".into()),
-                names: vec!["B".into()],
-            },
+            runseal::store::AuditRecord::new(
+                time::OffsetDateTime::now_utc(),
+                "test",
+                "test.tamper",
+                Some("main".into()),
+                vec!["B".into()],
+            ),
         )
         .await
         .unwrap();
@@ -926,6 +926,320 @@ async fn a_used_token_is_served_again_only_to_its_runner_with_its_retry_key(b: B
     );
 }
 
+/// A key's runner tokens are its authority, delegated: revoking the key revokes them, so a
+/// token minted by a key that leaked stops working with the key.
+async fn revoking_a_key_revokes_the_runner_tokens_it_minted(b: Backend) {
+    let s = server(b).await;
+    let admin = s.admin_client().await;
+    admin.secrets().set("K", v("value"), "main").await.unwrap();
+    let issuer_key = s.key_with(&["issue:main"]).await;
+    let issuer = s.client(&issuer_key).await;
+    let minted = issuer
+        .runners()
+        .issue(
+            "main",
+            IssueOptions {
+                count: 2,
+                uses: 5,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    // A token minted by another key is not touched.
+    let other = admin
+        .runners()
+        .issue("main", IssueOptions::default())
+        .await
+        .unwrap()
+        .remove(0);
+    let runner =
+        |t: &runseal::client::IssuedToken| Client::from_channel(s_channel(&s), &t.token, &s.addr);
+    runner(&minted[0])
+        .runners()
+        .snapshot("", "", &[])
+        .await
+        .expect("a token works while its minting key is active");
+
+    let revoked = admin.keys().revoke(issuer_key.key_id()).await.unwrap();
+    assert_eq!(
+        revoked, 2,
+        "both active tokens of the key are revoked with it"
+    );
+    for t in &minted {
+        let err = runner(t).runners().snapshot("", "", &[]).await.unwrap_err();
+        assert_eq!(err.code(), Some(Code::Unauthenticated), "{err}");
+        assert!(err.to_string().contains("revoked"), "{err}");
+    }
+    let snap = runner(&other)
+        .runners()
+        .snapshot("", "", &[])
+        .await
+        .unwrap();
+    assert_eq!(snap.secrets.len(), 1);
+}
+
+/// Tokens can be listed (never their secrets) and revoked per environment at once; their
+/// lifetime and uses are bounded by the server's maxima.
+async fn runner_tokens_are_listed_bounded_and_revoked_per_environment(b: Backend) {
+    let s = server(b).await;
+    let admin = s.admin_client().await;
+    admin.environments().create("staging").await.unwrap();
+    let minted = admin
+        .runners()
+        .issue(
+            "staging",
+            IssueOptions {
+                count: 3,
+                uses: 2,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let in_main = admin
+        .runners()
+        .issue("main", IssueOptions::default())
+        .await
+        .unwrap();
+
+    let reader = s.client(&s.key_with(&["read:staging"]).await).await;
+    let listed = reader.runners().list_tokens("staging", 0).await.unwrap();
+    let mut ids: Vec<&str> = listed.iter().map(|t| t.token_id.as_str()).collect();
+    ids.sort();
+    let mut want: Vec<&str> = minted.iter().map(|t| t.token_id.as_str()).collect();
+    want.sort();
+    assert_eq!(ids, want);
+    for t in &listed {
+        assert_eq!(t.environment, "staging");
+        assert_eq!(t.uses_left, 2);
+        assert_eq!(t.created_by, s.admin.key_id());
+        assert!(t.expires_at.is_some());
+    }
+    let shown = format!("{listed:?}");
+    for t in minted.iter().chain(&in_main) {
+        assert!(
+            !shown.contains(t.token.expose_secret()),
+            "a token secret appears in the listing"
+        );
+    }
+    // Every environment needs admin; another environment needs its own scope.
+    assert_eq!(
+        code(reader.runners().list_tokens("", 0).await),
+        Code::PermissionDenied
+    );
+    assert_eq!(
+        code(reader.runners().list_tokens("main", 0).await),
+        Code::PermissionDenied
+    );
+    assert_eq!(admin.runners().list_tokens("", 0).await.unwrap().len(), 4);
+
+    // Revoke every token of staging; main's keeps working.
+    assert_eq!(
+        code(reader.runners().revoke_all("staging").await),
+        Code::PermissionDenied,
+        "read:staging cannot revoke"
+    );
+    assert_eq!(admin.runners().revoke_all("staging").await.unwrap(), 3);
+    assert!(admin
+        .runners()
+        .list_tokens("staging", 0)
+        .await
+        .unwrap()
+        .is_empty());
+    let runner =
+        |t: &runseal::client::IssuedToken| Client::from_channel(s_channel(&s), &t.token, &s.addr);
+    assert_eq!(
+        code(runner(&minted[0]).runners().snapshot("", "", &[]).await),
+        Code::Unauthenticated
+    );
+    runner(&in_main[0])
+        .runners()
+        .snapshot("", "", &[])
+        .await
+        .unwrap();
+    assert!(
+        admin
+            .runners()
+            .list_tokens("main", 0)
+            .await
+            .unwrap()
+            .is_empty(),
+        "a used single-use token is no longer listed as active"
+    );
+
+    // The defaults bound a token to a day and a thousand uses.
+    let too_long = IssueOptions {
+        ttl: Some(Duration::from_secs(24 * 3600 + 1)),
+        ..Default::default()
+    };
+    assert_eq!(
+        code(admin.runners().issue("main", too_long).await),
+        Code::InvalidArgument
+    );
+    let too_many = IssueOptions {
+        uses: 1001,
+        ..Default::default()
+    };
+    assert_eq!(
+        code(admin.runners().issue("main", too_many).await),
+        Code::InvalidArgument
+    );
+    let at_the_limit = IssueOptions {
+        ttl: Some(Duration::from_secs(24 * 3600)),
+        uses: 1000,
+        ..Default::default()
+    };
+    admin.runners().issue("main", at_the_limit).await.unwrap();
+}
+
+/// Every snapshot and build fetch is in the audit log (credential, runner, environment,
+/// revision, how many values; never the values), and every change names the revision it made.
+async fn audit_rows_carry_revisions_and_every_start(b: Backend) {
+    let s = server(b).await;
+    let c = s.admin_client().await;
+    let r1 = c
+        .secrets()
+        .set_many(
+            "main",
+            vec![
+                ("A".into(), v("audit-value-a")),
+                ("B".into(), v("audit-value-b")),
+            ],
+        )
+        .await
+        .unwrap();
+    let r2 = c.secrets().unset("B", "main").await.unwrap();
+    let token = c
+        .runners()
+        .issue("main", IssueOptions::default())
+        .await
+        .unwrap()
+        .remove(0);
+    let runner = Client::from_channel(s_channel(&s), &token.token, &s.addr);
+    let snap = runner
+        .runners()
+        .snapshot("", "r-audited", &[])
+        .await
+        .unwrap();
+    assert_eq!(snap.revision, r2);
+    let key = s.key_with(&["snapshot:main"]).await;
+    let by_key = Client::from_channel(s_channel(&s), &key, &s.addr);
+    by_key
+        .runners()
+        .snapshot("main", "r-by-key", &[])
+        .await
+        .unwrap();
+
+    let entries = c.audit().list("main", 0).await.unwrap();
+    let find = |action: &str, runner: &str| {
+        entries
+            .iter()
+            .find(|e| e.action == action && e.runner_id == runner)
+            .unwrap_or_else(|| panic!("no {action} entry for {runner:?}: {entries:?}"))
+    };
+    assert_eq!(find("secrets.set", "").revision, Some(r1));
+    assert_eq!(find("secrets.unset", "").revision, Some(r2));
+    let start = find("snapshot", "r-audited");
+    assert_eq!(start.key_id, token.token_id);
+    assert_eq!(start.environment, "main");
+    assert_eq!(start.revision, Some(r2));
+    assert_eq!(start.value_count, Some(1));
+    let start = find("snapshot", "r-by-key");
+    assert_eq!(start.key_id, key.key_id());
+    assert_eq!(start.value_count, Some(1));
+    let shown = format!("{entries:?}");
+    assert!(
+        !shown.contains("audit-value"),
+        "a value reached the audit log"
+    );
+}
+
+/// No audit row is too large to list: a batch of 10,000 tokens is summarised (its first names
+/// and the total), and the listing pages, so any --limit answers.
+async fn audit_rows_are_capped_and_the_listing_pages(b: Backend) {
+    let s = server(b).await;
+    let c = s.admin_client().await;
+    c.runners()
+        .issue(
+            "main",
+            IssueOptions {
+                count: 10_000,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let entries = c.audit().list("main", 1).await.unwrap();
+    let issued = &entries[0];
+    assert_eq!(issued.action, "runner-token.issue");
+    assert_eq!(issued.names_total, 10_000);
+    assert_eq!(issued.names.len(), runseal::store::MAX_AUDIT_NAMES);
+    // The listing pages: each page continues below the last id of the one before.
+    for i in 0..6 {
+        c.secrets()
+            .set(&format!("N{i}"), v("x"), "main")
+            .await
+            .unwrap();
+    }
+    let mut raw = runseal::proto::v1::audit_client::AuditClient::new(s_channel(&s));
+    let page = |before_id: u64| {
+        let mut req = tonic::Request::new(runseal::proto::v1::ListAuditRequest {
+            environment: "main".into(),
+            limit: 3,
+            before_id,
+        });
+        req.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {}", s.admin.to_line().as_str())
+                .parse()
+                .unwrap(),
+        );
+        req
+    };
+    let first = raw.list_audit(page(0)).await.unwrap().into_inner().entries;
+    let second = raw
+        .list_audit(page(first[2].id))
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    let ids: Vec<u64> = first.iter().chain(&second).map(|e| e.id).collect();
+    let all: Vec<u64> = c
+        .audit()
+        .list("main", 6)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(ids, all, "two pages of three are the newest six, in order");
+}
+
+/// Audit rows older than the retention are pruned.
+async fn audit_retention_prunes_old_rows(b: Backend) {
+    let s = server(b).await;
+    let now = time::OffsetDateTime::now_utc();
+    let old = runseal::store::AuditRecord::new(
+        now - time::Duration::days(100),
+        "test",
+        "test.old",
+        None,
+        vec![],
+    );
+    s.store.append_audit(old).await.unwrap();
+    let before = s.store.list_audit(None, 1000).await.unwrap().len();
+    let removed = s
+        .store
+        .prune_audit(now - time::Duration::days(90))
+        .await
+        .unwrap();
+    assert_eq!(removed, 1);
+    let rows = s.store.list_audit(None, 1000).await.unwrap();
+    assert_eq!(rows.len(), before - 1);
+    assert!(rows.iter().all(|r| r.action != "test.old"));
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -1014,6 +1328,11 @@ conformance!(
     build_fetches_are_single_use_named_and_audited,
     snapshots_see_every_change_at_once,
     a_used_token_is_served_again_only_to_its_runner_with_its_retry_key,
+    revoking_a_key_revokes_the_runner_tokens_it_minted,
+    runner_tokens_are_listed_bounded_and_revoked_per_environment,
+    audit_rows_carry_revisions_and_every_start,
+    audit_rows_are_capped_and_the_listing_pages,
+    audit_retention_prunes_old_rows,
 );
 
 #[cfg(not(runseal_pg_tests))]

@@ -211,6 +211,7 @@ async fn a_call_without_a_key_is_unauthenticated_on_every_service() {
             .list_audit(v1::ListAuditRequest {
                 environment: String::new(),
                 limit: 0,
+                before_id: 0,
             })
             .await,
         Code::Unauthenticated,

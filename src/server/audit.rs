@@ -9,7 +9,9 @@ use crate::auth::Scope;
 use crate::proto::v1::{self, audit_server::Audit};
 
 const DEFAULT_LIMIT: u32 = 100;
-const MAX_LIMIT: u32 = 10_000;
+/// The most entries one page holds: with at most 50 names of at most 256 bytes per entry, a
+/// page stays far below the 4 MiB a gRPC client accepts. The client pages for more.
+const MAX_LIMIT: u32 = 1_000;
 
 pub struct AuditService {
     state: Arc<State>,
@@ -39,7 +41,7 @@ impl Audit for AuditService {
             0 => DEFAULT_LIMIT,
             n if n > MAX_LIMIT => {
                 return Err(Status::invalid_argument(format!(
-                    "limit: at most {MAX_LIMIT} entries per call"
+                    "limit: at most {MAX_LIMIT} entries per page (page with before_id)"
                 )))
             }
             n => n,
@@ -47,7 +49,11 @@ impl Audit for AuditService {
         let rows = self
             .state
             .store
-            .list_audit(env.as_deref(), limit)
+            .list_audit_before(
+                env.as_deref(),
+                (req.before_id > 0).then_some(req.before_id),
+                limit,
+            )
             .await
             .map_err(|e| store_status(&e))?;
         let entries = rows
@@ -59,6 +65,10 @@ impl Audit for AuditService {
                 action: r.action,
                 environment: r.environment.unwrap_or_default(),
                 names: r.names,
+                revision: r.revision,
+                runner_id: r.runner_id.unwrap_or_default(),
+                value_count: r.values,
+                names_total: r.names_total,
             })
             .collect();
         Ok(Response::new(v1::ListAuditResponse { entries }))

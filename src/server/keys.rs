@@ -115,12 +115,15 @@ impl Keys for KeysService {
             ));
         }
         let audit = audit_record(&principal, "key.revoke", None, vec![id.clone()]);
-        self.state
+        let runner_tokens_revoked = self
+            .state
             .store
             .revoke_key(&id, audit)
             .await
             .map_err(|e| store_status(&e))?;
-        tracing::info!(key_id = %principal.key_id, revoked = %id, "key revoked");
-        Ok(Response::new(v1::RevokeKeyResponse {}))
+        tracing::info!(key_id = %principal.key_id, revoked = %id, runner_tokens_revoked, "key revoked with the runner tokens it minted");
+        Ok(Response::new(v1::RevokeKeyResponse {
+            runner_tokens_revoked,
+        }))
     }
 }

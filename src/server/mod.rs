@@ -44,6 +44,8 @@ pub struct State {
     pub limits: Limits,
     /// Whether a secret with no exposure setting goes to runners without an allow-list.
     pub expose_by_default: bool,
+    /// What a runner token may be minted with.
+    pub token_limits: crate::config::TokenLimits,
     touched: Mutex<HashMap<String, Instant>>,
 }
 
@@ -55,6 +57,7 @@ impl State {
             policy,
             limits,
             expose_by_default: true,
+            token_limits: crate::config::TokenLimits::default(),
             touched: Mutex::new(HashMap::new()),
         }
     }
@@ -213,13 +216,13 @@ pub fn audit_record(
     environment: Option<&str>,
     names: Vec<String>,
 ) -> AuditRecord {
-    AuditRecord {
-        at: OffsetDateTime::now_utc(),
-        key_id: p.key_id.clone(),
+    AuditRecord::new(
+        OffsetDateTime::now_utc(),
+        p.key_id.clone(),
         action,
-        environment: environment.map(str::to_string),
+        environment.map(str::to_string),
         names,
-    }
+    )
 }
 
 /// The environment of a request: empty means `main`; anything else must be a valid name.

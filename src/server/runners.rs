@@ -26,15 +26,13 @@ use super::{
 use crate::auth::{generate_runner_token, Credential, Scope};
 use crate::names::is_valid_secret_name;
 use crate::proto::v1::{self, runners_server::Runners};
-use crate::store::{RunnerRecord, RunnerTokenRow};
+use crate::store::{AuditRecord, RunnerRecord, RunnerTokenRow};
 
 /// The most names one build may fetch in one call.
 const MAX_BUILD_NAMES: usize = 1000;
 
 const MAX_COUNT: u32 = 10_000;
 const DEFAULT_TTL: Duration = Duration::from_secs(600);
-const MAX_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
-const MAX_USES: u32 = 1_000_000;
 const DEFAULT_LIST_LIMIT: u32 = 1000;
 /// How long the runner that used a token may fetch its snapshot again, when its answer was lost
 /// (a replica died mid-call): same token, same runner id, no new use taken.
@@ -180,21 +178,23 @@ impl Runners for RunnersService {
             }
             n => n,
         };
+        let limits = self.state.token_limits;
         let ttl = match req.ttl_seconds {
-            0 => DEFAULT_TTL,
-            s if Duration::from_secs(s.into()) > MAX_TTL => {
+            0 => DEFAULT_TTL.min(limits.max_ttl),
+            s if Duration::from_secs(s.into()) > limits.max_ttl => {
                 return Err(Status::invalid_argument(format!(
-                    "ttl: at most {} seconds (7 days)",
-                    MAX_TTL.as_secs()
+                    "ttl: at most {} seconds (runner_tokens.max_ttl in the server config)",
+                    limits.max_ttl.as_secs()
                 )))
             }
             s => Duration::from_secs(s.into()),
         };
         let uses = match req.uses {
             0 => 1,
-            n if n > MAX_USES => {
+            n if n > limits.max_uses => {
                 return Err(Status::invalid_argument(format!(
-                    "uses: at most {MAX_USES} per token"
+                    "uses: at most {} per token (runner_tokens.max_uses in the server config)",
+                    limits.max_uses
                 )))
             }
             n => n,
@@ -283,6 +283,78 @@ impl Runners for RunnersService {
             .map_err(|e| store_status(&e))?;
         tracing::info!(key_id = %principal.key_id, token_id = %id, "runner token revoked");
         Ok(Response::new(v1::RevokeRunnerTokenResponse {}))
+    }
+
+    async fn revoke_runner_tokens(
+        &self,
+        request: Request<v1::RevokeRunnerTokensRequest>,
+    ) -> Result<Response<v1::RevokeRunnerTokensResponse>, Status> {
+        let principal = self.state.authenticate(&request).await?;
+        let req = request.into_inner();
+        let env = environment_of(&req.environment)?;
+        require(&principal, Scope::Issue(env.clone()))?;
+        if !req.all {
+            return Err(Status::invalid_argument(
+                "all: must be true to revoke every active runner token of the environment \
+                 (revoke one with its id)",
+            ));
+        }
+        let audit = audit_record(&principal, "runner-token.revoke-all", Some(&env), vec![]);
+        let revoked = self
+            .state
+            .store
+            .revoke_runner_tokens(&env, audit)
+            .await
+            .map_err(|e| store_status(&e))?;
+        tracing::info!(key_id = %principal.key_id, environment = %env, revoked, "every runner token of the environment revoked");
+        Ok(Response::new(v1::RevokeRunnerTokensResponse { revoked }))
+    }
+
+    async fn list_runner_tokens(
+        &self,
+        request: Request<v1::ListRunnerTokensRequest>,
+    ) -> Result<Response<v1::ListRunnerTokensResponse>, Status> {
+        let principal = self.state.authenticate(&request).await?;
+        let req = request.into_inner();
+        let env = if req.environment.is_empty() {
+            require(&principal, Scope::Admin)?;
+            None
+        } else {
+            let env = environment_of(&req.environment)?;
+            if !principal.allows(&Scope::Issue(env.clone())) {
+                require(&principal, Scope::Read(env.clone()))?;
+            }
+            Some(env)
+        };
+        let limit = match req.limit {
+            0 => DEFAULT_LIST_LIMIT,
+            n if n > MAX_LIST_LIMIT => {
+                return Err(Status::invalid_argument(format!(
+                    "limit: at most {MAX_LIST_LIMIT} tokens per call"
+                )))
+            }
+            n => n,
+        };
+        let rows = self
+            .state
+            .store
+            .list_runner_tokens(env.as_deref(), OffsetDateTime::now_utc(), limit)
+            .await
+            .map_err(|e| store_status(&e))?;
+        let tokens = rows
+            .into_iter()
+            .map(|t| v1::RunnerTokenInfo {
+                token_id: t.id,
+                environment: t.environment,
+                uses_left: t.uses_left,
+                expires_at: Some(timestamp(t.expires_at)),
+                created_at: Some(timestamp(t.created_at)),
+                created_by: t.created_by,
+                purpose: t.purpose,
+                only: t.only.unwrap_or_default(),
+            })
+            .collect();
+        Ok(Response::new(v1::ListRunnerTokensResponse { tokens }))
     }
 
     async fn get_snapshot(
@@ -431,14 +503,27 @@ impl Runners for RunnersService {
                 value: value.expose().to_vec(),
             });
         }
+        let credential_id = match &fetcher {
+            Fetcher::Token(id) | Fetcher::TokenRetry(id) | Fetcher::Key(id) => id.clone(),
+        };
+        let audit = AuditRecord {
+            revision: Some(revision),
+            runner_id: Some(runner_id.clone()),
+            values: Some(secrets.len() as u32),
+            ..AuditRecord::new(
+                now,
+                credential_id.clone(),
+                "snapshot",
+                Some(env.clone()),
+                vec![],
+            )
+        };
         let record = RunnerRecord {
             runner_id: runner_id.clone(),
             environment: env.clone(),
             revision,
             started_at: now,
-            credential_id: match &fetcher {
-                Fetcher::Token(id) | Fetcher::TokenRetry(id) | Fetcher::Key(id) => id.clone(),
-            },
+            credential_id,
             retry_hash: match &fetcher {
                 Fetcher::Key(_) => None,
                 _ => retry_hash,
@@ -449,7 +534,7 @@ impl Runners for RunnersService {
                 let redeemed = self
                     .state
                     .store
-                    .redeem_runner_token(id, &record)
+                    .redeem_runner_token(id, &record, &audit)
                     .await
                     .map_err(|e| store_status(&e))?;
                 if !redeemed {
@@ -461,12 +546,18 @@ impl Runners for RunnersService {
                 crate::metrics::METRICS.tokens_redeemed.inc();
             }
             Fetcher::TokenRetry(id) => {
+                // Served again, so audited again: the audit log holds every snapshot.
+                self.state
+                    .store
+                    .append_audit(audit)
+                    .await
+                    .map_err(|e| store_status(&e))?;
                 tracing::info!(token_id = %id, runner_id = %runner_id, "snapshot served again to the runner that used this token");
             }
             Fetcher::Key(_) => self
                 .state
                 .store
-                .record_runner(&record)
+                .record_runner(&record, &audit)
                 .await
                 .map_err(|e| store_status(&e))?,
         }
@@ -604,12 +695,16 @@ impl Runners for RunnersService {
                 value: value.expose().to_vec(),
             });
         }
-        let audit = crate::store::AuditRecord {
-            at: now,
-            key_id: credential_id.clone(),
-            action: "build.secrets",
-            environment: Some(env.clone()),
-            names: names.clone(),
+        let audit = AuditRecord {
+            revision: Some(revision),
+            values: Some(secrets.len() as u32),
+            ..AuditRecord::new(
+                now,
+                credential_id.clone(),
+                "build.secrets",
+                Some(env.clone()),
+                names.clone(),
+            )
         };
         let recorded = self
             .state

@@ -47,7 +47,18 @@ const TABLES: &[(&str, &[&str])] = &[
     ),
     (
         "audit",
-        &["id", "at", "key_id", "action", "environment", "names"],
+        &[
+            "id",
+            "at",
+            "key_id",
+            "action",
+            "environment",
+            "names",
+            "revision",
+            "runner_id",
+            "value_count",
+            "names_total",
+        ],
     ),
     (
         "runner_tokens",

@@ -103,6 +103,10 @@ impl StoreError {
     }
 }
 
+/// The most names one audit row keeps: a larger batch (10,000 runner tokens minted at once) is
+/// summarised as its first names and the total, so no row is too large to list.
+pub const MAX_AUDIT_NAMES: usize = 50;
+
 /// One audit entry to append with a change. Names only, never values.
 #[derive(Debug, Clone)]
 pub struct AuditRecord {
@@ -111,6 +115,48 @@ pub struct AuditRecord {
     pub action: &'static str,
     pub environment: Option<String>,
     pub names: Vec<String>,
+    /// The environment revision the change produced (the store fills it in for changes of an
+    /// environment's secrets), or the revision a snapshot or build fetch served.
+    pub revision: Option<u64>,
+    /// The runner a snapshot was served to.
+    pub runner_id: Option<String>,
+    /// How many values a snapshot or build fetch served (never the values).
+    pub values: Option<u32>,
+}
+
+impl AuditRecord {
+    /// A record with no revision, runner or value count.
+    pub fn new(
+        at: OffsetDateTime,
+        key_id: impl Into<String>,
+        action: &'static str,
+        environment: Option<String>,
+        names: Vec<String>,
+    ) -> Self {
+        Self {
+            at,
+            key_id: key_id.into(),
+            action,
+            environment,
+            names,
+            revision: None,
+            runner_id: None,
+            values: None,
+        }
+    }
+
+    /// The same record, stamped with the revision it produced or served.
+    pub fn at_revision(mut self, revision: u64) -> Self {
+        self.revision = Some(revision);
+        self
+    }
+
+    /// The names as stored (comma-separated, at most [`MAX_AUDIT_NAMES`]) and how many the
+    /// record named in all.
+    pub fn stored_names(&self) -> (String, i64) {
+        let kept = &self.names[..self.names.len().min(MAX_AUDIT_NAMES)];
+        (kept.join(","), self.names.len() as i64)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -120,7 +166,12 @@ pub struct AuditRow {
     pub key_id: String,
     pub action: String,
     pub environment: Option<String>,
+    /// At most [`MAX_AUDIT_NAMES`]; `names_total` says how many the change named.
     pub names: Vec<String>,
+    pub names_total: u64,
+    pub revision: Option<u64>,
+    pub runner_id: Option<String>,
+    pub values: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -273,10 +324,27 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_key(&self, key: KeyRow, audit: AuditRecord) -> Result<()>;
     async fn key(&self, id: &str) -> Result<Option<KeyRow>>;
     async fn list_keys(&self) -> Result<Vec<KeyRow>>;
-    async fn revoke_key(&self, id: &str, audit: AuditRecord) -> Result<()>;
+    /// Revokes a key and every runner token it minted; returns how many tokens.
+    async fn revoke_key(&self, id: &str, audit: AuditRecord) -> Result<u64>;
     async fn touch_key(&self, id: &str, at: OffsetDateTime) -> Result<()>;
 
-    async fn list_audit(&self, environment: Option<&str>, limit: u32) -> Result<Vec<AuditRow>>;
+    /// The newest `limit` audit rows (of one environment), newest first.
+    async fn list_audit(&self, environment: Option<&str>, limit: u32) -> Result<Vec<AuditRow>> {
+        self.list_audit_before(environment, None, limit).await
+    }
+    /// One page of the audit log, newest first: rows with an id below `before` (all rows when
+    /// `None`).
+    async fn list_audit_before(
+        &self,
+        environment: Option<&str>,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<AuditRow>>;
+    /// Appends one audit row on its own (a snapshot served again to the runner that used its
+    /// token).
+    async fn append_audit(&self, audit: AuditRecord) -> Result<()>;
+    /// Deletes audit rows older than `before` (the retention); returns how many.
+    async fn prune_audit(&self, before: OffsetDateTime) -> Result<u64>;
 
     async fn insert_runner_tokens(
         &self,
@@ -285,9 +353,25 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<()>;
     async fn runner_token(&self, id: &str) -> Result<Option<RunnerTokenRow>>;
     async fn revoke_runner_token(&self, id: &str, audit: AuditRecord) -> Result<()>;
+    /// Revokes every active token of an environment; returns how many.
+    async fn revoke_runner_tokens(&self, environment: &str, audit: AuditRecord) -> Result<u64>;
+    /// Active tokens (unrevoked, unexpired at `now`, uses left), newest first, of one
+    /// environment or of all.
+    async fn list_runner_tokens(
+        &self,
+        environment: Option<&str>,
+        now: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<RunnerTokenRow>>;
     /// Atomically takes one use of a valid token (unrevoked, unexpired at `record.started_at`,
-    /// uses left) and records the runner start. `false`: nothing was taken or recorded.
-    async fn redeem_runner_token(&self, id: &str, record: &RunnerRecord) -> Result<bool>;
+    /// uses left), records the runner start and appends `audit`. `false`: nothing was taken or
+    /// recorded.
+    async fn redeem_runner_token(
+        &self,
+        id: &str,
+        record: &RunnerRecord,
+        audit: &AuditRecord,
+    ) -> Result<bool>;
     /// True when `runner_id` started with token `token_id` at or after `since`, presenting the
     /// retry key whose SHA-256 is `retry_hash` (an agent retrying after its answer was lost, e.g.
     /// to a replica that died mid-call).
@@ -298,8 +382,8 @@ pub trait Store: Send + Sync + 'static {
         retry_hash: &[u8],
         since: OffsetDateTime,
     ) -> Result<bool>;
-    /// Records a runner start made with a key.
-    async fn record_runner(&self, record: &RunnerRecord) -> Result<()>;
+    /// Records a runner start made with a key, with its audit row.
+    async fn record_runner(&self, record: &RunnerRecord, audit: &AuditRecord) -> Result<()>;
     /// Records a build's fetch of named values with its audit entry, in one transaction. With
     /// `token_id`, first takes one use of that token (valid at `audit.at`, as in
     /// [`Store::redeem_runner_token`]); `false`: no use was left, nothing was recorded.

@@ -95,14 +95,20 @@ impl PostgresStore {
 }
 
 async fn append_audit(tx: &mut Transaction<'_, Postgres>, a: &AuditRecord) -> Result<()> {
+    let (names, names_total) = a.stored_names();
     sqlx::query(
-        "INSERT INTO audit (at, key_id, action, environment, names) VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO audit (at, key_id, action, environment, names, revision, runner_id, \
+         value_count, names_total) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(to_millis(a.at))
     .bind(&a.key_id)
     .bind(a.action)
     .bind(&a.environment)
-    .bind(a.names.join(","))
+    .bind(names)
+    .bind(a.revision.map(|r| r as i64))
+    .bind(&a.runner_id)
+    .bind(a.values.map(i64::from))
+    .bind(names_total)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -209,13 +215,13 @@ impl Store for PostgresStore {
         insert_key_tx(&mut tx, &init.admin_key).await?;
         append_audit(
             &mut tx,
-            &AuditRecord {
-                at: init.at,
-                key_id: "runseald".into(),
-                action: "init",
-                environment: None,
-                names: vec![init.admin_key.id.clone()],
-            },
+            &AuditRecord::new(
+                init.at,
+                "runseald",
+                "init",
+                None,
+                vec![init.admin_key.id.clone()],
+            ),
         )
         .await?;
         tx.commit().await?;
@@ -312,7 +318,7 @@ impl Store for PostgresStore {
         if res.rows_affected() == 0 {
             return Err(StoreError::EnvironmentExists(name.to_string()));
         }
-        append_audit(&mut tx, &audit).await?;
+        append_audit(&mut tx, &audit.clone().at_revision(0)).await?;
         tx.commit().await?;
         Ok(EnvironmentRow {
             name: name.to_string(),
@@ -419,7 +425,7 @@ impl Store for PostgresStore {
                 max: limits.max_environment_bytes,
             });
         }
-        append_audit(&mut tx, &audit).await?;
+        append_audit(&mut tx, &audit.at_revision(revision)).await?;
         tx.commit().await?;
         Ok(revision)
     }
@@ -439,7 +445,7 @@ impl Store for PostgresStore {
                 name: name.to_string(),
             });
         }
-        append_audit(&mut tx, &audit).await?;
+        append_audit(&mut tx, &audit.at_revision(revision)).await?;
         tx.commit().await?;
         Ok(revision)
     }
@@ -537,7 +543,7 @@ impl Store for PostgresStore {
         rows.iter().map(key_row).collect()
     }
 
-    async fn revoke_key(&self, id: &str, audit: AuditRecord) -> Result<()> {
+    async fn revoke_key(&self, id: &str, audit: AuditRecord) -> Result<u64> {
         let mut tx = self.writer.begin().await?;
         // Revocations serialise across replicas, so two admins revoking each other cannot
         // both succeed.
@@ -569,9 +575,18 @@ impl Store for PostgresStore {
         if n == 0 {
             return Err(StoreError::KeyNotFound(id.to_string()));
         }
+        // The runner tokens it minted go with it: they were its authority, delegated.
+        let tokens = sqlx::query(
+            "UPDATE runner_tokens SET revoked_at = $1 WHERE created_by = $2 AND revoked_at IS NULL",
+        )
+        .bind(to_millis(audit.at))
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
         append_audit(&mut tx, &audit).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(tokens)
     }
 
     async fn touch_key(&self, id: &str, at: OffsetDateTime) -> Result<()> {
@@ -583,17 +598,28 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    async fn list_audit(&self, environment: Option<&str>, limit: u32) -> Result<Vec<AuditRow>> {
+    async fn list_audit_before(
+        &self,
+        environment: Option<&str>,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<AuditRow>> {
+        let before = before.map_or(i64::MAX, |b| b.min(i64::MAX as u64) as i64);
         let rows = match environment {
             Some(env) => {
-                sqlx::query("SELECT * FROM audit WHERE environment = $1 ORDER BY id DESC LIMIT $2")
-                    .bind(env)
-                    .bind(limit as i64)
-                    .fetch_all(&self.reader)
-                    .await?
+                sqlx::query(
+                    "SELECT * FROM audit WHERE environment = $1 AND id < $2 \
+                     ORDER BY id DESC LIMIT $3",
+                )
+                .bind(env)
+                .bind(before)
+                .bind(limit as i64)
+                .fetch_all(&self.reader)
+                .await?
             }
             None => {
-                sqlx::query("SELECT * FROM audit ORDER BY id DESC LIMIT $1")
+                sqlx::query("SELECT * FROM audit WHERE id < $1 ORDER BY id DESC LIMIT $2")
+                    .bind(before)
                     .bind(limit as i64)
                     .fetch_all(&self.reader)
                     .await?
@@ -602,20 +628,44 @@ impl Store for PostgresStore {
         rows.iter()
             .map(|r| {
                 let names: String = r.try_get("names")?;
+                let names: Vec<String> = names
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect();
                 Ok(AuditRow {
                     id: r.try_get::<i64, _>("id")? as u64,
                     at: from_millis(r.try_get("at")?),
                     key_id: r.try_get("key_id")?,
                     action: r.try_get("action")?,
                     environment: r.try_get("environment")?,
-                    names: names
-                        .split(',')
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_string)
-                        .collect(),
+                    names_total: r
+                        .try_get::<Option<i64>, _>("names_total")?
+                        .map_or(names.len() as u64, |n| n as u64),
+                    names,
+                    revision: r.try_get::<Option<i64>, _>("revision")?.map(|r| r as u64),
+                    runner_id: r.try_get("runner_id")?,
+                    values: r
+                        .try_get::<Option<i64>, _>("value_count")?
+                        .map(|n| n as u32),
                 })
             })
             .collect()
+    }
+
+    async fn append_audit(&self, audit: AuditRecord) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        append_audit(&mut tx, &audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn prune_audit(&self, before: OffsetDateTime) -> Result<u64> {
+        Ok(sqlx::query("DELETE FROM audit WHERE at < $1")
+            .bind(to_millis(before))
+            .execute(&self.writer)
+            .await?
+            .rows_affected())
     }
 
     async fn insert_runner_tokens(
@@ -651,28 +701,54 @@ impl Store for PostgresStore {
             .bind(id)
             .fetch_optional(&self.reader)
             .await?;
-        row.as_ref()
-            .map(|r| {
-                let only: Option<String> = r.try_get("only_names")?;
-                Ok(RunnerTokenRow {
-                    id: r.try_get("id")?,
-                    secret_hash: r.try_get("secret_hash")?,
-                    environment: r.try_get("environment")?,
-                    only: only.map(|o| {
-                        o.split(',')
-                            .filter(|s| !s.is_empty())
-                            .map(str::to_string)
-                            .collect()
-                    }),
-                    purpose: r.try_get("purpose")?,
-                    uses_left: r.try_get::<i64, _>("uses_left")?.max(0) as u32,
-                    expires_at: from_millis(r.try_get("expires_at")?),
-                    created_at: from_millis(r.try_get("created_at")?),
-                    created_by: r.try_get("created_by")?,
-                    revoked_at: r.try_get::<Option<i64>, _>("revoked_at")?.map(from_millis),
-                })
-            })
-            .transpose()
+        row.as_ref().map(token_row).transpose()
+    }
+
+    async fn revoke_runner_tokens(&self, environment: &str, audit: AuditRecord) -> Result<u64> {
+        let mut tx = self.writer.begin().await?;
+        let n = sqlx::query(
+            "UPDATE runner_tokens SET revoked_at = $1 WHERE environment = $2 AND revoked_at IS NULL",
+        )
+        .bind(to_millis(audit.at))
+        .bind(environment)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        append_audit(&mut tx, &audit).await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    async fn list_runner_tokens(
+        &self,
+        environment: Option<&str>,
+        now: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<RunnerTokenRow>> {
+        let rows = match environment {
+            Some(env) => {
+                sqlx::query(
+                    "SELECT * FROM runner_tokens WHERE revoked_at IS NULL AND uses_left > 0 \
+                     AND expires_at > $1 AND environment = $2 ORDER BY created_at DESC, id LIMIT $3",
+                )
+                .bind(to_millis(now))
+                .bind(env)
+                .bind(limit as i64)
+                .fetch_all(&self.reader)
+                .await?
+            }
+            None => {
+                sqlx::query(
+                    "SELECT * FROM runner_tokens WHERE revoked_at IS NULL AND uses_left > 0 \
+                     AND expires_at > $1 ORDER BY created_at DESC, id LIMIT $2",
+                )
+                .bind(to_millis(now))
+                .bind(limit as i64)
+                .fetch_all(&self.reader)
+                .await?
+            }
+        };
+        rows.iter().map(token_row).collect()
     }
 
     async fn revoke_runner_token(&self, id: &str, audit: AuditRecord) -> Result<()> {
@@ -693,7 +769,12 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    async fn redeem_runner_token(&self, id: &str, record: &RunnerRecord) -> Result<bool> {
+    async fn redeem_runner_token(
+        &self,
+        id: &str,
+        record: &RunnerRecord,
+        audit: &AuditRecord,
+    ) -> Result<bool> {
         let mut tx = self.writer.begin().await?;
         let taken = sqlx::query(
             "UPDATE runner_tokens SET uses_left = uses_left - 1 \
@@ -708,6 +789,7 @@ impl Store for PostgresStore {
             return Ok(false);
         }
         insert_runner(&mut tx, record).await?;
+        append_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -753,9 +835,10 @@ impl Store for PostgresStore {
         Ok(true)
     }
 
-    async fn record_runner(&self, record: &RunnerRecord) -> Result<()> {
+    async fn record_runner(&self, record: &RunnerRecord, audit: &AuditRecord) -> Result<()> {
         let mut tx = self.writer.begin().await?;
         insert_runner(&mut tx, record).await?;
+        append_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -820,6 +903,27 @@ impl Store for PostgresStore {
             })
             .collect()
     }
+}
+
+fn token_row(r: &PgRow) -> Result<RunnerTokenRow> {
+    let only: Option<String> = r.try_get("only_names")?;
+    Ok(RunnerTokenRow {
+        id: r.try_get("id")?,
+        secret_hash: r.try_get("secret_hash")?,
+        environment: r.try_get("environment")?,
+        only: only.map(|o| {
+            o.split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        }),
+        purpose: r.try_get("purpose")?,
+        uses_left: r.try_get::<i64, _>("uses_left")?.max(0) as u32,
+        expires_at: from_millis(r.try_get("expires_at")?),
+        created_at: from_millis(r.try_get("created_at")?),
+        created_by: r.try_get("created_by")?,
+        revoked_at: r.try_get::<Option<i64>, _>("revoked_at")?.map(from_millis),
+    })
 }
 
 async fn insert_key_tx(tx: &mut Transaction<'_, Postgres>, key: &KeyRow) -> Result<()> {

@@ -113,14 +113,20 @@ impl SqliteStore {
 }
 
 async fn append_audit(tx: &mut Transaction<'_, Sqlite>, a: &AuditRecord) -> Result<()> {
+    let (names, names_total) = a.stored_names();
     sqlx::query(
-        "INSERT INTO audit (at, key_id, action, environment, names) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO audit (at, key_id, action, environment, names, revision, runner_id, \
+         value_count, names_total) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(to_millis(a.at))
     .bind(&a.key_id)
     .bind(a.action)
     .bind(&a.environment)
-    .bind(a.names.join(","))
+    .bind(names)
+    .bind(a.revision.map(|r| r as i64))
+    .bind(&a.runner_id)
+    .bind(a.values.map(i64::from))
+    .bind(names_total)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -225,13 +231,13 @@ impl Store for SqliteStore {
         insert_key_tx(&mut tx, &init.admin_key).await?;
         append_audit(
             &mut tx,
-            &AuditRecord {
-                at: init.at,
-                key_id: "runseald".into(),
-                action: "init",
-                environment: None,
-                names: vec![init.admin_key.id.clone()],
-            },
+            &AuditRecord::new(
+                init.at,
+                "runseald",
+                "init",
+                None,
+                vec![init.admin_key.id.clone()],
+            ),
         )
         .await?;
         tx.commit().await?;
@@ -327,7 +333,7 @@ impl Store for SqliteStore {
         if res.rows_affected() == 0 {
             return Err(StoreError::EnvironmentExists(name.to_string()));
         }
-        append_audit(&mut tx, &audit).await?;
+        append_audit(&mut tx, &audit.clone().at_revision(0)).await?;
         tx.commit().await?;
         Ok(EnvironmentRow {
             name: name.to_string(),
@@ -433,7 +439,7 @@ impl Store for SqliteStore {
                 max: limits.max_environment_bytes,
             });
         }
-        append_audit(&mut tx, &audit).await?;
+        append_audit(&mut tx, &audit.at_revision(revision)).await?;
         tx.commit().await?;
         Ok(revision)
     }
@@ -453,7 +459,7 @@ impl Store for SqliteStore {
                 name: name.to_string(),
             });
         }
-        append_audit(&mut tx, &audit).await?;
+        append_audit(&mut tx, &audit.at_revision(revision)).await?;
         tx.commit().await?;
         Ok(revision)
     }
@@ -540,7 +546,7 @@ impl Store for SqliteStore {
         rows.iter().map(key_row).collect()
     }
 
-    async fn revoke_key(&self, id: &str, audit: AuditRecord) -> Result<()> {
+    async fn revoke_key(&self, id: &str, audit: AuditRecord) -> Result<u64> {
         let mut tx = self.write_tx().await?;
         // Never the last active admin key: nobody could make keys or environments again.
         let active: Vec<(String, String)> =
@@ -567,9 +573,18 @@ impl Store for SqliteStore {
         if n == 0 {
             return Err(StoreError::KeyNotFound(id.to_string()));
         }
+        // The runner tokens it minted go with it: they were its authority, delegated.
+        let tokens = sqlx::query(
+            "UPDATE runner_tokens SET revoked_at = ? WHERE created_by = ? AND revoked_at IS NULL",
+        )
+        .bind(to_millis(audit.at))
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
         append_audit(&mut tx, &audit).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(tokens)
     }
 
     async fn touch_key(&self, id: &str, at: OffsetDateTime) -> Result<()> {
@@ -581,39 +596,72 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn list_audit(&self, environment: Option<&str>, limit: u32) -> Result<Vec<AuditRow>> {
-        let rows = match environment {
-            Some(env) => {
-                sqlx::query("SELECT * FROM audit WHERE environment = ? ORDER BY id DESC LIMIT ?")
-                    .bind(env)
-                    .bind(limit as i64)
-                    .fetch_all(&self.reader)
-                    .await?
-            }
-            None => {
-                sqlx::query("SELECT * FROM audit ORDER BY id DESC LIMIT ?")
-                    .bind(limit as i64)
-                    .fetch_all(&self.reader)
-                    .await?
-            }
-        };
+    async fn list_audit_before(
+        &self,
+        environment: Option<&str>,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<AuditRow>> {
+        let before = before.map_or(i64::MAX, |b| b.min(i64::MAX as u64) as i64);
+        let rows =
+            match environment {
+                Some(env) => sqlx::query(
+                    "SELECT * FROM audit WHERE environment = ? AND id < ? ORDER BY id DESC LIMIT ?",
+                )
+                .bind(env)
+                .bind(before)
+                .bind(limit as i64)
+                .fetch_all(&self.reader)
+                .await?,
+                None => {
+                    sqlx::query("SELECT * FROM audit WHERE id < ? ORDER BY id DESC LIMIT ?")
+                        .bind(before)
+                        .bind(limit as i64)
+                        .fetch_all(&self.reader)
+                        .await?
+                }
+            };
         rows.iter()
             .map(|r| {
                 let names: String = r.try_get("names")?;
+                let names: Vec<String> = names
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect();
                 Ok(AuditRow {
                     id: r.try_get::<i64, _>("id")? as u64,
                     at: from_millis(r.try_get("at")?),
                     key_id: r.try_get("key_id")?,
                     action: r.try_get("action")?,
                     environment: r.try_get("environment")?,
-                    names: names
-                        .split(',')
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_string)
-                        .collect(),
+                    names_total: r
+                        .try_get::<Option<i64>, _>("names_total")?
+                        .map_or(names.len() as u64, |n| n as u64),
+                    names,
+                    revision: r.try_get::<Option<i64>, _>("revision")?.map(|r| r as u64),
+                    runner_id: r.try_get("runner_id")?,
+                    values: r
+                        .try_get::<Option<i64>, _>("value_count")?
+                        .map(|n| n as u32),
                 })
             })
             .collect()
+    }
+
+    async fn append_audit(&self, audit: AuditRecord) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        append_audit(&mut tx, &audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn prune_audit(&self, before: OffsetDateTime) -> Result<u64> {
+        Ok(sqlx::query("DELETE FROM audit WHERE at < ?")
+            .bind(to_millis(before))
+            .execute(&self.writer)
+            .await?
+            .rows_affected())
     }
 
     async fn insert_runner_tokens(
@@ -666,8 +714,50 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn redeem_runner_token(&self, id: &str, record: &RunnerRecord) -> Result<bool> {
-        self.hot.start(Some(id), record).await
+    async fn revoke_runner_tokens(&self, environment: &str, audit: AuditRecord) -> Result<u64> {
+        let mut tx = self.write_tx().await?;
+        let n = sqlx::query(
+            "UPDATE runner_tokens SET revoked_at = ? WHERE environment = ? AND revoked_at IS NULL",
+        )
+        .bind(to_millis(audit.at))
+        .bind(environment)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        append_audit(&mut tx, &audit).await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    async fn list_runner_tokens(
+        &self,
+        environment: Option<&str>,
+        now: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<RunnerTokenRow>> {
+        let mut sql = String::from(
+            "SELECT * FROM runner_tokens WHERE revoked_at IS NULL AND uses_left > 0 \
+             AND expires_at > ?",
+        );
+        if environment.is_some() {
+            sql.push_str(" AND environment = ?");
+        }
+        sql.push_str(" ORDER BY created_at DESC, id LIMIT ?");
+        let mut q = sqlx::query(&sql).bind(to_millis(now));
+        if let Some(env) = environment {
+            q = q.bind(env);
+        }
+        let rows = q.bind(limit as i64).fetch_all(&self.reader).await?;
+        rows.iter().map(token_row).collect()
+    }
+
+    async fn redeem_runner_token(
+        &self,
+        id: &str,
+        record: &RunnerRecord,
+        audit: &AuditRecord,
+    ) -> Result<bool> {
+        self.hot.start(Some(id), record, audit).await
     }
 
     async fn runner_started_with(
@@ -711,8 +801,8 @@ impl Store for SqliteStore {
         Ok(true)
     }
 
-    async fn record_runner(&self, record: &RunnerRecord) -> Result<()> {
-        self.hot.start(None, record).await.map(|_| ())
+    async fn record_runner(&self, record: &RunnerRecord, audit: &AuditRecord) -> Result<()> {
+        self.hot.start(None, record, audit).await.map(|_| ())
     }
 
     async fn prune_runners(&self, before: OffsetDateTime) -> Result<u64> {
@@ -770,6 +860,27 @@ impl Store for SqliteStore {
             })
             .collect()
     }
+}
+
+fn token_row(r: &SqliteRow) -> Result<RunnerTokenRow> {
+    let only: Option<String> = r.try_get("only_names")?;
+    Ok(RunnerTokenRow {
+        id: r.try_get("id")?,
+        secret_hash: r.try_get("secret_hash")?,
+        environment: r.try_get("environment")?,
+        only: only.map(|o| {
+            o.split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        }),
+        purpose: r.try_get("purpose")?,
+        uses_left: r.try_get::<i64, _>("uses_left")?.max(0) as u32,
+        expires_at: from_millis(r.try_get("expires_at")?),
+        created_at: from_millis(r.try_get("created_at")?),
+        created_by: r.try_get("created_by")?,
+        revoked_at: r.try_get::<Option<i64>, _>("revoked_at")?.map(from_millis),
+    })
 }
 
 async fn insert_key_tx(tx: &mut Transaction<'_, Sqlite>, key: &KeyRow) -> Result<()> {

@@ -2,7 +2,7 @@
 //!
 //! sqlx runs every SQLite statement on a worker thread of its connection and hands each
 //! statement and each row across threads; a runner start is four statements (the token, the
-//! environment's version, a use of the token taken, the start recorded), and under load those
+//! environment's version, a use of the token taken, the start recorded with its audit row), and under load those
 //! hand-offs cost more CPU than the statements themselves (`docs/bench/NOTES.md`). So the reads
 //! of a start run here on the calling thread, on a small set of read-only connections (a
 //! point read of a cached page takes microseconds, well inside what a runtime worker may
@@ -23,8 +23,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    from_millis, to_millis, EnvironmentVersion, KeyRow, Result, RunnerRecord, RunnerTokenRow,
-    StoreError,
+    from_millis, to_millis, AuditRecord, EnvironmentVersion, KeyRow, Result, RunnerRecord,
+    RunnerTokenRow, StoreError,
 };
 
 /// Most runner starts written in one transaction.
@@ -42,6 +42,7 @@ const READ_BUSY_TIMEOUT: Duration = Duration::from_millis(250);
 struct StartJob {
     token_id: Option<String>,
     record: RunnerRecord,
+    audit: AuditRecord,
     done: oneshot::Sender<Result<bool>>,
 }
 
@@ -53,7 +54,7 @@ pub struct HotPath {
 }
 
 enum Message {
-    Start(StartJob),
+    Start(Box<StartJob>),
     /// Commit what is queued, close the connection, then answer.
     Close(oneshot::Sender<()>),
 }
@@ -189,11 +190,17 @@ impl HotPath {
 
     /// Queues a runner start for the next group commit and waits until it is durable. With a
     /// token, the start is recorded only if a use of it was taken (the answer says which).
-    pub async fn start(&self, token_id: Option<&str>, record: &RunnerRecord) -> Result<bool> {
+    pub async fn start(
+        &self,
+        token_id: Option<&str>,
+        record: &RunnerRecord,
+        audit: &AuditRecord,
+    ) -> Result<bool> {
         let (done, answer) = oneshot::channel();
         let job = StartJob {
             token_id: token_id.map(str::to_string),
             record: record.clone(),
+            audit: audit.clone(),
             done,
         };
         // The committer is gone only if it panicked: say so once per call, and answer
@@ -203,7 +210,7 @@ impl HotPath {
             StoreError::Database(sqlx::Error::WorkerCrashed)
         };
         self.starts
-            .send(Message::Start(job))
+            .send(Message::Start(Box::new(job)))
             .await
             .map_err(|_| gone())?;
         answer.await.unwrap_or_else(|_| Err(gone()))
@@ -222,7 +229,7 @@ fn commit_starts(mut conn: Connection, mut queue: mpsc::Receiver<Message>) {
         let mut next = Some(first);
         while let Some(message) = next.take() {
             match message {
-                Message::Start(job) => batch.push(job),
+                Message::Start(job) => batch.push(*job),
                 Message::Close(ack) => {
                     close = Some(ack);
                     break;
@@ -307,6 +314,10 @@ fn write_starts(conn: &mut Connection, jobs: &[StartJob]) -> Result<Vec<bool>> {
             "INSERT INTO runners (runner_id, environment, revision, started_at, credential_id, \
              retry_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?;
+        let mut audit = tx.prepare_cached(
+            "INSERT INTO audit (at, key_id, action, environment, names, revision, runner_id, \
+             value_count, names_total) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?;
         for job in jobs {
             let r = &job.record;
             let ok = match &job.token_id {
@@ -321,6 +332,19 @@ fn write_starts(conn: &mut Connection, jobs: &[StartJob]) -> Result<Vec<bool>> {
                     to_millis(r.started_at),
                     r.credential_id,
                     r.retry_hash,
+                ])?;
+                let a = &job.audit;
+                let (names, names_total) = a.stored_names();
+                audit.execute(rusqlite::params![
+                    to_millis(a.at),
+                    a.key_id,
+                    a.action,
+                    a.environment,
+                    names,
+                    a.revision.map(|r| r as i64),
+                    a.runner_id,
+                    a.values.map(i64::from),
+                    names_total,
                 ])?;
             }
             taken.push(ok);
