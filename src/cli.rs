@@ -617,7 +617,7 @@ async fn audit(client: &Client, args: AuditArgs, out: &mut impl Write) -> Result
                 "names_total": e.names_total,
                 "revision": e.revision,
                 "runner_id": (!e.runner_id.is_empty()).then_some(&e.runner_id),
-                "values": e.value_count,
+                "value_count": e.value_count,
             })).collect::<Vec<_>>() }),
         ),
         Output::Pretty => table(
@@ -705,7 +705,7 @@ async fn runner_tokens(
                         "uses_left": t.uses_left,
                         "expires_at": rfc3339(t.expires_at.as_ref()),
                         "created_at": rfc3339(t.created_at.as_ref()),
-                        "created_by": t.created_by,
+                        "minted_by": t.created_by,
                         "only": t.only,
                     })).collect::<Vec<_>>() }),
                 ),

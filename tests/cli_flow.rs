@@ -347,7 +347,7 @@ fn runner_tokens_are_listed_and_revoked_from_the_cli_and_audited() {
     let first = &v["tokens"][0];
     assert_eq!(first["environment"], "staging");
     assert_eq!(first["uses_left"], 2);
-    assert_eq!(first["created_by"], issuer.split_once(':').unwrap().0);
+    assert_eq!(first["minted_by"], issuer.split_once(':').unwrap().0);
     assert!(first["expires_at"].as_str().is_some());
     let pretty = ok(rs(&["runner-token", "list"]));
     assert!(pretty.contains("Minted By") && pretty.contains(tokens[0].split_once(':').unwrap().0));
@@ -414,6 +414,6 @@ fn runner_tokens_are_listed_and_revoked_from_the_cli_and_audited() {
         .expect("the runner start is audited");
     assert_eq!(started["runner_id"], "r-cli-audit");
     assert_eq!(started["revision"], 1);
-    assert_eq!(started["values"], 1);
+    assert_eq!(started["value_count"], 1);
     assert_eq!(started["key_id"], tokens[0].split_once(':').unwrap().0);
 }
