@@ -213,7 +213,9 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
             let macs = opened.store.integrity_rows().await?;
             let tampered = macs.failures(&integrity);
             for row in &tampered {
-                println!("FAILED {row}: its integrity MAC does not match (changed outside runseald)");
+                println!(
+                    "TAMPERED {row}: its integrity MAC does not match (changed outside runseald)"
+                );
             }
             let checked =
                 macs.keys.len() + macs.tokens.len() + macs.runners.len() + macs.environments.len();
