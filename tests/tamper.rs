@@ -176,11 +176,7 @@ async fn token(c: &Client, env: &str, opts: IssueOptions) -> runseal::client::Is
 }
 
 /// The names a fresh runner of `env` gets, or the error.
-async fn start(
-    s: &TestServer,
-    c: &Client,
-    env: &str,
-) -> Result<Vec<String>, (Code, String)> {
+async fn start(s: &TestServer, c: &Client, env: &str) -> Result<Vec<String>, (Code, String)> {
     let t = token(c, env, IssueOptions::default()).await;
     match runner(s, &t.token).runners().snapshot("", "", &[]).await {
         Ok(snap) => {
@@ -219,8 +215,11 @@ async fn an_inserted_key_row_grants_nothing(b: Backend) {
             forged.key_id()
         )
     };
-    db.exec(&sql(format!("X'{hash}'")), &sql(format!("decode('{hash}', 'hex')")))
-        .await;
+    db.exec(
+        &sql(format!("X'{hash}'")),
+        &sql(format!("decode('{hash}', 'hex')")),
+    )
+    .await;
     let attacker = Client::connect(&s.addr, forged.clone()).await.unwrap();
     let (code, msg) = err(attacker.runners().snapshot("production", "", &[]).await);
     assert_eq!(code, Code::Unauthenticated, "{msg}");
@@ -267,7 +266,10 @@ async fn a_rewritten_runner_token_grants_nothing(b: Backend) {
         used.token_id
     );
     db.exec(&sql, &sql).await;
-    let (code, msg) = err(runner(&s, &used.token).runners().snapshot("", "", &[]).await);
+    let (code, msg) = err(runner(&s, &used.token)
+        .runners()
+        .snapshot("", "", &[])
+        .await);
     assert_eq!(code, Code::Unauthenticated, "{msg}");
 
     // Moved to another environment: a staging token rewritten to production.
@@ -277,7 +279,10 @@ async fn a_rewritten_runner_token_grants_nothing(b: Backend) {
         moved.token_id
     );
     db.exec(&sql, &sql).await;
-    let (code, msg) = err(runner(&s, &moved.token).runners().snapshot("", "", &[]).await);
+    let (code, msg) = err(runner(&s, &moved.token)
+        .runners()
+        .snapshot("", "", &[])
+        .await);
     assert_eq!(code, Code::Unauthenticated, "{msg}");
 
     // Expiry pushed back: a token that has expired, given another day.
@@ -296,7 +301,10 @@ async fn a_rewritten_runner_token_grants_nothing(b: Backend) {
         expired.token_id
     );
     db.exec(&sql, &sql).await;
-    let (code, msg) = err(runner(&s, &expired.token).runners().snapshot("", "", &[]).await);
+    let (code, msg) = err(runner(&s, &expired.token)
+        .runners()
+        .snapshot("", "", &[])
+        .await);
     assert_eq!(code, Code::Unauthenticated, "{msg}");
 
     assert_verify_names(
@@ -408,8 +416,20 @@ async fn an_older_ciphertext_put_back_is_data_loss(b: Backend) {
 async fn rotating_the_master_key_keeps_every_mac_valid(b: Backend) {
     let (s, c) = setup(b).await;
     let reader = s.key_with(&["read:staging"]).await;
-    let t = token(&c, "production", IssueOptions { uses: 2, ..Default::default() }).await;
-    runner(&s, &t.token).runners().snapshot("", "", &[]).await.unwrap();
+    let t = token(
+        &c,
+        "production",
+        IssueOptions {
+            uses: 2,
+            ..Default::default()
+        },
+    )
+    .await;
+    runner(&s, &t.token)
+        .runners()
+        .snapshot("", "", &[])
+        .await
+        .unwrap();
     let mut cmd = Command::new(RUNSEALD);
     cmd.arg("rotate-master-key")
         .arg("--data-dir")
@@ -418,7 +438,11 @@ async fn rotating_the_master_key_keeps_every_mac_valid(b: Backend) {
         cmd.args(["--database-url", &db.url]);
     }
     let out = cmd.stdin(Stdio::null()).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = verify(&s);
     assert!(
         out.status.success(),
@@ -433,8 +457,15 @@ async fn rotating_the_master_key_keeps_every_mac_valid(b: Backend) {
         .list("staging")
         .await
         .unwrap();
-    runner(&s, &t.token).runners().snapshot("", "", &[]).await.unwrap();
-    c.secrets().set("NEW", v("after"), "production").await.unwrap();
+    runner(&s, &t.token)
+        .runners()
+        .snapshot("", "", &[])
+        .await
+        .unwrap();
+    c.secrets()
+        .set("NEW", v("after"), "production")
+        .await
+        .unwrap();
     assert_eq!(
         start(&s, &c, "production").await.unwrap(),
         vec!["API_TOKEN", "DB_URL", "NEW"]
@@ -502,7 +533,11 @@ fn runseald_verify(dir: &Path, db_url: Option<&str>) -> Output {
 /// values, `verify` passes.
 fn assert_serves(d: &common::Daemon, dir: &Path, db_url: Option<&str>) {
     let admin = d.admin_key();
-    let names = common::ok(common::runseal(&d.addr, &admin, &["secrets", "list", "--env", "production"]));
+    let names = common::ok(common::runseal(
+        &d.addr,
+        &admin,
+        &["secrets", "list", "--env", "production"],
+    ));
     assert!(names.contains("SIGNING_KEY"), "{names}");
     let t = common::ok(common::runseal(
         &d.addr,
@@ -581,10 +616,106 @@ fn an_old_postgres_database_upgrades_once_with_replicas_starting_together() {
     for (d, dir) in daemons.iter().zip(&dirs) {
         assert_serves(d, dir, Some(&pg.url));
     }
-    let logs: Vec<String> = daemons
-        .into_iter()
-        .map(|d| d.terminate().1)
-        .collect();
+    let logs: Vec<String> = daemons.into_iter().map(|d| d.terminate().1).collect();
     let upgrades: usize = logs.iter().map(|l| l.matches(UPGRADE_LOG).count()).sum();
-    assert_eq!(upgrades, 1, "exactly one replica computes the MACs:\n{logs:#?}");
+    assert_eq!(
+        upgrades, 1,
+        "exactly one replica computes the MACs:\n{logs:#?}"
+    );
+}
+
+// ---- What an operator sees ----
+
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    stream.read_to_string(&mut out).unwrap();
+    out
+}
+
+/// A tampered row is logged by its id (never a secret) and counted in the metrics.
+#[test]
+fn a_tampered_row_is_logged_by_id_and_counted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let d = common::Daemon::start(&data, &["--metrics-listen", "127.0.0.1:0"], &[]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let metrics_addr = loop {
+        if let Some(line) = d.log().lines().find(|l| l.contains("metrics listening")) {
+            let rest = &line[line.find("addr=").unwrap() + 5..];
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+        assert!(std::time::Instant::now() < deadline, "no metrics address");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let admin = d.admin_key();
+    common::ok(common::runseal(
+        &d.addr,
+        &admin,
+        &["env", "create", "staging"],
+    ));
+    let out = common::ok(common::runseal(
+        &d.addr,
+        &admin,
+        &[
+            "keys",
+            "create",
+            "--scope",
+            "read:staging",
+            "--label",
+            "reader",
+        ],
+    ));
+    let reader = out
+        .split_whitespace()
+        .find(|w| w.starts_with("rk_") && w.contains(':'))
+        .unwrap_or_else(|| panic!("no key in {out}"))
+        .to_string();
+    let (id, secret) = reader.split_once(':').unwrap();
+    assert!(
+        common::runseal(&d.addr, &reader, &["secrets", "list", "--env", "staging"])
+            .status
+            .success()
+    );
+    let counted = |text: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with("runseal_integrity_failures_total"))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no integrity counter in {text}"))
+    };
+    assert_eq!(counted(&http_get(&metrics_addr, "/metrics")), 0.0);
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let url = format!("sqlite://{}", data.join("runseal.db").display());
+        let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query("UPDATE api_keys SET scopes = 'admin' WHERE id = ?")
+            .bind(id)
+            .execute(&mut c)
+            .await
+            .unwrap();
+        c.close().await.unwrap();
+    });
+    let out = common::runseal(&d.addr, &reader, &["keys", "list"]);
+    assert!(!out.status.success());
+    assert!(
+        common::stderr(&out).contains("integrity check"),
+        "{}",
+        common::stderr(&out)
+    );
+    assert_eq!(counted(&http_get(&metrics_addr, "/metrics")), 1.0);
+    let log = d.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("failed its integrity check"))
+        .unwrap_or_else(|| panic!("not logged:\n{log}"));
+    assert!(line.contains(id) && line.contains("api_keys"), "{line}");
+    assert!(!log.contains(secret), "a key secret reached the log");
 }

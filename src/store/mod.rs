@@ -271,7 +271,11 @@ impl IntegrityRows {
         }
         for (t, mac) in &self.tokens {
             if !key.verify_token(t, mac) {
-                bad.push(format!("{} {}", crate::integrity::TABLE_RUNNER_TOKENS, t.id));
+                bad.push(format!(
+                    "{} {}",
+                    crate::integrity::TABLE_RUNNER_TOKENS,
+                    t.id
+                ));
             }
         }
         for (n, r, mac) in &self.runners {
@@ -285,8 +289,7 @@ impl IntegrityRows {
             }
         }
         for (name, revision, created_at, mac) in &self.environments {
-            if !key.verify_environment(name, *revision, *created_at, &self.env_secrets(name), mac)
-            {
+            if !key.verify_environment(name, *revision, *created_at, &self.env_secrets(name), mac) {
                 bad.push(format!(
                     "{} {name} (its secrets, exposure or revision)",
                     crate::integrity::TABLE_ENVIRONMENTS
@@ -368,7 +371,11 @@ pub fn checked_key(key: &IntegrityKey, row: KeyRow, mac: &[u8]) -> Result<KeyRow
 }
 
 /// A runner token row, if its MAC matches (else logged, counted, [`StoreError::Tampered`]).
-pub fn checked_token(key: &IntegrityKey, row: RunnerTokenRow, mac: &[u8]) -> Result<RunnerTokenRow> {
+pub fn checked_token(
+    key: &IntegrityKey,
+    row: RunnerTokenRow,
+    mac: &[u8],
+) -> Result<RunnerTokenRow> {
     if key.verify_token(&row, mac) {
         Ok(row)
     } else {

@@ -223,13 +223,22 @@ fn runner_record(r: &PgRow) -> Result<RunnerRecord> {
 /// Every row with a MAC, and every secret (see [`IntegrityRows`]).
 async fn integrity_rows_on(conn: &mut PgConnection) -> Result<IntegrityRows> {
     let mut out = IntegrityRows::default();
-    for r in sqlx::query("SELECT * FROM api_keys").fetch_all(&mut *conn).await? {
+    for r in sqlx::query("SELECT * FROM api_keys")
+        .fetch_all(&mut *conn)
+        .await?
+    {
         out.keys.push((key_row(&r)?, r.try_get("mac")?));
     }
-    for r in sqlx::query("SELECT * FROM runner_tokens").fetch_all(&mut *conn).await? {
+    for r in sqlx::query("SELECT * FROM runner_tokens")
+        .fetch_all(&mut *conn)
+        .await?
+    {
         out.tokens.push((token_row(&r)?, r.try_get("mac")?));
     }
-    for r in sqlx::query("SELECT * FROM runners").fetch_all(&mut *conn).await? {
+    for r in sqlx::query("SELECT * FROM runners")
+        .fetch_all(&mut *conn)
+        .await?
+    {
         out.runners
             .push((r.try_get("id")?, runner_record(&r)?, r.try_get("mac")?));
     }
@@ -250,7 +259,8 @@ async fn integrity_rows_on(conn: &mut PgConnection) -> Result<IntegrityRows> {
     .fetch_all(&mut *conn)
     .await?
     {
-        out.secrets.push((r.try_get("environment")?, sealed_row(&r)?));
+        out.secrets
+            .push((r.try_get("environment")?, sealed_row(&r)?));
     }
     Ok(out)
 }
@@ -426,11 +436,10 @@ impl Store for PostgresStore {
             .bind(UPGRADE_LOCK)
             .execute(&mut *tx)
             .await?;
-        let done: Option<i64> =
-            sqlx::query_scalar("SELECT 1::BIGINT FROM data_keys WHERE id = $1")
-                .bind(INTEGRITY_KEY_ID)
-                .fetch_optional(&mut *tx)
-                .await?;
+        let done: Option<i64> = sqlx::query_scalar("SELECT 1::BIGINT FROM data_keys WHERE id = $1")
+            .bind(INTEGRITY_KEY_ID)
+            .fetch_optional(&mut *tx)
+            .await?;
         if done.is_some() {
             return Ok(None);
         }

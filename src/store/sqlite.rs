@@ -167,7 +167,10 @@ pub(crate) async fn write_token_tx(
 }
 
 /// A runner token row with its MAC, inside a transaction.
-async fn token_tx(conn: &mut SqliteConnection, id: &str) -> Result<Option<(RunnerTokenRow, Vec<u8>)>> {
+async fn token_tx(
+    conn: &mut SqliteConnection,
+    id: &str,
+) -> Result<Option<(RunnerTokenRow, Vec<u8>)>> {
     let row = sqlx::query("SELECT * FROM runner_tokens WHERE id = ?")
         .bind(id)
         .fetch_optional(&mut *conn)
@@ -236,13 +239,22 @@ fn runner_record(r: &SqliteRow) -> Result<RunnerRecord> {
 /// Every row with a MAC, and every secret (see [`IntegrityRows`]).
 async fn integrity_rows_on(conn: &mut SqliteConnection) -> Result<IntegrityRows> {
     let mut out = IntegrityRows::default();
-    for r in sqlx::query("SELECT * FROM api_keys").fetch_all(&mut *conn).await? {
+    for r in sqlx::query("SELECT * FROM api_keys")
+        .fetch_all(&mut *conn)
+        .await?
+    {
         out.keys.push((key_row(&r)?, r.try_get("mac")?));
     }
-    for r in sqlx::query("SELECT * FROM runner_tokens").fetch_all(&mut *conn).await? {
+    for r in sqlx::query("SELECT * FROM runner_tokens")
+        .fetch_all(&mut *conn)
+        .await?
+    {
         out.tokens.push((token_row(&r)?, r.try_get("mac")?));
     }
-    for r in sqlx::query("SELECT * FROM runners").fetch_all(&mut *conn).await? {
+    for r in sqlx::query("SELECT * FROM runners")
+        .fetch_all(&mut *conn)
+        .await?
+    {
         out.runners
             .push((r.try_get("id")?, runner_record(&r)?, r.try_get("mac")?));
     }
@@ -263,7 +275,8 @@ async fn integrity_rows_on(conn: &mut SqliteConnection) -> Result<IntegrityRows>
     .fetch_all(&mut *conn)
     .await?
     {
-        out.secrets.push((r.try_get("environment")?, sealed_row(&r)?));
+        out.secrets
+            .push((r.try_get("environment")?, sealed_row(&r)?));
     }
     Ok(out)
 }
@@ -374,11 +387,13 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await?;
         insert_data_key_tx(&mut tx, &init.integrity_key).await?;
-        sqlx::query("INSERT INTO environments (name, revision, created_at, mac) VALUES (?, 0, ?, x'')")
-            .bind(MAIN_ENV)
-            .bind(at)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO environments (name, revision, created_at, mac) VALUES (?, 0, ?, x'')",
+        )
+        .bind(MAIN_ENV)
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
         seal_environment_tx(&mut tx, &init.integrity, MAIN_ENV).await?;
         insert_key_tx(&mut tx, &init.integrity, &init.admin_key).await?;
         append_audit(

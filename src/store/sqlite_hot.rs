@@ -323,12 +323,7 @@ fn is_constraint(e: &StoreError) -> bool {
 /// Takes one use of a token inside the committer's transaction: the row is read again there
 /// (another start of the batch may have used it), its MAC checked, and the new use count
 /// written with its new MAC in the same transaction.
-fn take_use(
-    tx: &rusqlite::Transaction<'_>,
-    key: &IntegrityKey,
-    id: &str,
-    at: i64,
-) -> Result<bool> {
+fn take_use(tx: &rusqlite::Transaction<'_>, key: &IntegrityKey, id: &str, at: i64) -> Result<bool> {
     let Some((row, mac)) = token_on(tx, id)? else {
         return Ok(false);
     };
