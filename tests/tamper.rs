@@ -719,3 +719,62 @@ fn a_tampered_row_is_logged_by_id_and_counted() {
     assert!(line.contains(id) && line.contains("api_keys"), "{line}");
     assert!(!log.contains(secret), "a key secret reached the log");
 }
+
+/// Deleting the integrity key does not make runseald authenticate the rows again (which would
+/// bless whatever the attacker wrote): it refuses to start, and says why.
+fn a_deleted_integrity_key_is_refused_not_recreated(pg: Option<&common::PgDb>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let args: Vec<&str> = match pg {
+        Some(db) => vec!["--database-url", db.url.as_str()],
+        None => vec![],
+    };
+    let d = common::Daemon::start(&data, &args, &[]);
+    let admin = d.admin_key();
+    common::ok(common::runseal(&d.addr, &admin, &["secrets", "set", "K=v"]));
+    let (ok, log) = d.terminate();
+    assert!(ok, "{log}");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        match pg {
+            None => {
+                let url = format!("sqlite://{}", data.join("runseal.db").display());
+                let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+                sqlx::raw_sql("DELETE FROM data_keys WHERE id LIKE 'ik_%'")
+                    .execute(&mut c)
+                    .await
+                    .unwrap();
+                c.close().await.unwrap();
+            }
+            Some(db) => {
+                let mut c = sqlx::PgConnection::connect(&db.url).await.unwrap();
+                sqlx::raw_sql("DELETE FROM data_keys WHERE id LIKE 'ik_%'")
+                    .execute(&mut c)
+                    .await
+                    .unwrap();
+                c.close().await.unwrap();
+            }
+        }
+    });
+    let log = match common::Daemon::try_start(&data, &args, &[]) {
+        Ok(_) => panic!("runseald started without its integrity key"),
+        Err(log) => log,
+    };
+    assert!(
+        log.contains("integrity key") && log.contains("rows carry MACs"),
+        "{log}"
+    );
+    assert!(!log.contains(UPGRADE_LOG), "{log}");
+}
+
+#[test]
+fn sqlite_refuses_a_deleted_integrity_key() {
+    a_deleted_integrity_key_is_refused_not_recreated(None);
+}
+
+#[cfg(runseal_pg_tests)]
+#[test]
+fn postgres_refuses_a_deleted_integrity_key() {
+    let pg = common::PgDb::create();
+    a_deleted_integrity_key_is_refused_not_recreated(Some(&pg));
+}
