@@ -4,6 +4,12 @@
 //! (`sqlite.rs` now, PostgreSQL later). A store only ever sees sealed values: plaintext never
 //! reaches it, so it never reaches the database file, its WAL or its logs. Every change and its
 //! audit entry commit in one transaction.
+//!
+//! Rows that grant something (keys, runner tokens, runner starts, each environment's revision)
+//! carry a MAC under the integrity key ([`crate::integrity`]), computed by the backend in the
+//! transaction that writes them and checked when they are read to grant anything: a row that
+//! fails is [`StoreError::Tampered`]. Code that changes such a row uses the backend's helper
+//! (`write_token_tx`, `seal_environment_tx`, …) so its MAC is rewritten with it.
 
 pub mod migrate;
 pub mod postgres;

@@ -13,6 +13,11 @@
 //! These connections open the same file as the sqlx pools, through the same linked SQLite
 //! library, so WAL locking between them is SQLite's own; the sqlx writer and the committer
 //! here wait for each other through the busy timeout.
+//!
+//! Token rows carry a MAC over their use count (`crate::integrity`): the committer reads each
+//! token row again inside its transaction, checks its MAC, and writes the new count with its new
+//! MAC in the same transaction, so a start costs a few HMACs of the token row and start record,
+//! and nothing per secret.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -138,6 +143,7 @@ impl HotPath {
             })
             .optional()?)
     }
+
     /// The environment's current version, or `None` if it does not exist.
     pub fn environment_version(&self, environment: &str) -> Result<Option<EnvironmentVersion>> {
         let guard = self.reader();
