@@ -188,6 +188,12 @@ async fn start(s: &TestServer, c: &Client, env: &str) -> Result<Vec<String>, (Co
     }
 }
 
+/// UNAUTHENTICATED because the stored row failed its MAC (not for another reason).
+fn assert_refused_by_mac(code: Code, msg: &str) {
+    assert_eq!(code, Code::Unauthenticated, "{msg}");
+    assert!(msg.contains("integrity check"), "{msg}");
+}
+
 fn assert_data_loss(r: Result<Vec<String>, (Code, String)>, env: &str) {
     match r {
         Ok(names) => panic!("the tampered environment was served: {names:?}"),
@@ -222,7 +228,7 @@ async fn an_inserted_key_row_grants_nothing(b: Backend) {
     .await;
     let attacker = Client::connect(&s.addr, forged.clone()).await.unwrap();
     let (code, msg) = err(attacker.runners().snapshot("production", "", &[]).await);
-    assert_eq!(code, Code::Unauthenticated, "{msg}");
+    assert_refused_by_mac(code, &msg);
     let (code, _) = err(attacker.keys().list().await);
     assert_eq!(code, Code::Unauthenticated);
     assert_verify_names(&s, &["api_keys", forged.key_id()]);
@@ -247,7 +253,7 @@ async fn a_rewritten_scope_grants_nothing(b: Backend) {
         )
         .await;
     let (code, msg) = err(attacker.runners().snapshot("production", "", &[]).await);
-    assert_eq!(code, Code::Unauthenticated, "{msg}");
+    assert_refused_by_mac(code, &msg);
     assert_verify_names(&s, &["api_keys", reader.key_id()]);
 }
 
@@ -270,7 +276,7 @@ async fn a_rewritten_runner_token_grants_nothing(b: Backend) {
         .runners()
         .snapshot("", "", &[])
         .await);
-    assert_eq!(code, Code::Unauthenticated, "{msg}");
+    assert_refused_by_mac(code, &msg);
 
     // Moved to another environment: a staging token rewritten to production.
     let moved = token(&c, "staging", IssueOptions::default()).await;
@@ -283,7 +289,7 @@ async fn a_rewritten_runner_token_grants_nothing(b: Backend) {
         .runners()
         .snapshot("", "", &[])
         .await);
-    assert_eq!(code, Code::Unauthenticated, "{msg}");
+    assert_refused_by_mac(code, &msg);
 
     // Expiry pushed back: a token that has expired, given another day.
     let expired = token(
@@ -305,7 +311,7 @@ async fn a_rewritten_runner_token_grants_nothing(b: Backend) {
         .runners()
         .snapshot("", "", &[])
         .await);
-    assert_eq!(code, Code::Unauthenticated, "{msg}");
+    assert_refused_by_mac(code, &msg);
 
     assert_verify_names(
         &s,
@@ -466,9 +472,31 @@ async fn rotating_the_master_key_keeps_every_mac_valid(b: Backend) {
         .set("NEW", v("after"), "production")
         .await
         .unwrap();
+    c.secrets().unset("API_TOKEN", "production").await.unwrap();
+    // Revocations rewrite the MACs too (verify below checks them).
+    let gone = s.key_with(&["read:staging"]).await;
+    c.keys().revoke(gone.key_id()).await.unwrap();
+    let revoked = token(&c, "production", IssueOptions::default()).await;
+    c.runners().revoke(&revoked.token_id).await.unwrap();
+    let (code, msg) = err(runner(&s, &revoked.token)
+        .runners()
+        .snapshot("", "", &[])
+        .await);
+    assert_eq!(code, Code::Unauthenticated);
+    assert!(msg.contains("has been revoked"), "{msg}");
+    c.environments().create("tmp").await.unwrap();
+    c.secrets().set("T", v("t"), "tmp").await.unwrap();
+    c.environments().delete("tmp", true).await.unwrap();
     assert_eq!(
         start(&s, &c, "production").await.unwrap(),
-        vec!["API_TOKEN", "DB_URL", "NEW"]
+        vec!["DB_URL", "NEW"]
+    );
+    let out = verify(&s);
+    assert!(
+        out.status.success(),
+        "verify after more changes: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
 }
 
