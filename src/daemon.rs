@@ -208,9 +208,24 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
                 }
             }
             println!("{} sealed values checked, {bad} failed", rows.len());
+            // The MACs of every key, runner token, runner start and environment revision.
+            let integrity = opened.integrity.clone();
+            let macs = opened.store.integrity_rows().await?;
+            let tampered = macs.failures(&integrity);
+            for row in &tampered {
+                println!(
+                    "TAMPERED {row}: its integrity MAC does not match (changed outside runseald)"
+                );
+            }
+            let checked =
+                macs.keys.len() + macs.tokens.len() + macs.runners.len() + macs.environments.len();
+            println!("{checked} rows checked, {} failed", tampered.len());
             opened.store.close().await;
-            if bad > 0 {
-                bail!("{bad} sealed value(s) failed their integrity check");
+            if bad > 0 || !tampered.is_empty() {
+                bail!(
+                    "{bad} sealed value(s) and {} row(s) failed their integrity check",
+                    tampered.len()
+                );
             }
             Ok(())
         }

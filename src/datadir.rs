@@ -16,6 +16,7 @@ use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
 use crate::auth::{generate_key, Credential, Scope};
+use crate::integrity::{IntegrityKey, INTEGRITY_KEY_ID};
 use crate::seal::{new_data_key_id, DataKey, MasterKey, SealError, Sealer};
 use crate::store::{
     AuditRecord, DataKeyRow, InitialState, KeyRow, PostgresStore, SqliteStore, Store, StoreError,
@@ -71,6 +72,8 @@ pub struct Opened {
     pub store: Arc<dyn Store>,
     pub sealer: Sealer,
     pub master_key_id: String,
+    /// The key of the row MACs (also handed to the store).
+    pub integrity: Arc<IntegrityKey>,
     /// The admin key created on this start (first start only).
     pub new_admin: Option<Credential>,
 }
@@ -213,6 +216,7 @@ impl DataDir {
         let data_key_id = new_data_key_id();
         let data_key = DataKey::generate();
         let admin = generate_key();
+        let integrity = Arc::new(IntegrityKey::generate());
         let init = InitialState {
             master_key_check: master.check_value().to_vec(),
             data_key: DataKeyRow {
@@ -221,6 +225,13 @@ impl DataDir {
                 wrapped: master.wrap(&data_key_id, &data_key)?,
                 created_at: now,
             },
+            integrity_key: DataKeyRow {
+                id: INTEGRITY_KEY_ID.to_string(),
+                master_key_id: master.id(),
+                wrapped: master.wrap_integrity_key(&integrity)?,
+                created_at: now,
+            },
+            integrity: integrity.clone(),
             admin_key: KeyRow {
                 id: admin.key_id().to_string(),
                 secret_hash: admin.secret_hash().to_vec(),
@@ -244,7 +255,7 @@ impl DataDir {
             create_private(&pending_admin, line.as_bytes())?;
         }
         match store.initialize(init).await {
-            Ok(()) => {}
+            Ok(()) => store.set_integrity_key(integrity.clone()),
             // Another replica initialised the shared database first: join it instead.
             Err(StoreError::AlreadyInitialized) if output == AdminKeyOutput::File => {
                 let _ = fs::remove_file(&pending_admin);
@@ -266,11 +277,39 @@ impl DataDir {
             store,
             sealer,
             master_key_id: master.id(),
+            integrity,
             new_admin: Some(admin),
         })
     }
 
     async fn open_initialized(&self, store: Arc<dyn Store>) -> Result<Opened> {
+        let check = store
+            .meta(META_MASTER_KEY_CHECK)
+            .await?
+            .ok_or(DataDirError::NotInitialized)?;
+        let master = self.load_matching_master_key(&check)?;
+        let active = store
+            .meta(META_ACTIVE_DATA_KEY)
+            .await?
+            .and_then(|v| String::from_utf8(v).ok())
+            .ok_or_else(|| StoreError::Corrupt("no active data key recorded".into()))?;
+        let mut keys = HashMap::new();
+        let mut integrity = None;
+        for row in store.data_keys().await? {
+            if row.id == INTEGRITY_KEY_ID {
+                integrity = Some(master.unwrap_integrity_key(&row.wrapped)?);
+            } else {
+                let key = master.unwrap_key(&row.id, &row.wrapped)?;
+                keys.insert(row.id, key);
+            }
+        }
+        let integrity = match integrity {
+            Some(k) => k,
+            None => upgrade_integrity(store.as_ref(), &master).await?,
+        };
+        let integrity = Arc::new(integrity);
+        store.set_integrity_key(integrity.clone());
+        let sealer = Sealer::new(active, keys)?;
         // Finish a first start that committed but was stopped before renaming the admin key.
         // On a shared database the pending key may instead be one that lost the race to another
         // replica's first start: it is only kept if the database knows it.
@@ -290,26 +329,11 @@ impl DataDir {
                 tracing::info!(path = %pending_admin.display(), "removed the admin key of a first start that another replica won");
             }
         }
-        let check = store
-            .meta(META_MASTER_KEY_CHECK)
-            .await?
-            .ok_or(DataDirError::NotInitialized)?;
-        let master = self.load_matching_master_key(&check)?;
-        let active = store
-            .meta(META_ACTIVE_DATA_KEY)
-            .await?
-            .and_then(|v| String::from_utf8(v).ok())
-            .ok_or_else(|| StoreError::Corrupt("no active data key recorded".into()))?;
-        let mut keys = HashMap::new();
-        for row in store.data_keys().await? {
-            let key = master.unwrap_key(&row.id, &row.wrapped)?;
-            keys.insert(row.id, key);
-        }
-        let sealer = Sealer::new(active, keys)?;
         Ok(Opened {
             store,
             sealer,
             master_key_id: master.id(),
+            integrity,
             new_admin: None,
         })
     }
@@ -377,6 +401,41 @@ impl DataDir {
             .await?;
         replace_file(&pending, &self.master_key)?;
         Ok(new.id())
+    }
+}
+
+/// A database made before the integrity MACs: creates the integrity key and computes every
+/// row's MAC, once (a replica that loses the race loads the winner's key instead).
+async fn upgrade_integrity(store: &dyn Store, master: &MasterKey) -> Result<IntegrityKey> {
+    let key = IntegrityKey::generate();
+    let now = OffsetDateTime::now_utc();
+    let wrapped = DataKeyRow {
+        id: INTEGRITY_KEY_ID.to_string(),
+        master_key_id: master.id(),
+        wrapped: master.wrap_integrity_key(&key)?,
+        created_at: now,
+    };
+    let audit = AuditRecord::new(now, "runseald", "integrity.upgrade", None, vec![]);
+    match store.upgrade_integrity(wrapped, &key, audit).await? {
+        Some(rows) => {
+            tracing::warn!(
+                rows,
+                "computed integrity MACs for a database made before them: every existing row is \
+                 now authenticated as it is (changes made outside runseald before this start are \
+                 not detected)"
+            );
+            Ok(key)
+        }
+        None => {
+            let row = store
+                .data_keys()
+                .await?
+                .into_iter()
+                .find(|r| r.id == INTEGRITY_KEY_ID)
+                .ok_or_else(|| StoreError::Corrupt("the integrity key vanished".into()))?;
+            tracing::info!("another replica computed the integrity MACs; using its key");
+            Ok(master.unwrap_integrity_key(&row.wrapped)?)
+        }
     }
 }
 

@@ -36,6 +36,8 @@ pub struct Metrics {
     pub tokens_redeemed: Counter,
     pub tokens_refused: Counter,
     pub store_errors: Counter,
+    /// Rows refused because their integrity MAC did not match (changed outside runseald).
+    pub integrity_failures: Counter,
     registry: Registry,
     methods: HashSet<String>,
 }
@@ -54,6 +56,7 @@ impl Metrics {
         let tokens_redeemed = Counter::default();
         let tokens_refused = Counter::default();
         let store_errors = Counter::default();
+        let integrity_failures = Counter::default();
         let build = Family::<BuildLabels, Gauge>::default();
         build
             .get_or_create(&BuildLabels {
@@ -90,6 +93,11 @@ impl Metrics {
             "Store operations that failed",
             store_errors.clone(),
         );
+        registry.register(
+            "integrity_failures",
+            "Rows refused because their integrity MAC did not match (changed outside runseald)",
+            integrity_failures.clone(),
+        );
         registry.register("build_info", "runseald version", build);
         Self {
             calls,
@@ -98,6 +106,7 @@ impl Metrics {
             tokens_redeemed,
             tokens_refused,
             store_errors,
+            integrity_failures,
             registry,
             methods: known_methods(),
         }

@@ -99,6 +99,26 @@ impl MasterKey {
         Ok(out)
     }
 
+    /// Wraps the integrity key exactly as a data key, under its own id
+    /// ([`crate::integrity::INTEGRITY_KEY_ID`]), so a rotation re-wraps it with the others.
+    pub fn wrap_integrity_key(
+        &self,
+        key: &crate::integrity::IntegrityKey,
+    ) -> Result<Vec<u8>, SealError> {
+        self.wrap(
+            crate::integrity::INTEGRITY_KEY_ID,
+            &DataKey(Zeroizing::new(*key.expose())),
+        )
+    }
+
+    pub fn unwrap_integrity_key(
+        &self,
+        wrapped: &[u8],
+    ) -> Result<crate::integrity::IntegrityKey, SealError> {
+        let k = self.unwrap_key(crate::integrity::INTEGRITY_KEY_ID, wrapped)?;
+        Ok(crate::integrity::IntegrityKey::from_bytes(&k.0))
+    }
+
     pub fn unwrap_key(&self, data_key_id: &str, wrapped: &[u8]) -> Result<DataKey, SealError> {
         let fail = || SealError::DataKeyUnwrap(data_key_id.to_string());
         if wrapped.len() < NONCE_LEN {

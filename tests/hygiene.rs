@@ -940,8 +940,16 @@ fn ciphertext_moved_between_rows_fails_to_open_and_is_reported() {
             .await
             .unwrap();
         for env in ["main", "staging"] {
-            let (_, rows) = opened.store.sealed_secrets(env).await.unwrap();
-            for row in rows {
+            // The environment's MAC refuses the rows before any is opened...
+            match opened.store.sealed_secrets(env).await {
+                Err(runseal::store::StoreError::Tampered { table, id }) => {
+                    assert_eq!((table, id.as_str()), ("environments", env))
+                }
+                other => panic!("{env}: tampered rows were read: {other:?}"),
+            }
+            // ...and each moved ciphertext fails to open on its own.
+            let rows = opened.store.all_sealed_secrets().await.unwrap();
+            for row in rows.into_iter().filter(|(e, _)| e == env).map(|(_, r)| r) {
                 let res = opened.sealer.open(env, &row.name, &row.sealed);
                 if row.name == "C" {
                     assert!(res.is_ok(), "the untouched main/C still opens");

@@ -261,6 +261,16 @@ pub fn store_status(e: &StoreError) -> Status {
         StoreError::TooManySecrets { .. } | StoreError::EnvironmentTooLarge { .. } => {
             Status::resource_exhausted(e.to_string())
         }
+        // Already logged and counted where the row was read. A credential row grants nothing;
+        // an environment's rows are not served.
+        StoreError::Tampered { table, id } if *table == crate::integrity::TABLE_ENVIRONMENTS => {
+            Status::data_loss(format!(
+                "environment {id:?} failed its integrity check: its secrets were changed outside runseald (deleted, flipped or put back); nothing is served from it (run `runseald verify`)"
+            ))
+        }
+        StoreError::Tampered { .. } => Status::unauthenticated(
+            "credential refused: its stored record failed the integrity check (changed outside runseald); see the server log",
+        ),
         e if e.is_unavailable() => {
             tracing::error!(error = %e, "store unavailable");
             Status::unavailable("the secret store is unavailable; retry shortly")

@@ -18,7 +18,7 @@ const TABLES: &[(&str, &[&str])] = &[
         "data_keys",
         &["id", "master_key_id", "wrapped", "created_at"],
     ),
-    ("environments", &["name", "revision", "created_at"]),
+    ("environments", &["name", "revision", "created_at", "mac"]),
     (
         "secrets",
         &[
@@ -43,6 +43,7 @@ const TABLES: &[(&str, &[&str])] = &[
             "created_at",
             "last_used_at",
             "revoked_at",
+            "mac",
         ],
     ),
     (
@@ -73,6 +74,7 @@ const TABLES: &[(&str, &[&str])] = &[
             "created_at",
             "created_by",
             "revoked_at",
+            "mac",
         ],
     ),
     (
@@ -85,6 +87,7 @@ const TABLES: &[(&str, &[&str])] = &[
             "started_at",
             "credential_id",
             "retry_hash",
+            "mac",
         ],
     ),
 ];

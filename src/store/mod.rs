@@ -4,6 +4,12 @@
 //! (`sqlite.rs` now, PostgreSQL later). A store only ever sees sealed values: plaintext never
 //! reaches it, so it never reaches the database file, its WAL or its logs. Every change and its
 //! audit entry commit in one transaction.
+//!
+//! Rows that grant something (keys, runner tokens, runner starts, each environment's revision)
+//! carry a MAC under the integrity key ([`crate::integrity`]), computed by the backend in the
+//! transaction that writes them and checked when they are read to grant anything: a row that
+//! fails is [`StoreError::Tampered`]. Code that changes such a row uses the backend's helper
+//! (`write_token_tx`, `seal_environment_tx`, …) so its MAC is rewritten with it.
 
 pub mod migrate;
 pub mod postgres;
@@ -11,11 +17,12 @@ pub mod sqlite;
 mod sqlite_hot;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
+use crate::integrity::{EnvSecret, IntegrityKey};
 use crate::names::Limits;
 use crate::seal::Sealed;
 
@@ -58,6 +65,10 @@ pub enum StoreError {
     AlreadyInitialized,
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
+    /// A row's MAC did not match: it was written or changed outside runseald. Already logged
+    /// and counted ([`crate::integrity::report_failure`]).
+    #[error("{table} row {id:?} failed its integrity check (changed outside runseald); run `runseald verify`")]
+    Tampered { table: &'static str, id: String },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("database error: {0}")]
@@ -263,6 +274,10 @@ pub struct KeyRow {
 pub struct InitialState {
     pub master_key_check: Vec<u8>,
     pub data_key: DataKeyRow,
+    /// The integrity key, wrapped like a data key (id [`crate::integrity::INTEGRITY_KEY_ID`]).
+    pub integrity_key: DataKeyRow,
+    /// The same key unwrapped: the MACs of `main` and the admin key are computed with it.
+    pub integrity: Arc<IntegrityKey>,
     pub admin_key: KeyRow,
     pub at: OffsetDateTime,
 }
@@ -271,6 +286,179 @@ pub struct InitialState {
 pub const META_MASTER_KEY_CHECK: &str = "master_key_check";
 /// Meta key naming the data key that seals new values.
 pub const META_ACTIVE_DATA_KEY: &str = "active_data_key";
+
+/// Every row that carries a MAC, with its MAC, as read in one transaction (for `verify` and the
+/// upgrade that computes the first MACs).
+#[derive(Debug, Default)]
+pub struct IntegrityRows {
+    pub keys: Vec<(KeyRow, Vec<u8>)>,
+    pub tokens: Vec<(RunnerTokenRow, Vec<u8>)>,
+    /// With the backend's row number.
+    pub runners: Vec<(i64, RunnerRecord, Vec<u8>)>,
+    /// Name, revision, creation time (unix ms), MAC.
+    pub environments: Vec<(String, u64, i64, Vec<u8>)>,
+    /// Every secret with its environment.
+    pub secrets: Vec<(String, SealedSecret)>,
+}
+
+impl IntegrityRows {
+    /// True when any row carries a MAC (an upgraded database).
+    pub fn any_mac(&self) -> bool {
+        self.keys.iter().any(|(_, m)| !m.is_empty())
+            || self.tokens.iter().any(|(_, m)| !m.is_empty())
+            || self.runners.iter().any(|(_, _, m)| !m.is_empty())
+            || self.environments.iter().any(|(_, _, _, m)| !m.is_empty())
+    }
+
+    fn env_secrets<'a>(&'a self, env: &str) -> Vec<EnvSecret<'a>> {
+        self.secrets
+            .iter()
+            .filter(|(e, _)| e == env)
+            .map(|(_, s)| env_secret(s))
+            .collect()
+    }
+
+    /// The rows whose MAC does not match, named `TABLE ID` (never a value or a secret).
+    pub fn failures(&self, key: &IntegrityKey) -> Vec<String> {
+        let mut bad = Vec::new();
+        for (k, mac) in &self.keys {
+            if !key.verify_key(k, mac) {
+                bad.push(format!("{} {}", crate::integrity::TABLE_API_KEYS, k.id));
+            }
+        }
+        for (t, mac) in &self.tokens {
+            if !key.verify_token(t, mac) {
+                bad.push(format!(
+                    "{} {}",
+                    crate::integrity::TABLE_RUNNER_TOKENS,
+                    t.id
+                ));
+            }
+        }
+        for (n, r, mac) in &self.runners {
+            if !key.verify_runner(r, mac) {
+                bad.push(format!(
+                    "{} {n} (runner {}, credential {})",
+                    crate::integrity::TABLE_RUNNERS,
+                    r.runner_id,
+                    r.credential_id
+                ));
+            }
+        }
+        for (name, revision, created_at, mac) in &self.environments {
+            if !key.verify_environment(name, *revision, *created_at, &self.env_secrets(name), mac) {
+                bad.push(format!(
+                    "{} {name} (its secrets, exposure or revision)",
+                    crate::integrity::TABLE_ENVIRONMENTS
+                ));
+            }
+        }
+        // A secret of an environment that does not exist.
+        for (env, s) in &self.secrets {
+            if !self.environments.iter().any(|(n, ..)| n == env) {
+                bad.push(format!("secrets {env}/{} (no such environment)", s.name));
+            }
+        }
+        bad
+    }
+
+    /// The MAC every environment should carry.
+    pub fn environment_macs(&self, key: &IntegrityKey) -> Vec<(String, Vec<u8>)> {
+        self.environments
+            .iter()
+            .map(|(name, revision, created_at, _)| {
+                (
+                    name.clone(),
+                    key.environment_mac(name, *revision, *created_at, &self.env_secrets(name)),
+                )
+            })
+            .collect()
+    }
+}
+
+/// A sealed secret as the environment MAC sees it.
+pub fn env_secret(s: &SealedSecret) -> EnvSecret<'_> {
+    EnvSecret {
+        name: &s.name,
+        nonce: &s.sealed.nonce,
+        ciphertext: &s.sealed.ciphertext,
+        exposed: s.exposed,
+    }
+}
+
+/// Checks rows read for a snapshot against their environment's MAC: DATA_LOSS naming the
+/// environment when they do not match (logged and counted).
+pub fn check_environment(
+    key: &IntegrityKey,
+    environment: &str,
+    version: EnvironmentVersion,
+    secrets: &[SealedSecret],
+    mac: &[u8],
+) -> Result<()> {
+    let rows: Vec<EnvSecret<'_>> = secrets.iter().map(env_secret).collect();
+    if key.verify_environment(
+        environment,
+        version.revision,
+        version.created_at,
+        &rows,
+        mac,
+    ) {
+        Ok(())
+    } else {
+        Err(tampered(crate::integrity::TABLE_ENVIRONMENTS, environment))
+    }
+}
+
+/// Logs and counts a row that failed its check; the error the caller returns.
+pub fn tampered(table: &'static str, id: &str) -> StoreError {
+    crate::integrity::report_failure(table, id);
+    StoreError::Tampered {
+        table,
+        id: id.to_string(),
+    }
+}
+
+/// A key row, if its MAC matches (else logged, counted, [`StoreError::Tampered`]).
+pub fn checked_key(key: &IntegrityKey, row: KeyRow, mac: &[u8]) -> Result<KeyRow> {
+    if key.verify_key(&row, mac) {
+        Ok(row)
+    } else {
+        Err(tampered(crate::integrity::TABLE_API_KEYS, &row.id))
+    }
+}
+
+/// A runner token row, if its MAC matches (else logged, counted, [`StoreError::Tampered`]).
+pub fn checked_token(
+    key: &IntegrityKey,
+    row: RunnerTokenRow,
+    mac: &[u8],
+) -> Result<RunnerTokenRow> {
+    if key.verify_token(&row, mac) {
+        Ok(row)
+    } else {
+        Err(tampered(crate::integrity::TABLE_RUNNER_TOKENS, &row.id))
+    }
+}
+
+/// The unwrapped integrity key a store computes and checks MACs with, set once the master key
+/// has opened it ([`Store::set_integrity_key`]).
+#[derive(Default)]
+pub struct IntegrityCell(RwLock<Option<Arc<IntegrityKey>>>);
+
+impl IntegrityCell {
+    pub fn set(&self, key: Arc<IntegrityKey>) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Some(key);
+    }
+
+    /// The key; an error before it is set (nothing is granted without it).
+    pub fn get(&self) -> Result<Arc<IntegrityKey>> {
+        self.0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| StoreError::Corrupt("the integrity key is not loaded yet".into()))
+    }
+}
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -281,7 +469,23 @@ pub trait Store: Send + Sync + 'static {
     /// Writes the first master key check value, data key, `main` and the admin key.
     async fn initialize(&self, init: InitialState) -> Result<()>;
     async fn meta(&self, key: &str) -> Result<Option<Vec<u8>>>;
+    /// Every wrapped key, the integrity key (id [`crate::integrity::INTEGRITY_KEY_ID`]) included.
     async fn data_keys(&self) -> Result<Vec<DataKeyRow>>;
+    /// The integrity key every MAC is computed and checked with from now on.
+    fn set_integrity_key(&self, key: Arc<IntegrityKey>);
+    /// The upgrade of a database made before the MACs: in one transaction, locked against
+    /// replicas doing the same, stores the wrapped integrity key and computes the MAC of every
+    /// row with `key`. `Ok(None)`: the database already has an integrity key (another replica
+    /// did it, or it was never needed); nothing was written. `Ok(Some(n))`: `n` rows got MACs.
+    /// Refuses (Corrupt) a database without an integrity key whose rows carry MACs.
+    async fn upgrade_integrity(
+        &self,
+        wrapped: DataKeyRow,
+        key: &IntegrityKey,
+        audit: AuditRecord,
+    ) -> Result<Option<u64>>;
+    /// Every row that carries a MAC and every secret, in one read transaction (`verify`).
+    async fn integrity_rows(&self) -> Result<IntegrityRows>;
     /// Replaces every data key's wrapping and the check value, atomically.
     async fn rewrap_data_keys(
         &self,

@@ -13,15 +13,19 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::{Postgres, Row, Transaction};
+use sqlx::{PgConnection, Postgres, Row, Transaction};
 use time::OffsetDateTime;
 
 use super::*;
+use crate::integrity::{IntegrityKey, INTEGRITY_KEY_ID, TABLE_RUNNERS};
 use crate::names::Limits;
 use crate::seal::Sealed;
 use crate::MAIN_ENV;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The advisory lock that serialises the integrity upgrade across replicas ("runseal-ik").
+const UPGRADE_LOCK: i64 = 0x7275_6e73_6561_6c01;
 
 pub struct PostgresStore {
     // One pool; two names so the code reads like the SQLite backend's.
@@ -30,6 +34,7 @@ pub struct PostgresStore {
     /// Validated against the database's revision on every read: another replica's change is
     /// seen at once.
     snapshots: SnapshotCache,
+    integrity: IntegrityCell,
 }
 
 impl PostgresStore {
@@ -52,6 +57,7 @@ impl PostgresStore {
             writer: pool.clone(),
             reader: pool,
             snapshots: SnapshotCache::default(),
+            integrity: IntegrityCell::default(),
         })
     }
 
@@ -60,13 +66,14 @@ impl PostgresStore {
         &self,
         environment: &str,
     ) -> Result<(EnvironmentVersion, Vec<SealedSecret>)> {
+        let key = self.integrity.get()?;
         let mut tx = self.read_tx().await?;
-        let version: Option<(i64, i64)> =
-            sqlx::query_as("SELECT revision, created_at FROM environments WHERE name = $1")
+        let version: Option<(i64, i64, Vec<u8>)> =
+            sqlx::query_as("SELECT revision, created_at, mac FROM environments WHERE name = $1")
                 .bind(environment)
                 .fetch_optional(&mut *tx)
                 .await?;
-        let (revision, created_at) =
+        let (revision, created_at, mac) =
             version.ok_or_else(|| StoreError::EnvironmentNotFound(environment.to_string()))?;
         let rows = sqlx::query(
             "SELECT name, key_id, nonce, ciphertext, value_len, exposed FROM secrets \
@@ -81,6 +88,7 @@ impl PostgresStore {
             revision: revision as u64,
             created_at,
         };
+        check_environment(&key, environment, version, &secrets, &mac)?;
         Ok((version, secrets))
     }
 
@@ -92,6 +100,193 @@ impl PostgresStore {
             .await?;
         Ok(tx)
     }
+}
+
+/// Writes the MAC of `env`'s current revision and rows (call after every change of either, in
+/// the same transaction, which holds the environment's row lock from its revision bump).
+pub(crate) async fn seal_environment_tx(
+    conn: &mut PgConnection,
+    key: &IntegrityKey,
+    env: &str,
+) -> Result<()> {
+    let (revision, created_at): (i64, i64) =
+        sqlx::query_as("SELECT revision, created_at FROM environments WHERE name = $1")
+            .bind(env)
+            .fetch_optional(&mut *conn)
+            .await?
+            .ok_or_else(|| StoreError::EnvironmentNotFound(env.to_string()))?;
+    let rows = sqlx::query(
+        "SELECT name, key_id, nonce, ciphertext, value_len, exposed FROM secrets WHERE environment = $1",
+    )
+    .bind(env)
+    .fetch_all(&mut *conn)
+    .await?;
+    let secrets = rows.iter().map(sealed_row).collect::<Result<Vec<_>>>()?;
+    let envs: Vec<_> = secrets.iter().map(env_secret).collect();
+    let mac = key.environment_mac(env, revision as u64, created_at, &envs);
+    sqlx::query("UPDATE environments SET mac = $1 WHERE name = $2")
+        .bind(mac)
+        .bind(env)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Writes a runner token's state (uses, revocation) with its new MAC. Every change of a token
+/// row goes through here.
+pub(crate) async fn write_token_tx(
+    conn: &mut PgConnection,
+    key: &IntegrityKey,
+    t: &RunnerTokenRow,
+) -> Result<()> {
+    sqlx::query("UPDATE runner_tokens SET uses_left = $1, revoked_at = $2, mac = $3 WHERE id = $4")
+        .bind(t.uses_left as i64)
+        .bind(t.revoked_at.map(to_millis))
+        .bind(key.token_mac(t))
+        .bind(&t.id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Revokes every unrevoked token whose `column` (`created_by` or `environment`) is `value`,
+/// each written with its new MAC. Returns how many.
+async fn revoke_tokens_tx(
+    conn: &mut PgConnection,
+    key: &IntegrityKey,
+    column: &'static str,
+    value: &str,
+    at: OffsetDateTime,
+) -> Result<u64> {
+    let rows = sqlx::query(&format!(
+        "SELECT * FROM runner_tokens WHERE {column} = $1 AND revoked_at IS NULL"
+    ))
+    .bind(value)
+    .fetch_all(&mut *conn)
+    .await?;
+    let at = from_millis(to_millis(at));
+    for r in &rows {
+        let mut t = token_row(r)?;
+        t.revoked_at = Some(at);
+        write_token_tx(&mut *conn, key, &t).await?;
+    }
+    Ok(rows.len() as u64)
+}
+
+/// A runner token row with its MAC, locked for the rest of the transaction.
+async fn token_for_update(
+    conn: &mut PgConnection,
+    id: &str,
+) -> Result<Option<(RunnerTokenRow, Vec<u8>)>> {
+    let row = sqlx::query("SELECT * FROM runner_tokens WHERE id = $1 FOR UPDATE")
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.as_ref()
+        .map(|r| Ok((token_row(r)?, r.try_get("mac")?)))
+        .transpose()
+}
+
+/// Takes one use of a valid token (checked MAC, unrevoked, unexpired at `at`, uses left),
+/// rewriting its MAC; the row lock makes concurrent redemptions across replicas take one use
+/// each. `false`: nothing taken.
+async fn take_use_tx(
+    conn: &mut PgConnection,
+    key: &IntegrityKey,
+    id: &str,
+    at: OffsetDateTime,
+) -> Result<bool> {
+    let Some((row, mac)) = token_for_update(&mut *conn, id).await? else {
+        return Ok(false);
+    };
+    let mut t = match checked_token(key, row, &mac) {
+        Ok(t) => t,
+        Err(StoreError::Tampered { .. }) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    if t.uses_left == 0 || t.revoked_at.is_some() || to_millis(t.expires_at) <= to_millis(at) {
+        return Ok(false);
+    }
+    t.uses_left -= 1;
+    write_token_tx(&mut *conn, key, &t).await?;
+    Ok(true)
+}
+
+fn token_row(r: &PgRow) -> Result<RunnerTokenRow> {
+    let only: Option<String> = r.try_get("only_names")?;
+    Ok(RunnerTokenRow {
+        id: r.try_get("id")?,
+        secret_hash: r.try_get("secret_hash")?,
+        environment: r.try_get("environment")?,
+        only: only.map(|o| {
+            o.split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        }),
+        purpose: r.try_get("purpose")?,
+        uses_left: r.try_get::<i64, _>("uses_left")?.max(0) as u32,
+        expires_at: from_millis(r.try_get("expires_at")?),
+        created_at: from_millis(r.try_get("created_at")?),
+        created_by: r.try_get("created_by")?,
+        revoked_at: r.try_get::<Option<i64>, _>("revoked_at")?.map(from_millis),
+    })
+}
+
+fn runner_record(r: &PgRow) -> Result<RunnerRecord> {
+    Ok(RunnerRecord {
+        runner_id: r.try_get("runner_id")?,
+        environment: r.try_get("environment")?,
+        revision: r.try_get::<i64, _>("revision")? as u64,
+        started_at: from_millis(r.try_get("started_at")?),
+        credential_id: r.try_get("credential_id")?,
+        retry_hash: r.try_get("retry_hash")?,
+    })
+}
+
+/// Every row with a MAC, and every secret (see [`IntegrityRows`]).
+async fn integrity_rows_on(conn: &mut PgConnection) -> Result<IntegrityRows> {
+    let mut out = IntegrityRows::default();
+    for r in sqlx::query("SELECT * FROM api_keys")
+        .fetch_all(&mut *conn)
+        .await?
+    {
+        out.keys.push((key_row(&r)?, r.try_get("mac")?));
+    }
+    for r in sqlx::query("SELECT * FROM runner_tokens")
+        .fetch_all(&mut *conn)
+        .await?
+    {
+        out.tokens.push((token_row(&r)?, r.try_get("mac")?));
+    }
+    for r in sqlx::query("SELECT * FROM runners")
+        .fetch_all(&mut *conn)
+        .await?
+    {
+        out.runners
+            .push((r.try_get("id")?, runner_record(&r)?, r.try_get("mac")?));
+    }
+    for r in sqlx::query("SELECT name, revision, created_at, mac FROM environments")
+        .fetch_all(&mut *conn)
+        .await?
+    {
+        out.environments.push((
+            r.try_get("name")?,
+            r.try_get::<i64, _>("revision")? as u64,
+            r.try_get("created_at")?,
+            r.try_get("mac")?,
+        ));
+    }
+    for r in sqlx::query(
+        "SELECT environment, name, key_id, nonce, ciphertext, value_len, exposed FROM secrets",
+    )
+    .fetch_all(&mut *conn)
+    .await?
+    {
+        out.secrets
+            .push((r.try_get("environment")?, sealed_row(&r)?));
+    }
+    Ok(out)
 }
 
 async fn append_audit(tx: &mut Transaction<'_, Postgres>, a: &AuditRecord) -> Result<()> {
@@ -207,12 +402,14 @@ impl Store for PostgresStore {
         .bind(to_millis(init.data_key.created_at))
         .execute(&mut *tx)
         .await?;
-        sqlx::query("INSERT INTO environments (name, revision, created_at) VALUES ($1, 0, $2)")
+        insert_data_key_tx(&mut tx, &init.integrity_key).await?;
+        sqlx::query("INSERT INTO environments (name, revision, created_at, mac) VALUES ($1, 0, $2, ''::BYTEA)")
             .bind(MAIN_ENV)
             .bind(at)
             .execute(&mut *tx)
             .await?;
-        insert_key_tx(&mut tx, &init.admin_key).await?;
+        seal_environment_tx(&mut tx, &init.integrity, MAIN_ENV).await?;
+        insert_key_tx(&mut tx, &init.integrity, &init.admin_key).await?;
         append_audit(
             &mut tx,
             &AuditRecord::new(
@@ -249,6 +446,88 @@ impl Store for PostgresStore {
                 })
             })
             .collect()
+    }
+
+    fn set_integrity_key(&self, key: Arc<IntegrityKey>) {
+        self.integrity.set(key);
+    }
+
+    async fn upgrade_integrity(
+        &self,
+        wrapped: DataKeyRow,
+        key: &IntegrityKey,
+        audit: AuditRecord,
+    ) -> Result<Option<u64>> {
+        let mut tx = self.writer.begin().await?;
+        // Replicas starting together: one upgrades, the others wait on this lock and then find
+        // the integrity key. The table locks keep writers (an old replica still running) out
+        // meanwhile; readers are not blocked.
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(UPGRADE_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        let done: Option<i64> = sqlx::query_scalar("SELECT 1::BIGINT FROM data_keys WHERE id = $1")
+            .bind(INTEGRITY_KEY_ID)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if done.is_some() {
+            return Ok(None);
+        }
+        // In the order the other writers take them (prune: runners, then runner_tokens).
+        sqlx::query(
+            "LOCK TABLE data_keys, api_keys, runners, runner_tokens, environments, secrets \
+             IN EXCLUSIVE MODE",
+        )
+        .execute(&mut *tx)
+        .await?;
+        let rows = integrity_rows_on(&mut tx).await?;
+        if rows.any_mac() {
+            return Err(StoreError::Corrupt(format!(
+                "the integrity key ({INTEGRITY_KEY_ID}) is missing from data_keys but rows carry MACs: \
+                 the database was changed outside runseald or partly restored; refusing to \
+                 authenticate its rows again (restore the whole database from a backup)"
+            )));
+        }
+        insert_data_key_tx(&mut tx, &wrapped).await?;
+        let mut n = 0u64;
+        for (k, _) in &rows.keys {
+            sqlx::query("UPDATE api_keys SET mac = $1 WHERE id = $2")
+                .bind(key.key_mac(k))
+                .bind(&k.id)
+                .execute(&mut *tx)
+                .await?;
+            n += 1;
+        }
+        for (t, _) in &rows.tokens {
+            write_token_tx(&mut tx, key, t).await?;
+            n += 1;
+        }
+        for (id, r, _) in &rows.runners {
+            sqlx::query("UPDATE runners SET mac = $1 WHERE id = $2")
+                .bind(key.runner_mac(r))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            n += 1;
+        }
+        for (name, mac) in rows.environment_macs(key) {
+            sqlx::query("UPDATE environments SET mac = $1 WHERE name = $2")
+                .bind(mac)
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+            n += 1;
+        }
+        append_audit(&mut tx, &audit).await?;
+        tx.commit().await?;
+        Ok(Some(n))
+    }
+
+    async fn integrity_rows(&self) -> Result<IntegrityRows> {
+        let mut tx = self.read_tx().await?;
+        let rows = integrity_rows_on(&mut tx).await?;
+        tx.commit().await?;
+        Ok(rows)
     }
 
     async fn rewrap_data_keys(
@@ -308,7 +587,7 @@ impl Store for PostgresStore {
     async fn create_environment(&self, name: &str, audit: AuditRecord) -> Result<EnvironmentRow> {
         let mut tx = self.writer.begin().await?;
         let res = sqlx::query(
-            "INSERT INTO environments (name, revision, created_at) VALUES ($1, 0, $2) \
+            "INSERT INTO environments (name, revision, created_at, mac) VALUES ($1, 0, $2, ''::BYTEA) \
              ON CONFLICT (name) DO NOTHING",
         )
         .bind(name)
@@ -318,6 +597,7 @@ impl Store for PostgresStore {
         if res.rows_affected() == 0 {
             return Err(StoreError::EnvironmentExists(name.to_string()));
         }
+        seal_environment_tx(&mut tx, &*self.integrity.get()?, name).await?;
         append_audit(&mut tx, &audit.clone().at_revision(0)).await?;
         tx.commit().await?;
         Ok(EnvironmentRow {
@@ -380,6 +660,7 @@ impl Store for PostgresStore {
         limits: &Limits,
         audit: AuditRecord,
     ) -> Result<u64> {
+        let key = self.integrity.get()?;
         let mut tx = self.writer.begin().await?;
         // Bumping first also proves the environment exists before anything is written.
         let revision = bump_revision(&mut tx, environment).await?;
@@ -425,6 +706,7 @@ impl Store for PostgresStore {
                 max: limits.max_environment_bytes,
             });
         }
+        seal_environment_tx(&mut tx, &key, environment).await?;
         append_audit(&mut tx, &audit.at_revision(revision)).await?;
         tx.commit().await?;
         Ok(revision)
@@ -445,6 +727,7 @@ impl Store for PostgresStore {
                 name: name.to_string(),
             });
         }
+        seal_environment_tx(&mut tx, &*self.integrity.get()?, environment).await?;
         append_audit(&mut tx, &audit.at_revision(revision)).await?;
         tx.commit().await?;
         Ok(revision)
@@ -521,8 +804,9 @@ impl Store for PostgresStore {
     }
 
     async fn insert_key(&self, key: KeyRow, audit: AuditRecord) -> Result<()> {
+        let ik = self.integrity.get()?;
         let mut tx = self.writer.begin().await?;
-        insert_key_tx(&mut tx, &key).await?;
+        insert_key_tx(&mut tx, &ik, &key).await?;
         append_audit(&mut tx, &audit).await?;
         tx.commit().await?;
         Ok(())
@@ -533,7 +817,13 @@ impl Store for PostgresStore {
             .bind(id)
             .fetch_optional(&self.reader)
             .await?;
-        row.as_ref().map(key_row).transpose()
+        match row {
+            Some(r) => {
+                let mac: Vec<u8> = r.try_get("mac")?;
+                checked_key(&*self.integrity.get()?, key_row(&r)?, &mac).map(Some)
+            }
+            None => Ok(None),
+        }
     }
 
     async fn list_keys(&self) -> Result<Vec<KeyRow>> {
@@ -565,25 +855,27 @@ impl Store for PostgresStore {
         {
             return Err(StoreError::LastAdminKey(id.to_string()));
         }
-        let n =
-            sqlx::query("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2")
+        let row = sqlx::query("SELECT * FROM api_keys WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let mut row = row
+            .as_ref()
+            .map(key_row)
+            .transpose()?
+            .ok_or_else(|| StoreError::KeyNotFound(id.to_string()))?;
+        if row.revoked_at.is_none() {
+            row.revoked_at = Some(from_millis(to_millis(audit.at)));
+            sqlx::query("UPDATE api_keys SET revoked_at = $1, mac = $2 WHERE id = $3")
                 .bind(to_millis(audit.at))
+                .bind(self.integrity.get()?.key_mac(&row))
                 .bind(id)
                 .execute(&mut *tx)
-                .await?
-                .rows_affected();
-        if n == 0 {
-            return Err(StoreError::KeyNotFound(id.to_string()));
+                .await?;
         }
         // The runner tokens it minted go with it: they were its authority, delegated.
-        let tokens = sqlx::query(
-            "UPDATE runner_tokens SET revoked_at = $1 WHERE created_by = $2 AND revoked_at IS NULL",
-        )
-        .bind(to_millis(audit.at))
-        .bind(id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let key = self.integrity.get()?;
+        let tokens = revoke_tokens_tx(&mut tx, &key, "created_by", id, audit.at).await?;
         append_audit(&mut tx, &audit).await?;
         tx.commit().await?;
         Ok(tokens)
@@ -673,11 +965,12 @@ impl Store for PostgresStore {
         tokens: Vec<RunnerTokenRow>,
         audit: AuditRecord,
     ) -> Result<()> {
+        let key = self.integrity.get()?;
         let mut tx = self.writer.begin().await?;
         for t in &tokens {
             sqlx::query(
                 "INSERT INTO runner_tokens (id, secret_hash, environment, only_names, purpose, \
-                 uses_left, expires_at, created_at, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                 uses_left, expires_at, created_at, created_by, mac) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             )
             .bind(&t.id)
             .bind(&t.secret_hash)
@@ -688,6 +981,7 @@ impl Store for PostgresStore {
             .bind(to_millis(t.expires_at))
             .bind(to_millis(t.created_at))
             .bind(&t.created_by)
+            .bind(key.token_mac(t))
             .execute(&mut *tx)
             .await?;
         }
@@ -701,19 +995,19 @@ impl Store for PostgresStore {
             .bind(id)
             .fetch_optional(&self.reader)
             .await?;
-        row.as_ref().map(token_row).transpose()
+        match row {
+            Some(r) => {
+                let mac: Vec<u8> = r.try_get("mac")?;
+                checked_token(&*self.integrity.get()?, token_row(&r)?, &mac).map(Some)
+            }
+            None => Ok(None),
+        }
     }
 
     async fn revoke_runner_tokens(&self, environment: &str, audit: AuditRecord) -> Result<u64> {
         let mut tx = self.writer.begin().await?;
-        let n = sqlx::query(
-            "UPDATE runner_tokens SET revoked_at = $1 WHERE environment = $2 AND revoked_at IS NULL",
-        )
-        .bind(to_millis(audit.at))
-        .bind(environment)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let key = self.integrity.get()?;
+        let n = revoke_tokens_tx(&mut tx, &key, "environment", environment, audit.at).await?;
         append_audit(&mut tx, &audit).await?;
         tx.commit().await?;
         Ok(n)
@@ -752,17 +1046,14 @@ impl Store for PostgresStore {
     }
 
     async fn revoke_runner_token(&self, id: &str, audit: AuditRecord) -> Result<()> {
+        let key = self.integrity.get()?;
         let mut tx = self.writer.begin().await?;
-        let n = sqlx::query(
-            "UPDATE runner_tokens SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2",
-        )
-        .bind(to_millis(audit.at))
-        .bind(id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if n == 0 {
-            return Err(StoreError::RunnerTokenNotFound(id.to_string()));
+        let (mut t, _) = token_for_update(&mut tx, id)
+            .await?
+            .ok_or_else(|| StoreError::RunnerTokenNotFound(id.to_string()))?;
+        if t.revoked_at.is_none() {
+            t.revoked_at = Some(from_millis(to_millis(audit.at)));
+            write_token_tx(&mut tx, &key, &t).await?;
         }
         append_audit(&mut tx, &audit).await?;
         tx.commit().await?;
@@ -775,20 +1066,12 @@ impl Store for PostgresStore {
         record: &RunnerRecord,
         audit: &AuditRecord,
     ) -> Result<bool> {
+        let key = self.integrity.get()?;
         let mut tx = self.writer.begin().await?;
-        let taken = sqlx::query(
-            "UPDATE runner_tokens SET uses_left = uses_left - 1 \
-             WHERE id = $1 AND uses_left > 0 AND revoked_at IS NULL AND expires_at > $2",
-        )
-        .bind(id)
-        .bind(to_millis(record.started_at))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if taken != 1 {
+        if !take_use_tx(&mut tx, &key, id, record.started_at).await? {
             return Ok(false);
         }
-        insert_runner(&mut tx, record).await?;
+        insert_runner(&mut tx, &key, record).await?;
         append_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(true)
@@ -801,32 +1084,35 @@ impl Store for PostgresStore {
         retry_hash: &[u8],
         since: OffsetDateTime,
     ) -> Result<bool> {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM runners WHERE credential_id = $1 AND runner_id = $2 \
+        let key = self.integrity.get()?;
+        let rows = sqlx::query(
+            "SELECT * FROM runners WHERE credential_id = $1 AND runner_id = $2 \
              AND retry_hash = $3 AND started_at >= $4",
         )
         .bind(token_id)
         .bind(runner_id)
         .bind(retry_hash)
         .bind(to_millis(since))
-        .fetch_one(&self.reader)
+        .fetch_all(&self.reader)
         .await?;
-        Ok(n > 0)
+        let mut any = false;
+        for r in &rows {
+            let mac: Vec<u8> = r.try_get("mac")?;
+            if key.verify_runner(&runner_record(r)?, &mac) {
+                any = true;
+            } else {
+                let n: i64 = r.try_get("id")?;
+                crate::integrity::report_failure(TABLE_RUNNERS, &n.to_string());
+            }
+        }
+        Ok(any)
     }
 
     async fn record_build_fetch(&self, token_id: Option<&str>, audit: AuditRecord) -> Result<bool> {
+        let key = self.integrity.get()?;
         let mut tx = self.writer.begin().await?;
         if let Some(id) = token_id {
-            let taken = sqlx::query(
-                "UPDATE runner_tokens SET uses_left = uses_left - 1 \
-                 WHERE id = $1 AND uses_left > 0 AND revoked_at IS NULL AND expires_at > $2",
-            )
-            .bind(id)
-            .bind(to_millis(audit.at))
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if taken != 1 {
+            if !take_use_tx(&mut tx, &key, id, audit.at).await? {
                 return Ok(false);
             }
         }
@@ -836,8 +1122,9 @@ impl Store for PostgresStore {
     }
 
     async fn record_runner(&self, record: &RunnerRecord, audit: &AuditRecord) -> Result<()> {
+        let key = self.integrity.get()?;
         let mut tx = self.writer.begin().await?;
-        insert_runner(&mut tx, record).await?;
+        insert_runner(&mut tx, &key, record).await?;
         append_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())
@@ -905,45 +1192,48 @@ impl Store for PostgresStore {
     }
 }
 
-fn token_row(r: &PgRow) -> Result<RunnerTokenRow> {
-    let only: Option<String> = r.try_get("only_names")?;
-    Ok(RunnerTokenRow {
-        id: r.try_get("id")?,
-        secret_hash: r.try_get("secret_hash")?,
-        environment: r.try_get("environment")?,
-        only: only.map(|o| {
-            o.split(',')
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .collect()
-        }),
-        purpose: r.try_get("purpose")?,
-        uses_left: r.try_get::<i64, _>("uses_left")?.max(0) as u32,
-        expires_at: from_millis(r.try_get("expires_at")?),
-        created_at: from_millis(r.try_get("created_at")?),
-        created_by: r.try_get("created_by")?,
-        revoked_at: r.try_get::<Option<i64>, _>("revoked_at")?.map(from_millis),
-    })
-}
-
-async fn insert_key_tx(tx: &mut Transaction<'_, Postgres>, key: &KeyRow) -> Result<()> {
+async fn insert_key_tx(
+    tx: &mut Transaction<'_, Postgres>,
+    ik: &IntegrityKey,
+    key: &KeyRow,
+) -> Result<()> {
     sqlx::query(
-        "INSERT INTO api_keys (id, secret_hash, label, scopes, created_at) VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO api_keys (id, secret_hash, label, scopes, created_at, revoked_at, mac) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(&key.id)
     .bind(&key.secret_hash)
     .bind(&key.label)
     .bind(&key.scopes)
     .bind(to_millis(key.created_at))
+    .bind(key.revoked_at.map(to_millis))
+    .bind(ik.key_mac(key))
     .execute(&mut **tx)
     .await?;
     Ok(())
 }
 
-async fn insert_runner(tx: &mut Transaction<'_, Postgres>, r: &RunnerRecord) -> Result<()> {
+async fn insert_data_key_tx(tx: &mut Transaction<'_, Postgres>, k: &DataKeyRow) -> Result<()> {
     sqlx::query(
-        "INSERT INTO runners (runner_id, environment, revision, started_at, credential_id, retry_hash) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO data_keys (id, master_key_id, wrapped, created_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(&k.id)
+    .bind(&k.master_key_id)
+    .bind(&k.wrapped)
+    .bind(to_millis(k.created_at))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn insert_runner(
+    tx: &mut Transaction<'_, Postgres>,
+    key: &IntegrityKey,
+    r: &RunnerRecord,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO runners (runner_id, environment, revision, started_at, credential_id, retry_hash, mac) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(&r.runner_id)
     .bind(&r.environment)
@@ -951,6 +1241,7 @@ async fn insert_runner(tx: &mut Transaction<'_, Postgres>, r: &RunnerRecord) -> 
     .bind(to_millis(r.started_at))
     .bind(&r.credential_id)
     .bind(r.retry_hash.as_deref())
+    .bind(key.runner_mac(r))
     .execute(&mut **tx)
     .await?;
     Ok(())

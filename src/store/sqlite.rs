@@ -21,11 +21,12 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Row, Sqlite, SqliteConnection, Transaction};
 use time::OffsetDateTime;
 
 use super::sqlite_hot::HotPath;
 use super::*;
+use crate::integrity::{IntegrityKey, INTEGRITY_KEY_ID, TABLE_RUNNERS};
 use crate::names::Limits;
 use crate::seal::Sealed;
 use crate::MAIN_ENV;
@@ -38,6 +39,8 @@ pub struct SqliteStore {
     /// The runner-start path on direct connections (token and version reads, group commit).
     hot: HotPath,
     snapshots: SnapshotCache,
+    /// Shared with the runner-start thread, which rewrites a token's MAC with each use.
+    integrity: Arc<IntegrityCell>,
 }
 
 impl SqliteStore {
@@ -65,12 +68,14 @@ impl SqliteStore {
             .max_connections(4)
             .connect_with(base.read_only(true))
             .await?;
-        let hot = HotPath::open(path)?;
+        let integrity = Arc::new(IntegrityCell::default());
+        let hot = HotPath::open(path, integrity.clone())?;
         Ok(Self {
             writer,
             reader,
             hot,
             snapshots: SnapshotCache::default(),
+            integrity,
         })
     }
 
@@ -87,13 +92,14 @@ impl SqliteStore {
         &self,
         environment: &str,
     ) -> Result<(EnvironmentVersion, Vec<SealedSecret>)> {
+        let key = self.integrity.get()?;
         let mut tx = self.reader.begin().await?;
-        let version: Option<(i64, i64)> =
-            sqlx::query_as("SELECT revision, created_at FROM environments WHERE name = ?")
+        let version: Option<(i64, i64, Vec<u8>)> =
+            sqlx::query_as("SELECT revision, created_at, mac FROM environments WHERE name = ?")
                 .bind(environment)
                 .fetch_optional(&mut *tx)
                 .await?;
-        let (revision, created_at) =
+        let (revision, created_at, mac) =
             version.ok_or_else(|| StoreError::EnvironmentNotFound(environment.to_string()))?;
         let rows = sqlx::query(
             "SELECT name, key_id, nonce, ciphertext, value_len, exposed FROM secrets \
@@ -108,8 +114,195 @@ impl SqliteStore {
             revision: revision as u64,
             created_at,
         };
+        check_environment(&key, environment, version, &secrets, &mac)?;
         Ok((version, secrets))
     }
+}
+
+/// Writes the MAC of `env`'s current revision and rows (call after every change of either, in
+/// the same transaction).
+pub(crate) async fn seal_environment_tx(
+    conn: &mut SqliteConnection,
+    key: &IntegrityKey,
+    env: &str,
+) -> Result<()> {
+    let (revision, created_at): (i64, i64) =
+        sqlx::query_as("SELECT revision, created_at FROM environments WHERE name = ?")
+            .bind(env)
+            .fetch_optional(&mut *conn)
+            .await?
+            .ok_or_else(|| StoreError::EnvironmentNotFound(env.to_string()))?;
+    let rows = sqlx::query(
+        "SELECT name, key_id, nonce, ciphertext, value_len, exposed FROM secrets WHERE environment = ?",
+    )
+    .bind(env)
+    .fetch_all(&mut *conn)
+    .await?;
+    let secrets = rows.iter().map(sealed_row).collect::<Result<Vec<_>>>()?;
+    let envs: Vec<_> = secrets.iter().map(env_secret).collect();
+    let mac = key.environment_mac(env, revision as u64, created_at, &envs);
+    sqlx::query("UPDATE environments SET mac = ? WHERE name = ?")
+        .bind(mac)
+        .bind(env)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Writes a runner token's state (uses, revocation) with its new MAC. Every change of a token
+/// row goes through here.
+pub(crate) async fn write_token_tx(
+    conn: &mut SqliteConnection,
+    key: &IntegrityKey,
+    t: &RunnerTokenRow,
+) -> Result<()> {
+    sqlx::query("UPDATE runner_tokens SET uses_left = ?, revoked_at = ?, mac = ? WHERE id = ?")
+        .bind(t.uses_left as i64)
+        .bind(t.revoked_at.map(to_millis))
+        .bind(key.token_mac(t))
+        .bind(&t.id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Revokes every unrevoked token whose `column` (`created_by` or `environment`) is `value`,
+/// each written with its new MAC. Returns how many.
+async fn revoke_tokens_tx(
+    conn: &mut SqliteConnection,
+    key: &IntegrityKey,
+    column: &'static str,
+    value: &str,
+    at: OffsetDateTime,
+) -> Result<u64> {
+    let rows = sqlx::query(&format!(
+        "SELECT * FROM runner_tokens WHERE {column} = ? AND revoked_at IS NULL"
+    ))
+    .bind(value)
+    .fetch_all(&mut *conn)
+    .await?;
+    let at = from_millis(to_millis(at));
+    for r in &rows {
+        let mut t = token_row(r)?;
+        t.revoked_at = Some(at);
+        write_token_tx(&mut *conn, key, &t).await?;
+    }
+    Ok(rows.len() as u64)
+}
+
+/// A runner token row with its MAC, inside a transaction.
+async fn token_tx(
+    conn: &mut SqliteConnection,
+    id: &str,
+) -> Result<Option<(RunnerTokenRow, Vec<u8>)>> {
+    let row = sqlx::query("SELECT * FROM runner_tokens WHERE id = ?")
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.as_ref()
+        .map(|r| Ok((token_row(r)?, r.try_get("mac")?)))
+        .transpose()
+}
+
+/// Takes one use of a valid token (checked MAC, unrevoked, unexpired at `at`, uses left),
+/// rewriting its MAC. `false`: nothing taken.
+async fn take_use_tx(
+    conn: &mut SqliteConnection,
+    key: &IntegrityKey,
+    id: &str,
+    at: OffsetDateTime,
+) -> Result<bool> {
+    let Some((row, mac)) = token_tx(&mut *conn, id).await? else {
+        return Ok(false);
+    };
+    let mut t = match checked_token(key, row, &mac) {
+        Ok(t) => t,
+        Err(StoreError::Tampered { .. }) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    if t.uses_left == 0 || t.revoked_at.is_some() || to_millis(t.expires_at) <= to_millis(at) {
+        return Ok(false);
+    }
+    t.uses_left -= 1;
+    write_token_tx(&mut *conn, key, &t).await?;
+    Ok(true)
+}
+
+fn token_row(r: &SqliteRow) -> Result<RunnerTokenRow> {
+    let only: Option<String> = r.try_get("only_names")?;
+    Ok(RunnerTokenRow {
+        id: r.try_get("id")?,
+        secret_hash: r.try_get("secret_hash")?,
+        environment: r.try_get("environment")?,
+        only: only.map(|o| {
+            o.split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        }),
+        purpose: r.try_get("purpose")?,
+        uses_left: r.try_get::<i64, _>("uses_left")?.max(0) as u32,
+        expires_at: from_millis(r.try_get("expires_at")?),
+        created_at: from_millis(r.try_get("created_at")?),
+        created_by: r.try_get("created_by")?,
+        revoked_at: r.try_get::<Option<i64>, _>("revoked_at")?.map(from_millis),
+    })
+}
+
+fn runner_record(r: &SqliteRow) -> Result<RunnerRecord> {
+    Ok(RunnerRecord {
+        runner_id: r.try_get("runner_id")?,
+        environment: r.try_get("environment")?,
+        revision: r.try_get::<i64, _>("revision")? as u64,
+        started_at: from_millis(r.try_get("started_at")?),
+        credential_id: r.try_get("credential_id")?,
+        retry_hash: r.try_get("retry_hash")?,
+    })
+}
+
+/// Every row with a MAC, and every secret (see [`IntegrityRows`]).
+async fn integrity_rows_on(conn: &mut SqliteConnection) -> Result<IntegrityRows> {
+    let mut out = IntegrityRows::default();
+    for r in sqlx::query("SELECT * FROM api_keys")
+        .fetch_all(&mut *conn)
+        .await?
+    {
+        out.keys.push((key_row(&r)?, r.try_get("mac")?));
+    }
+    for r in sqlx::query("SELECT * FROM runner_tokens")
+        .fetch_all(&mut *conn)
+        .await?
+    {
+        out.tokens.push((token_row(&r)?, r.try_get("mac")?));
+    }
+    for r in sqlx::query("SELECT * FROM runners")
+        .fetch_all(&mut *conn)
+        .await?
+    {
+        out.runners
+            .push((r.try_get("id")?, runner_record(&r)?, r.try_get("mac")?));
+    }
+    for r in sqlx::query("SELECT name, revision, created_at, mac FROM environments")
+        .fetch_all(&mut *conn)
+        .await?
+    {
+        out.environments.push((
+            r.try_get("name")?,
+            r.try_get::<i64, _>("revision")? as u64,
+            r.try_get("created_at")?,
+            r.try_get("mac")?,
+        ));
+    }
+    for r in sqlx::query(
+        "SELECT environment, name, key_id, nonce, ciphertext, value_len, exposed FROM secrets",
+    )
+    .fetch_all(&mut *conn)
+    .await?
+    {
+        out.secrets
+            .push((r.try_get("environment")?, sealed_row(&r)?));
+    }
+    Ok(out)
 }
 
 async fn append_audit(tx: &mut Transaction<'_, Sqlite>, a: &AuditRecord) -> Result<()> {
@@ -223,12 +416,16 @@ impl Store for SqliteStore {
         .bind(to_millis(init.data_key.created_at))
         .execute(&mut *tx)
         .await?;
-        sqlx::query("INSERT INTO environments (name, revision, created_at) VALUES (?, 0, ?)")
-            .bind(MAIN_ENV)
-            .bind(at)
-            .execute(&mut *tx)
-            .await?;
-        insert_key_tx(&mut tx, &init.admin_key).await?;
+        insert_data_key_tx(&mut tx, &init.integrity_key).await?;
+        sqlx::query(
+            "INSERT INTO environments (name, revision, created_at, mac) VALUES (?, 0, ?, x'')",
+        )
+        .bind(MAIN_ENV)
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+        seal_environment_tx(&mut tx, &init.integrity, MAIN_ENV).await?;
+        insert_key_tx(&mut tx, &init.integrity, &init.admin_key).await?;
         append_audit(
             &mut tx,
             &AuditRecord::new(
@@ -265,6 +462,75 @@ impl Store for SqliteStore {
                 })
             })
             .collect()
+    }
+
+    fn set_integrity_key(&self, key: Arc<IntegrityKey>) {
+        self.integrity.set(key);
+    }
+
+    async fn upgrade_integrity(
+        &self,
+        wrapped: DataKeyRow,
+        key: &IntegrityKey,
+        audit: AuditRecord,
+    ) -> Result<Option<u64>> {
+        // BEGIN IMMEDIATE: one writer at a time, so two processes cannot both upgrade.
+        let mut tx = self.write_tx().await?;
+        let done: Option<i64> = sqlx::query_scalar("SELECT 1 FROM data_keys WHERE id = ?")
+            .bind(INTEGRITY_KEY_ID)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if done.is_some() {
+            return Ok(None);
+        }
+        let rows = integrity_rows_on(&mut tx).await?;
+        if rows.any_mac() {
+            return Err(StoreError::Corrupt(format!(
+                "the integrity key ({INTEGRITY_KEY_ID}) is missing from data_keys but rows carry MACs: \
+                 the database was changed outside runseald or partly restored; refusing to \
+                 authenticate its rows again (restore the whole database from a backup)"
+            )));
+        }
+        insert_data_key_tx(&mut tx, &wrapped).await?;
+        let mut n = 0u64;
+        for (k, _) in &rows.keys {
+            sqlx::query("UPDATE api_keys SET mac = ? WHERE id = ?")
+                .bind(key.key_mac(k))
+                .bind(&k.id)
+                .execute(&mut *tx)
+                .await?;
+            n += 1;
+        }
+        for (t, _) in &rows.tokens {
+            write_token_tx(&mut tx, key, t).await?;
+            n += 1;
+        }
+        for (id, r, _) in &rows.runners {
+            sqlx::query("UPDATE runners SET mac = ? WHERE id = ?")
+                .bind(key.runner_mac(r))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            n += 1;
+        }
+        for (name, mac) in rows.environment_macs(key) {
+            sqlx::query("UPDATE environments SET mac = ? WHERE name = ?")
+                .bind(mac)
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+            n += 1;
+        }
+        append_audit(&mut tx, &audit).await?;
+        tx.commit().await?;
+        Ok(Some(n))
+    }
+
+    async fn integrity_rows(&self) -> Result<IntegrityRows> {
+        let mut tx = self.reader.begin().await?;
+        let rows = integrity_rows_on(&mut tx).await?;
+        tx.commit().await?;
+        Ok(rows)
     }
 
     async fn rewrap_data_keys(
@@ -323,7 +589,7 @@ impl Store for SqliteStore {
     async fn create_environment(&self, name: &str, audit: AuditRecord) -> Result<EnvironmentRow> {
         let mut tx = self.write_tx().await?;
         let res = sqlx::query(
-            "INSERT INTO environments (name, revision, created_at) VALUES (?, 0, ?) \
+            "INSERT INTO environments (name, revision, created_at, mac) VALUES (?, 0, ?, x'') \
              ON CONFLICT (name) DO NOTHING",
         )
         .bind(name)
@@ -333,6 +599,7 @@ impl Store for SqliteStore {
         if res.rows_affected() == 0 {
             return Err(StoreError::EnvironmentExists(name.to_string()));
         }
+        seal_environment_tx(&mut tx, &*self.integrity.get()?, name).await?;
         append_audit(&mut tx, &audit.clone().at_revision(0)).await?;
         tx.commit().await?;
         Ok(EnvironmentRow {
@@ -394,6 +661,7 @@ impl Store for SqliteStore {
         limits: &Limits,
         audit: AuditRecord,
     ) -> Result<u64> {
+        let key = self.integrity.get()?;
         let mut tx = self.write_tx().await?;
         // Bumping first also proves the environment exists before anything is written.
         let revision = bump_revision(&mut tx, environment).await?;
@@ -439,6 +707,7 @@ impl Store for SqliteStore {
                 max: limits.max_environment_bytes,
             });
         }
+        seal_environment_tx(&mut tx, &key, environment).await?;
         append_audit(&mut tx, &audit.at_revision(revision)).await?;
         tx.commit().await?;
         Ok(revision)
@@ -459,6 +728,7 @@ impl Store for SqliteStore {
                 name: name.to_string(),
             });
         }
+        seal_environment_tx(&mut tx, &*self.integrity.get()?, environment).await?;
         append_audit(&mut tx, &audit.at_revision(revision)).await?;
         tx.commit().await?;
         Ok(revision)
@@ -528,15 +798,19 @@ impl Store for SqliteStore {
     }
 
     async fn insert_key(&self, key: KeyRow, audit: AuditRecord) -> Result<()> {
+        let ik = self.integrity.get()?;
         let mut tx = self.write_tx().await?;
-        insert_key_tx(&mut tx, &key).await?;
+        insert_key_tx(&mut tx, &ik, &key).await?;
         append_audit(&mut tx, &audit).await?;
         tx.commit().await?;
         Ok(())
     }
 
     async fn key(&self, id: &str) -> Result<Option<KeyRow>> {
-        self.hot.key(id)
+        match self.hot.key(id)? {
+            Some((row, mac)) => checked_key(&*self.integrity.get()?, row, &mac).map(Some),
+            None => Ok(None),
+        }
     }
 
     async fn list_keys(&self) -> Result<Vec<KeyRow>> {
@@ -563,25 +837,27 @@ impl Store for SqliteStore {
         {
             return Err(StoreError::LastAdminKey(id.to_string()));
         }
-        let n =
-            sqlx::query("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?")
+        let row = sqlx::query("SELECT * FROM api_keys WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let mut row = row
+            .as_ref()
+            .map(key_row)
+            .transpose()?
+            .ok_or_else(|| StoreError::KeyNotFound(id.to_string()))?;
+        if row.revoked_at.is_none() {
+            row.revoked_at = Some(from_millis(to_millis(audit.at)));
+            sqlx::query("UPDATE api_keys SET revoked_at = ?, mac = ? WHERE id = ?")
                 .bind(to_millis(audit.at))
+                .bind(self.integrity.get()?.key_mac(&row))
                 .bind(id)
                 .execute(&mut *tx)
-                .await?
-                .rows_affected();
-        if n == 0 {
-            return Err(StoreError::KeyNotFound(id.to_string()));
+                .await?;
         }
         // The runner tokens it minted go with it: they were its authority, delegated.
-        let tokens = sqlx::query(
-            "UPDATE runner_tokens SET revoked_at = ? WHERE created_by = ? AND revoked_at IS NULL",
-        )
-        .bind(to_millis(audit.at))
-        .bind(id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let key = self.integrity.get()?;
+        let tokens = revoke_tokens_tx(&mut tx, &key, "created_by", id, audit.at).await?;
         append_audit(&mut tx, &audit).await?;
         tx.commit().await?;
         Ok(tokens)
@@ -669,11 +945,12 @@ impl Store for SqliteStore {
         tokens: Vec<RunnerTokenRow>,
         audit: AuditRecord,
     ) -> Result<()> {
+        let key = self.integrity.get()?;
         let mut tx = self.write_tx().await?;
         for t in &tokens {
             sqlx::query(
                 "INSERT INTO runner_tokens (id, secret_hash, environment, only_names, purpose, \
-                 uses_left, expires_at, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 uses_left, expires_at, created_at, created_by, mac) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(&t.id)
             .bind(&t.secret_hash)
@@ -684,6 +961,7 @@ impl Store for SqliteStore {
             .bind(to_millis(t.expires_at))
             .bind(to_millis(t.created_at))
             .bind(&t.created_by)
+            .bind(key.token_mac(t))
             .execute(&mut *tx)
             .await?;
         }
@@ -693,21 +971,21 @@ impl Store for SqliteStore {
     }
 
     async fn runner_token(&self, id: &str) -> Result<Option<RunnerTokenRow>> {
-        self.hot.runner_token(id)
+        match self.hot.runner_token(id)? {
+            Some((row, mac)) => checked_token(&*self.integrity.get()?, row, &mac).map(Some),
+            None => Ok(None),
+        }
     }
 
     async fn revoke_runner_token(&self, id: &str, audit: AuditRecord) -> Result<()> {
+        let key = self.integrity.get()?;
         let mut tx = self.write_tx().await?;
-        let n = sqlx::query(
-            "UPDATE runner_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?",
-        )
-        .bind(to_millis(audit.at))
-        .bind(id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if n == 0 {
-            return Err(StoreError::RunnerTokenNotFound(id.to_string()));
+        let (mut t, _) = token_tx(&mut tx, id)
+            .await?
+            .ok_or_else(|| StoreError::RunnerTokenNotFound(id.to_string()))?;
+        if t.revoked_at.is_none() {
+            t.revoked_at = Some(from_millis(to_millis(audit.at)));
+            write_token_tx(&mut tx, &key, &t).await?;
         }
         append_audit(&mut tx, &audit).await?;
         tx.commit().await?;
@@ -716,14 +994,8 @@ impl Store for SqliteStore {
 
     async fn revoke_runner_tokens(&self, environment: &str, audit: AuditRecord) -> Result<u64> {
         let mut tx = self.write_tx().await?;
-        let n = sqlx::query(
-            "UPDATE runner_tokens SET revoked_at = ? WHERE environment = ? AND revoked_at IS NULL",
-        )
-        .bind(to_millis(audit.at))
-        .bind(environment)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let key = self.integrity.get()?;
+        let n = revoke_tokens_tx(&mut tx, &key, "environment", environment, audit.at).await?;
         append_audit(&mut tx, &audit).await?;
         tx.commit().await?;
         Ok(n)
@@ -767,32 +1039,35 @@ impl Store for SqliteStore {
         retry_hash: &[u8],
         since: OffsetDateTime,
     ) -> Result<bool> {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM runners WHERE credential_id = ? AND runner_id = ? \
+        let key = self.integrity.get()?;
+        let rows = sqlx::query(
+            "SELECT * FROM runners WHERE credential_id = ? AND runner_id = ? \
              AND retry_hash = ? AND started_at >= ?",
         )
         .bind(token_id)
         .bind(runner_id)
         .bind(retry_hash)
         .bind(to_millis(since))
-        .fetch_one(&self.reader)
+        .fetch_all(&self.reader)
         .await?;
-        Ok(n > 0)
+        let mut any = false;
+        for r in &rows {
+            let mac: Vec<u8> = r.try_get("mac")?;
+            if key.verify_runner(&runner_record(r)?, &mac) {
+                any = true;
+            } else {
+                let n: i64 = r.try_get("id")?;
+                crate::integrity::report_failure(TABLE_RUNNERS, &n.to_string());
+            }
+        }
+        Ok(any)
     }
 
     async fn record_build_fetch(&self, token_id: Option<&str>, audit: AuditRecord) -> Result<bool> {
+        let key = self.integrity.get()?;
         let mut tx = self.write_tx().await?;
         if let Some(id) = token_id {
-            let taken = sqlx::query(
-                "UPDATE runner_tokens SET uses_left = uses_left - 1 \
-                 WHERE id = ? AND uses_left > 0 AND revoked_at IS NULL AND expires_at > ?",
-            )
-            .bind(id)
-            .bind(to_millis(audit.at))
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if taken != 1 {
+            if !take_use_tx(&mut tx, &key, id, audit.at).await? {
                 return Ok(false);
             }
         }
@@ -862,36 +1137,35 @@ impl Store for SqliteStore {
     }
 }
 
-fn token_row(r: &SqliteRow) -> Result<RunnerTokenRow> {
-    let only: Option<String> = r.try_get("only_names")?;
-    Ok(RunnerTokenRow {
-        id: r.try_get("id")?,
-        secret_hash: r.try_get("secret_hash")?,
-        environment: r.try_get("environment")?,
-        only: only.map(|o| {
-            o.split(',')
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .collect()
-        }),
-        purpose: r.try_get("purpose")?,
-        uses_left: r.try_get::<i64, _>("uses_left")?.max(0) as u32,
-        expires_at: from_millis(r.try_get("expires_at")?),
-        created_at: from_millis(r.try_get("created_at")?),
-        created_by: r.try_get("created_by")?,
-        revoked_at: r.try_get::<Option<i64>, _>("revoked_at")?.map(from_millis),
-    })
-}
-
-async fn insert_key_tx(tx: &mut Transaction<'_, Sqlite>, key: &KeyRow) -> Result<()> {
+async fn insert_key_tx(
+    tx: &mut Transaction<'_, Sqlite>,
+    ik: &IntegrityKey,
+    key: &KeyRow,
+) -> Result<()> {
     sqlx::query(
-        "INSERT INTO api_keys (id, secret_hash, label, scopes, created_at) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO api_keys (id, secret_hash, label, scopes, created_at, revoked_at, mac) \
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&key.id)
     .bind(&key.secret_hash)
     .bind(&key.label)
     .bind(&key.scopes)
     .bind(to_millis(key.created_at))
+    .bind(key.revoked_at.map(to_millis))
+    .bind(ik.key_mac(key))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn insert_data_key_tx(tx: &mut Transaction<'_, Sqlite>, k: &DataKeyRow) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO data_keys (id, master_key_id, wrapped, created_at) VALUES (?, ?, ?, ?)",
+    )
+    .bind(&k.id)
+    .bind(&k.master_key_id)
+    .bind(&k.wrapped)
+    .bind(to_millis(k.created_at))
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -13,19 +13,25 @@
 //! These connections open the same file as the sqlx pools, through the same linked SQLite
 //! library, so WAL locking between them is SQLite's own; the sqlx writer and the committer
 //! here wait for each other through the busy timeout.
+//!
+//! Token rows carry a MAC over their use count (`crate::integrity`): the committer reads each
+//! token row again inside its transaction, checks its MAC, and writes the new count with its new
+//! MAC in the same transaction, so a start costs a few HMACs of the token row and start record,
+//! and nothing per secret.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    from_millis, to_millis, AuditRecord, EnvironmentVersion, KeyRow, Result, RunnerRecord,
-    RunnerTokenRow, StoreError,
+    checked_token, from_millis, to_millis, AuditRecord, EnvironmentVersion, IntegrityCell, KeyRow,
+    Result, RunnerRecord, RunnerTokenRow, StoreError,
 };
+use crate::integrity::IntegrityKey;
 
 /// Most runner starts written in one transaction.
 const MAX_GROUP: usize = 256;
@@ -62,7 +68,7 @@ enum Message {
 impl HotPath {
     /// Opens the read-only connections and starts the committer thread. The file must exist
     /// and be migrated (the sqlx writer opens it first).
-    pub fn open(path: &Path) -> Result<Self> {
+    pub fn open(path: &Path, integrity: Arc<IntegrityCell>) -> Result<Self> {
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
             let conn = Connection::open_with_flags(
@@ -84,7 +90,7 @@ impl HotPath {
         let (starts, queue) = mpsc::channel(4 * MAX_GROUP);
         std::thread::Builder::new()
             .name("runseal-starts".into())
-            .spawn(move || commit_starts(writer, queue))
+            .spawn(move || commit_starts(writer, queue, integrity))
             .map_err(|e| StoreError::Corrupt(format!("cannot start the commit thread: {e}")))?;
         Ok(Self {
             readers,
@@ -106,55 +112,35 @@ impl HotPath {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    pub fn runner_token(&self, id: &str) -> Result<Option<RunnerTokenRow>> {
+    /// A runner token row and its MAC (unchecked: the caller checks it).
+    pub fn runner_token(&self, id: &str) -> Result<Option<(RunnerTokenRow, Vec<u8>)>> {
         let guard = self.reader();
         let conn = guard.as_ref().ok_or_else(closed)?;
-        let mut stmt = conn.prepare_cached(
-            "SELECT id, secret_hash, environment, only_names, purpose, uses_left, expires_at, \
-             created_at, created_by, revoked_at FROM runner_tokens WHERE id = ?1",
-        )?;
-        Ok(stmt
-            .query_row([id], |r| {
-                let only: Option<String> = r.get(3)?;
-                Ok(RunnerTokenRow {
-                    id: r.get(0)?,
-                    secret_hash: r.get(1)?,
-                    environment: r.get(2)?,
-                    only: only.map(|o| {
-                        o.split(',')
-                            .filter(|s| !s.is_empty())
-                            .map(str::to_string)
-                            .collect()
-                    }),
-                    purpose: r.get(4)?,
-                    uses_left: r.get::<_, i64>(5)?.max(0) as u32,
-                    expires_at: from_millis(r.get(6)?),
-                    created_at: from_millis(r.get(7)?),
-                    created_by: r.get(8)?,
-                    revoked_at: r.get::<_, Option<i64>>(9)?.map(from_millis),
-                })
-            })
-            .optional()?)
+        token_on(conn, id)
     }
 
-    pub fn key(&self, id: &str) -> Result<Option<KeyRow>> {
+    /// A key row and its MAC (unchecked: the caller checks it).
+    pub fn key(&self, id: &str) -> Result<Option<(KeyRow, Vec<u8>)>> {
         let guard = self.reader();
         let conn = guard.as_ref().ok_or_else(closed)?;
         let mut stmt = conn.prepare_cached(
-            "SELECT id, secret_hash, label, scopes, created_at, last_used_at, revoked_at \
+            "SELECT id, secret_hash, label, scopes, created_at, last_used_at, revoked_at, mac \
              FROM api_keys WHERE id = ?1",
         )?;
         Ok(stmt
             .query_row([id], |r| {
-                Ok(KeyRow {
-                    id: r.get(0)?,
-                    secret_hash: r.get(1)?,
-                    label: r.get(2)?,
-                    scopes: r.get(3)?,
-                    created_at: from_millis(r.get(4)?),
-                    last_used_at: r.get::<_, Option<i64>>(5)?.map(from_millis),
-                    revoked_at: r.get::<_, Option<i64>>(6)?.map(from_millis),
-                })
+                Ok((
+                    KeyRow {
+                        id: r.get(0)?,
+                        secret_hash: r.get(1)?,
+                        label: r.get(2)?,
+                        scopes: r.get(3)?,
+                        created_at: from_millis(r.get(4)?),
+                        last_used_at: r.get::<_, Option<i64>>(5)?.map(from_millis),
+                        revoked_at: r.get::<_, Option<i64>>(6)?.map(from_millis),
+                    },
+                    r.get(7)?,
+                ))
             })
             .optional()?)
     }
@@ -222,7 +208,11 @@ impl HotPath {
 /// unwritten, so they take no use of a token. If a batch breaks a constraint, each start is
 /// retried alone, so one bad start cannot fail the others; any other failure (busy, I/O, a full
 /// disk) concerns them all and is every caller's answer at once. Ends when the store is dropped.
-fn commit_starts(mut conn: Connection, mut queue: mpsc::Receiver<Message>) {
+fn commit_starts(
+    mut conn: Connection,
+    mut queue: mpsc::Receiver<Message>,
+    integrity: Arc<IntegrityCell>,
+) {
     let mut batch = Vec::with_capacity(MAX_GROUP);
     let mut close = None;
     while let Some(first) = queue.blocking_recv() {
@@ -239,7 +229,14 @@ fn commit_starts(mut conn: Connection, mut queue: mpsc::Receiver<Message>) {
                 next = queue.try_recv().ok();
             }
         }
-        commit_batch(&mut conn, &mut batch);
+        match integrity.get() {
+            Ok(key) => commit_batch(&mut conn, &key, &mut batch),
+            Err(e) => {
+                for job in batch.drain(..) {
+                    let _ = job.done.send(Err(copy_error(&e)));
+                }
+            }
+        }
         if let Some(ack) = close {
             if let Err((_, e)) = conn.close() {
                 tracing::warn!(error = %e, "closing the runner-start connection");
@@ -251,12 +248,12 @@ fn commit_starts(mut conn: Connection, mut queue: mpsc::Receiver<Message>) {
 }
 
 /// Writes one batch and answers each of its callers.
-fn commit_batch(conn: &mut Connection, batch: &mut Vec<StartJob>) {
+fn commit_batch(conn: &mut Connection, key: &IntegrityKey, batch: &mut Vec<StartJob>) {
     batch.retain(|job| !job.done.is_closed());
     if batch.is_empty() {
         return;
     }
-    match write_starts(conn, batch) {
+    match write_starts(conn, key, batch) {
         Ok(taken) => {
             for (job, taken) in batch.drain(..).zip(taken) {
                 let _ = job.done.send(Ok(taken));
@@ -265,7 +262,7 @@ fn commit_batch(conn: &mut Connection, batch: &mut Vec<StartJob>) {
         Err(e) if batch.len() > 1 && is_constraint(&e) => {
             tracing::warn!(error = %e, starts = batch.len(), "a batch of runner starts broke a constraint; writing them one by one");
             for job in batch.drain(..) {
-                let alone = write_starts(conn, std::slice::from_ref(&job)).map(|t| t[0]);
+                let alone = write_starts(conn, key, std::slice::from_ref(&job)).map(|t| t[0]);
                 let _ = job.done.send(alone);
             }
         }
@@ -276,6 +273,40 @@ fn commit_batch(conn: &mut Connection, batch: &mut Vec<StartJob>) {
             }
         }
     }
+}
+
+/// A runner token row and its MAC, on any connection (a reader, or the committer inside its
+/// transaction).
+fn token_on(conn: &Connection, id: &str) -> Result<Option<(RunnerTokenRow, Vec<u8>)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, secret_hash, environment, only_names, purpose, uses_left, expires_at, \
+         created_at, created_by, revoked_at, mac FROM runner_tokens WHERE id = ?1",
+    )?;
+    Ok(stmt
+        .query_row([id], |r| {
+            let only: Option<String> = r.get(3)?;
+            Ok((
+                RunnerTokenRow {
+                    id: r.get(0)?,
+                    secret_hash: r.get(1)?,
+                    environment: r.get(2)?,
+                    only: only.map(|o| {
+                        o.split(',')
+                            .filter(|s| !s.is_empty())
+                            .map(str::to_string)
+                            .collect()
+                    }),
+                    purpose: r.get(4)?,
+                    uses_left: r.get::<_, i64>(5)?.max(0) as u32,
+                    expires_at: from_millis(r.get(6)?),
+                    created_at: from_millis(r.get(7)?),
+                    created_by: r.get(8)?,
+                    revoked_at: r.get::<_, Option<i64>>(9)?.map(from_millis),
+                },
+                r.get(10)?,
+            ))
+        })
+        .optional()?)
 }
 
 /// A read after [`HotPath::close`].
@@ -302,17 +333,35 @@ fn is_constraint(e: &StoreError) -> bool {
     )
 }
 
-fn write_starts(conn: &mut Connection, jobs: &[StartJob]) -> Result<Vec<bool>> {
+/// Takes one use of a token inside the committer's transaction: the row is read again there
+/// (another start of the batch may have used it), its MAC checked, and the new use count
+/// written with its new MAC in the same transaction.
+fn take_use(tx: &rusqlite::Transaction<'_>, key: &IntegrityKey, id: &str, at: i64) -> Result<bool> {
+    let Some((row, mac)) = token_on(tx, id)? else {
+        return Ok(false);
+    };
+    let mut t = match checked_token(key, row, &mac) {
+        Ok(t) => t,
+        Err(StoreError::Tampered { .. }) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    if t.uses_left == 0 || t.revoked_at.is_some() || to_millis(t.expires_at) <= at {
+        return Ok(false);
+    }
+    t.uses_left -= 1;
+    let mut update =
+        tx.prepare_cached("UPDATE runner_tokens SET uses_left = ?1, mac = ?2 WHERE id = ?3")?;
+    update.execute(rusqlite::params![t.uses_left as i64, key.token_mac(&t), id])?;
+    Ok(true)
+}
+
+fn write_starts(conn: &mut Connection, key: &IntegrityKey, jobs: &[StartJob]) -> Result<Vec<bool>> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut taken = Vec::with_capacity(jobs.len());
     {
-        let mut take = tx.prepare_cached(
-            "UPDATE runner_tokens SET uses_left = uses_left - 1 \
-             WHERE id = ?1 AND uses_left > 0 AND revoked_at IS NULL AND expires_at > ?2",
-        )?;
         let mut insert = tx.prepare_cached(
             "INSERT INTO runners (runner_id, environment, revision, started_at, credential_id, \
-             retry_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+             retry_hash, mac) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?;
         let mut audit = tx.prepare_cached(
             "INSERT INTO audit (at, key_id, action, environment, names, revision, runner_id, \
@@ -321,7 +370,7 @@ fn write_starts(conn: &mut Connection, jobs: &[StartJob]) -> Result<Vec<bool>> {
         for job in jobs {
             let r = &job.record;
             let ok = match &job.token_id {
-                Some(id) => take.execute(rusqlite::params![id, to_millis(r.started_at)])? == 1,
+                Some(id) => take_use(&tx, key, id, to_millis(r.started_at))?,
                 None => true,
             };
             if ok {
@@ -332,6 +381,7 @@ fn write_starts(conn: &mut Connection, jobs: &[StartJob]) -> Result<Vec<bool>> {
                     to_millis(r.started_at),
                     r.credential_id,
                     r.retry_hash,
+                    key.runner_mac(r),
                 ])?;
                 let a = &job.audit;
                 let (names, names_total) = a.stored_names();
