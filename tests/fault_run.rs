@@ -910,9 +910,18 @@ impl Worker {
     }
 
     async fn redeem(&mut self) {
-        let candidates: Vec<usize> = (0..self.tokens.len())
-            .filter(|t| self.tokens[*t].attempts.len() < 3)
+        // Mostly a token never presented; otherwise one presented before (it must refuse
+        // another runner) or one of a deleted environment (it must refuse everyone).
+        let fresh: Vec<usize> = (0..self.tokens.len())
+            .filter(|t| self.tokens[*t].attempts.is_empty())
             .collect();
+        let candidates: Vec<usize> = if !fresh.is_empty() && self.rng.gen_bool(0.7) {
+            fresh
+        } else {
+            (0..self.tokens.len())
+                .filter(|t| self.tokens[*t].attempts.len() < 3)
+                .collect()
+        };
         if candidates.is_empty() {
             return;
         }
