@@ -1723,3 +1723,65 @@ mod pg {
         }
     }
 }
+
+/// The audit check itself, on logs written by hand: it accepts a log that matches the model,
+/// and names a wrong revision, a missing `revision` field, a lost change and a stale snapshot row.
+#[test]
+fn the_audit_check_accepts_a_matching_log_and_refuses_others() {
+    use serde_json::json;
+    let change = |revision, action: &str, names: &[&str]| Change {
+        revision,
+        action: action.into(),
+        names: names.iter().map(|n| n.to_string()).collect(),
+    };
+    let model = EnvModel {
+        name: "fr1-0".into(),
+        state: Some(EnvState {
+            revision: 1,
+            secrets: BTreeMap::new(),
+        }),
+        incarnations: vec![
+            vec![change(1, "secrets.set", &["FR_1", "FR_2"])],
+            vec![change(1, "secrets.set", &["FR_3"])],
+        ],
+    };
+    let row = |id: u64, action: &str, names: &[&str], revision: Option<u64>| {
+        let mut v = json!({ "id": id, "action": action, "environment": "fr1-0", "names": names });
+        if let Some(r) = revision {
+            v["revision"] = json!(r);
+        }
+        v
+    };
+    let good = vec![
+        row(9, "secrets.set", &["FR_3"], Some(1)),
+        row(8, "environment.create", &[], None),
+        row(7, "environment.delete", &[], Some(0)),
+        row(6, "snapshot", &[], Some(1)),
+        row(5, "runner-token.issue", &["rt_x"], None),
+        row(4, "secrets.set", &["FR_2", "FR_1"], Some(1)),
+        row(3, "snapshot", &[], Some(0)),
+        row(2, "environment.create", &[], Some(0)),
+    ];
+    let counts = Counts::default();
+    check_audit(&model, &good, &counts, false);
+    check_audit(&model, &good, &counts, true);
+    let fails = |entries: Vec<Value>, revisions: bool| -> String {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            check_audit(&model, &entries, &Counts::default(), revisions)
+        }));
+        let e = r.expect_err("the audit check accepted a log that does not match");
+        e.downcast_ref::<String>().cloned().unwrap_or_default()
+    };
+    let mut wrong_rev = good.clone();
+    wrong_rev[0]["revision"] = json!(2);
+    assert!(fails(wrong_rev, true).contains("shows revision 2"));
+    let mut no_rev = good.clone();
+    no_rev[0].as_object_mut().unwrap().remove("revision");
+    assert!(fails(no_rev, true).contains("no `revision` field"));
+    let lost: Vec<Value> = good[1..].to_vec();
+    assert!(fails(lost, false).contains("does not list the acknowledged changes"));
+    let mut stale = good.clone();
+    stale[3]["revision"] = json!(0);
+    stale[6]["revision"] = json!(1);
+    assert!(fails(stale, true).contains("was current"));
+}
