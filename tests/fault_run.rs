@@ -326,10 +326,13 @@ impl Replica {
     }
 }
 
+/// Stops the database the replicas share, waits the given time, and starts it again.
+type RestartDatabase = Arc<dyn Fn(Duration) + Send + Sync>;
+
 struct Fleet {
     replicas: Vec<Replica>,
-    #[cfg(runseal_pg_tests)]
-    pg: Option<Arc<pg::PrivatePg>>,
+    /// PostgreSQL: the private cluster, restarted once during the run.
+    restart_database: Option<RestartDatabase>,
 }
 
 impl Fleet {
@@ -343,10 +346,8 @@ impl Fleet {
 async fn killer(fleet: Arc<Mutex<Fleet>>, seed: u64, stop: Arc<AtomicBool>, counts: Arc<Counts>) {
     let mut rng = StdRng::seed_from_u64(seed ^ 0x6b11_1e55);
     let n = fleet.lock().unwrap().replicas.len();
-    #[cfg(runseal_pg_tests)]
     let mut cluster_restart_at = rng.gen_range(2..5u32);
-    #[cfg(runseal_pg_tests)]
-    let has_pg = fleet.lock().unwrap().pg.is_some();
+    let restart_database = fleet.lock().unwrap().restart_database.clone();
     let mut round = 0u32;
     loop {
         tokio::time::sleep(Duration::from_millis(rng.gen_range(1200..3000))).await;
@@ -355,16 +356,13 @@ async fn killer(fleet: Arc<Mutex<Fleet>>, seed: u64, stop: Arc<AtomicBool>, coun
         }
         round += 1;
         let down = Duration::from_millis(rng.gen_range(0..400));
-        #[cfg(runseal_pg_tests)]
-        if has_pg && round == cluster_restart_at {
+        if let Some(restart) = restart_database
+            .as_ref()
+            .filter(|_| round == cluster_restart_at)
+        {
             cluster_restart_at = 0;
-            let pg = fleet.lock().unwrap().pg.clone().unwrap();
-            tokio::task::spawn_blocking(move || pg.ctl("stop"))
-                .await
-                .unwrap();
-            tokio::time::sleep(down * 2).await;
-            let pg = fleet.lock().unwrap().pg.clone().unwrap();
-            tokio::task::spawn_blocking(move || pg.ctl("start"))
+            let restart = restart.clone();
+            tokio::task::spawn_blocking(move || restart(down * 2))
                 .await
                 .unwrap();
             Counts::inc(&counts.cluster_restarts);
@@ -1528,8 +1526,7 @@ fn fault_run_sqlite() {
             tmp.path().join("runseald.sock"),
             Vec::new(),
         )],
-        #[cfg(runseal_pg_tests)]
-        pg: None,
+        restart_database: None,
     };
     run("SQLite", fleet, vec![data], Vec::new());
 }
@@ -1551,7 +1548,15 @@ fn fault_run_postgres() {
             a,
             Replica::new(db.clone(), tmp.path().join("b.sock"), extra.clone()),
         ],
-        pg: Some(pg.clone()),
+        restart_database: Some({
+            let pg = pg.clone();
+            Arc::new(move |down| {
+                pg.ctl("stop");
+                // The outage itself: how long the database stays down.
+                std::thread::sleep(down);
+                pg.ctl("start");
+            })
+        }),
     };
     run(
         "PostgreSQL",
