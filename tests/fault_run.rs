@@ -56,7 +56,7 @@ const ENVS_PER_WORKER: usize = 2;
 /// Secret names used in every environment: `FR_0..FR_9`.
 const NAMES: usize = 10;
 /// How long the workload and the kills run.
-const WORKLOAD: Duration = Duration::from_secs(22);
+const WORKLOAD: Duration = Duration::from_secs(26);
 /// Longest a single call may take before the run calls it hung.
 const CALL_TIMEOUT: Duration = Duration::from_secs(25);
 /// How long a worker waits for some server to answer again.
@@ -924,13 +924,19 @@ impl Worker {
             return;
         }
         let t = candidates[self.rng.gen_range(0..candidates.len())];
+        let agent = self.rng.gen_bool(0.35);
+        self.redeem_token(t, agent).await;
+    }
+
+    /// Presents token `t` as a new runner and judges the answer against the model.
+    async fn redeem_token(&mut self, t: usize, agent: bool) {
         self.runner_seq += 1;
         let rid = format!("fr{}-runner-{}", self.w, self.runner_seq);
         self.tokens[t].attempts.push(rid.clone());
         let alive = self.token_alive(t);
         let before = self.tokens[t].state;
         Counts::inc(&self.counts.redemptions);
-        let r = if self.rng.gen_bool(0.35) {
+        let r = if agent {
             self.redeem_with_agent(t, &rid).await
         } else {
             self.redeem_with_library(t, &rid).await
@@ -1283,8 +1289,6 @@ fn run(label: &str, fleet: Fleet, scan_dirs: Vec<PathBuf>, verify_args: Vec<Stri
         workers
     });
     eprintln!("[{:.1?}] workload done", started.elapsed());
-    let envs: Vec<&EnvModel> = workers.iter().flat_map(|w| &w.envs).collect();
-    let tokens: Vec<&TokenRec> = workers.iter().flat_map(|w| &w.tokens).collect();
 
     // A last SIGKILL, so the files are as a crash leaves them (SQLite: the WAL not checkpointed).
     {
@@ -1312,6 +1316,21 @@ fn run(label: &str, fleet: Fleet, scan_dirs: Vec<PathBuf>, verify_args: Vec<Stri
         .replicas
         .iter_mut()
         .for_each(Replica::start);
+    // Every token minted and never presented still works after the crashes, once.
+    let workers = rt.block_on(async move {
+        let mut out = Vec::new();
+        for mut w in workers {
+            for t in 0..w.tokens.len() {
+                if w.tokens[t].attempts.is_empty() && w.token_alive(t) {
+                    w.redeem_token(t, false).await;
+                }
+            }
+            out.push(w);
+        }
+        out
+    });
+    let envs: Vec<&EnvModel> = workers.iter().flat_map(|w| &w.envs).collect();
+    let tokens: Vec<&TokenRec> = workers.iter().flat_map(|w| &w.tokens).collect();
     let addr = addrs[0].clone();
     let cli = |args: &[&str]| ok(runseal(&addr, &admin_line, args));
     let listed = json(&cli(&["env", "list", "--output", "json"]));
