@@ -158,6 +158,13 @@ async fn outcome<T>(
     }
 }
 
+/// A served value as text; the run only sets ASCII values. The error names the secret, never
+/// the bytes.
+fn text_value(name: &str, value: &SecretBytes) -> String {
+    String::from_utf8(value.expose().to_vec())
+        .unwrap_or_else(|_| panic!("{name}: a value the run never set (not UTF-8)"))
+}
+
 fn random_value(rng: &mut StdRng) -> String {
     let len = rng.gen_range(24..48);
     rng.sample_iter(&Alphanumeric)
@@ -518,12 +525,7 @@ impl Worker {
             secrets: snap
                 .secrets
                 .iter()
-                .map(|(n, v)| {
-                    (
-                        n.clone(),
-                        String::from_utf8(v.expose().to_vec()).expect("UTF-8 value"),
-                    )
-                })
+                .map(|(n, v)| (n.clone(), text_value(n, v)))
                 .collect(),
         }))
     }
@@ -817,9 +819,7 @@ impl Worker {
                         secrets: s
                             .secrets
                             .iter()
-                            .map(|(n, v)| {
-                                (n.clone(), String::from_utf8(v.expose().to_vec()).unwrap())
-                            })
+                            .map(|(n, v)| (n.clone(), text_value(n, v)))
                             .collect(),
                     })
                 }
@@ -869,7 +869,10 @@ impl Worker {
         self.record.agent_logs.lock().unwrap().push(err.clone());
         match out.status.code() {
             Some(0) => {
-                let text = String::from_utf8(out.stdout).expect("UTF-8 env");
+                // Never `expect` on these bytes: the error would print the values.
+                let Ok(text) = String::from_utf8(out.stdout) else {
+                    panic!("runner {rid}: the app's environment is not UTF-8");
+                };
                 let mut vars: BTreeMap<String, String> = BTreeMap::new();
                 for line in text.lines() {
                     if let Some((n, v)) = line.split_once('=') {
