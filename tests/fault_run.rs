@@ -292,20 +292,33 @@ impl Record {
 struct Replica {
     data: PathBuf,
     sock: PathBuf,
-    extra: Vec<String>,
+    /// PostgreSQL: the database URL (each process adds an `application_name` of its own).
+    database_url: Option<String>,
+    /// Processes started so far on this data dir.
+    generation: u32,
     daemon: Option<Daemon>,
     logs: Vec<Arc<Mutex<String>>>,
 }
 
 impl Replica {
-    fn new(data: PathBuf, sock: PathBuf, extra: Vec<String>) -> Self {
+    fn new(data: PathBuf, sock: PathBuf, database_url: Option<String>) -> Self {
         Self {
             data,
             sock,
-            extra,
+            database_url,
+            generation: 0,
             daemon: None,
             logs: Vec::new(),
         }
+    }
+
+    /// How PostgreSQL names the sessions of the current process (`pg_stat_activity`).
+    fn application_name(&self) -> String {
+        format!(
+            "fault-{}-{}",
+            self.data.file_name().unwrap().to_string_lossy(),
+            self.generation
+        )
     }
 
     /// A fixed Unix socket, so clients and agents reach the restarted process at the same
@@ -316,15 +329,24 @@ impl Replica {
 
     fn start(&mut self) {
         assert!(self.daemon.is_none());
+        self.generation += 1;
+        let url = self
+            .database_url
+            .as_ref()
+            .map(|u| format!("{u}&application_name={}", self.application_name()));
         let mut args: Vec<&str> = vec!["--unix", self.sock.to_str().unwrap()];
-        args.extend(self.extra.iter().map(String::as_str));
+        if let Some(url) = &url {
+            args.extend(["--database-url", url]);
+        }
         let d = Daemon::start(&self.data, &args, &[]);
         self.logs.push(d.log.clone());
         self.daemon = Some(d);
     }
 
-    fn kill(&mut self) {
+    /// SIGKILL; returns the application name of the killed process's database sessions.
+    fn kill(&mut self) -> String {
         self.daemon.take().expect("a running replica").kill9();
+        self.application_name()
     }
 
     fn terminate(&mut self) {
@@ -340,6 +362,8 @@ struct Fleet {
     replicas: Vec<Replica>,
     /// PostgreSQL: the private cluster, restarted once during the run.
     restart_database: Option<RestartDatabase>,
+    /// PostgreSQL: where to watch a killed replica's sessions end.
+    database_url: Option<String>,
 }
 
 impl Fleet {
@@ -350,11 +374,69 @@ impl Fleet {
 
 /// SIGKILLs a random replica at random moments and restarts it; with PostgreSQL, restarts the
 /// cluster once, at a random one of those moments.
-async fn killer(fleet: Arc<Mutex<Fleet>>, seed: u64, stop: Arc<AtomicBool>, counts: Arc<Counts>) {
+/// Faults in progress: a call cut off by a fault is resolved only once every fault begun so far
+/// has settled, that is once nothing the killed process started can still take effect. A
+/// SIGKILLed runseald on SQLite is settled when it is reaped; on PostgreSQL, a COMMIT it sent
+/// just before it died may still complete, so it is settled when its sessions have ended.
+#[derive(Default)]
+struct Settle {
+    begun: AtomicU64,
+    settled: AtomicU64,
+}
+
+impl Settle {
+    async fn wait(&self) {
+        let begun = self.begun.load(Ordering::SeqCst);
+        let deadline = Instant::now() + COME_BACK;
+        while self.settled.load(Ordering::SeqCst) < begun {
+            assert!(
+                Instant::now() < deadline,
+                "a fault did not settle within {COME_BACK:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+/// Waits until PostgreSQL has no session named `application_name` left.
+async fn sessions_ended(url: &str, application_name: &str) {
+    use sqlx::Connection;
+    let deadline = Instant::now() + COME_BACK;
+    let mut conn = sqlx::PgConnection::connect(url)
+        .await
+        .expect("connect to the private cluster");
+    loop {
+        let n: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1")
+                .bind(application_name)
+                .fetch_one(&mut conn)
+                .await
+                .expect("query pg_stat_activity");
+        if n == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{n} sessions of the killed {application_name} still open after {COME_BACK:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// SIGKILLs a random replica at random moments and restarts it; with PostgreSQL, restarts the
+/// cluster once, at a random one of those moments.
+async fn killer(
+    fleet: Arc<Mutex<Fleet>>,
+    seed: u64,
+    stop: Arc<AtomicBool>,
+    counts: Arc<Counts>,
+    settle: Arc<Settle>,
+) {
     let mut rng = StdRng::seed_from_u64(seed ^ 0x6b11_1e55);
     let n = fleet.lock().unwrap().replicas.len();
     let mut cluster_restart_at = rng.gen_range(2..5u32);
     let restart_database = fleet.lock().unwrap().restart_database.clone();
+    let database_url = fleet.lock().unwrap().database_url.clone();
     let mut round = 0u32;
     loop {
         tokio::time::sleep(Duration::from_millis(rng.gen_range(1200..3000))).await;
@@ -363,6 +445,7 @@ async fn killer(fleet: Arc<Mutex<Fleet>>, seed: u64, stop: Arc<AtomicBool>, coun
         }
         round += 1;
         let down = Duration::from_millis(rng.gen_range(0..400));
+        settle.begun.fetch_add(1, Ordering::SeqCst);
         if let Some(restart) = restart_database
             .as_ref()
             .filter(|_| round == cluster_restart_at)
@@ -372,14 +455,19 @@ async fn killer(fleet: Arc<Mutex<Fleet>>, seed: u64, stop: Arc<AtomicBool>, coun
             tokio::task::spawn_blocking(move || restart(down * 2))
                 .await
                 .unwrap();
+            settle.settled.fetch_add(1, Ordering::SeqCst);
             Counts::inc(&counts.cluster_restarts);
             continue;
         }
         let i = rng.gen_range(0..n);
         let f = fleet.clone();
-        tokio::task::spawn_blocking(move || f.lock().unwrap().replicas[i].kill())
+        let killed = tokio::task::spawn_blocking(move || f.lock().unwrap().replicas[i].kill())
             .await
             .unwrap();
+        if let Some(url) = &database_url {
+            sessions_ended(url, &killed).await;
+        }
+        settle.settled.fetch_add(1, Ordering::SeqCst);
         Counts::inc(&counts.kills);
         tokio::time::sleep(down).await;
         let f = fleet.clone();
@@ -456,6 +544,7 @@ struct Worker {
     runner_seq: usize,
     counts: Arc<Counts>,
     record: Arc<Record>,
+    settle: Arc<Settle>,
 }
 
 fn env_names(w: usize) -> Vec<String> {
@@ -555,6 +644,7 @@ impl Worker {
     ) {
         Counts::inc(&self.counts.unknown);
         let name = self.envs[k].name.clone();
+        self.settle.wait().await;
         let found = self.observe(&name).await;
         let pre = self.envs[k].state.clone();
         self.counts.check();
@@ -1223,6 +1313,7 @@ fn run(label: &str, fleet: Fleet, scan_dirs: Vec<PathBuf>, verify_args: Vec<Stri
     let fleet = Arc::new(Mutex::new(fleet));
     let counts = Arc::new(Counts::default());
     let record = Arc::new(Record::default());
+    let settle = Arc::new(Settle::default());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
         .enable_all()
@@ -1241,6 +1332,28 @@ fn run(label: &str, fleet: Fleet, scan_dirs: Vec<PathBuf>, verify_args: Vec<Stri
     let admin = Credential::parse(&admin_line).expect("admin.key holds a key");
     let all_envs: Vec<String> = (0..WORKERS).flat_map(env_names).collect();
 
+    let (database_url, app_names) = {
+        let f = fleet.lock().unwrap();
+        let names: Vec<String> = f.replicas.iter().map(Replica::application_name).collect();
+        (f.database_url.clone(), names)
+    };
+    if let Some(url) = database_url {
+        // The wait for a killed replica's sessions (Settle) relies on their names.
+        rt.block_on(async {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+            for name in &app_names {
+                let n: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+                )
+                .bind(name)
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+                assert!(n > 0, "no PostgreSQL session is named {name}");
+            }
+        });
+    }
     let workers = rt.block_on(async {
         // One key that may take a snapshot of every environment of the run: the read-back.
         let scopes: Vec<String> = all_envs.iter().map(|e| format!("snapshot:{e}")).collect();
@@ -1252,7 +1365,13 @@ fn run(label: &str, fleet: Fleet, scan_dirs: Vec<PathBuf>, verify_args: Vec<Stri
             .await
             .unwrap();
         let stop = Arc::new(AtomicBool::new(false));
-        let killer = tokio::spawn(killer(fleet.clone(), seed, stop.clone(), counts.clone()));
+        let killer = tokio::spawn(killer(
+            fleet.clone(),
+            seed,
+            stop.clone(),
+            counts.clone(),
+            settle.clone(),
+        ));
         let mut tasks = Vec::new();
         for w in 0..WORKERS {
             let ws = seed.wrapping_add(w as u64 * 0x9e37_79b9);
@@ -1278,6 +1397,7 @@ fn run(label: &str, fleet: Fleet, scan_dirs: Vec<PathBuf>, verify_args: Vec<Stri
                 runner_seq: 0,
                 counts: counts.clone(),
                 record: record.clone(),
+                settle: settle.clone(),
             };
             tasks.push(tokio::spawn(worker.run(stop.clone())));
         }
@@ -1363,6 +1483,7 @@ fn run(label: &str, fleet: Fleet, scan_dirs: Vec<PathBuf>, verify_args: Vec<Stri
             runner_seq: 0,
             counts: counts.clone(),
             record: record.clone(),
+            settle: settle.clone(),
         };
         let mut out = BTreeMap::new();
         for e in &envs {
@@ -1546,9 +1667,10 @@ fn fault_run_sqlite() {
         replicas: vec![Replica::new(
             data.clone(),
             tmp.path().join("runseald.sock"),
-            Vec::new(),
+            None,
         )],
         restart_database: None,
+        database_url: None,
     };
     run("SQLite", fleet, vec![data], Vec::new());
 }
@@ -1560,15 +1682,14 @@ fn fault_run_postgres() {
     let url = pg.url();
     let tmp = tempfile::tempdir().unwrap();
     let (da, db) = (tmp.path().join("a"), tmp.path().join("b"));
-    let extra = vec!["--database-url".to_string(), url.clone()];
-    let mut a = Replica::new(da.clone(), tmp.path().join("a.sock"), extra.clone());
+    let mut a = Replica::new(da.clone(), tmp.path().join("a.sock"), Some(url.clone()));
     // The first replica initialises the database; the second joins with its master key.
     a.start();
     pg::join_dir(&da, &db);
     let fleet = Fleet {
         replicas: vec![
             a,
-            Replica::new(db.clone(), tmp.path().join("b.sock"), extra.clone()),
+            Replica::new(db.clone(), tmp.path().join("b.sock"), Some(url.clone())),
         ],
         restart_database: Some({
             let pg = pg.clone();
@@ -1579,12 +1700,13 @@ fn fault_run_postgres() {
                 pg.ctl("start");
             })
         }),
+        database_url: Some(url.clone()),
     };
     run(
         "PostgreSQL",
         fleet,
         vec![da, db, pg.dir.path().to_path_buf()],
-        extra,
+        vec!["--database-url".to_string(), url],
     );
 }
 
