@@ -727,11 +727,12 @@ mod tests {
         assert!(!crate::names::is_valid_secret_name(&"N".repeat(MAX_SECRET_NAME_LEN + 1)));
         let largest = |limits: &Limits| {
             let count = limits.max_secrets_per_environment;
-            let mut left = limits.max_environment_bytes;
+            // The values fill the environment, spread evenly (each within max_value_bytes).
+            let len = limits
+                .max_value_bytes
+                .min(limits.max_environment_bytes / count);
             let secrets = (0..count)
                 .map(|i| {
-                    let len = limits.max_value_bytes.min(left);
-                    left -= len;
                     let mut name = format!("S{i}");
                     name.extend(std::iter::repeat_n('X', MAX_SECRET_NAME_LEN - name.len()));
                     v1::SecretValue {
@@ -763,8 +764,9 @@ mod tests {
             let cap = max_request_bytes(&limits);
             let biggest = largest(&limits);
             assert!(biggest <= cap, "{limits:?}: {biggest} > {cap}");
-            // Only framing slack (at most 8 bytes an entry), or the name-list bound.
-            let slack = 8 * limits.max_secrets_per_environment + 128;
+            // Only framing slack (at most 8 bytes an entry) and the rounding of the spread,
+            // or the name-list bound.
+            let slack = 8 * limits.max_secrets_per_environment + 1024;
             let names = MAX_NAME_LIST * (MAX_SECRET_NAME_LEN + 3);
             assert!(cap <= (biggest + slack).max(names + 512), "{limits:?}: {cap} for {biggest}");
         }
