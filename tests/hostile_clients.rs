@@ -168,8 +168,8 @@ fn announced_messages_without_a_key_cost_no_memory() {
 }
 
 /// (b) More idle connections than the connection cap: runseald closes them within the idle
-/// deadline (one that completed the HTTP/2 handshake and one that never sent a byte), and an
-/// authorised call is served afterwards.
+/// deadline (some completed the HTTP/2 handshake, some hold a health watch open, some never
+/// sent a byte), and an authorised call is served afterwards.
 #[test]
 fn idle_connections_beyond_the_cap_are_closed_and_service_resumes() {
     const CAP: usize = 6;
@@ -194,12 +194,33 @@ fn idle_connections_beyond_the_cap_are_closed_and_service_resumes() {
         let mut tasks = Vec::new();
         for i in 0..CAP * 2 {
             let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-            if i % 2 == 0 {
+            if i % 3 == 0 {
                 // HTTP/2 handshake done, then silence.
                 let (client, conn) = h2::client::handshake(tcp).await.unwrap();
                 tasks.push(tokio::spawn(async move {
                     let _ = conn.await;
                     drop(client);
+                    started.elapsed()
+                }));
+            } else if i % 3 == 1 {
+                // A health watch, which answers without a key and never ends: it must not
+                // keep the connection.
+                let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+                tasks.push(tokio::spawn(async move {
+                    let driver = tokio::spawn(conn);
+                    let mut client = client.ready().await.unwrap();
+                    let req = http::Request::builder()
+                        .method("POST")
+                        .uri(format!("http://{addr}/grpc.health.v1.Health/Watch"))
+                        .header("content-type", "application/grpc")
+                        .header("te", "trailers")
+                        .body(())
+                        .unwrap();
+                    let (resp, mut send) = client.send_request(req, false).unwrap();
+                    send.send_data(Bytes::from_static(&[0, 0, 0, 0, 0]), true)
+                        .unwrap();
+                    let _resp = resp.await;
+                    let _ = driver.await;
                     started.elapsed()
                 }));
             } else {
@@ -227,14 +248,14 @@ fn idle_connections_beyond_the_cap_are_closed_and_service_resumes() {
         }
         out
     });
-    // The first CAP are closed after about a second; the rest wait in the backlog for a slot
-    // and are closed a second after that.
+    // The first CAP are closed after about a second (two with the goodbye of a watch); the
+    // rest wait in the backlog for a slot and are closed as long after that.
     for (i, c) in closed_after.iter().enumerate() {
         let elapsed = c
             .as_ref()
             .unwrap_or_else(|_| panic!("idle connection {i} was still open after 10 s"));
         assert!(
-            *elapsed < Duration::from_secs(5),
+            *elapsed < Duration::from_secs(6),
             "idle connection {i} closed only after {elapsed:?}"
         );
     }

@@ -3,7 +3,8 @@
 //! handshake and the HTTP/2 preface, a cap on concurrent streams per connection, and an idle
 //! deadline (no stream in flight for that long; shorter until a call on the connection has
 //! authenticated). A stream is in flight from its headers until its response body ends, so a
-//! long-lived server stream keeps its connection open.
+//! long-lived server stream keeps its connection open; health and reflection, which answer
+//! without a key, do not count.
 //!
 //! At the connection cap or when `accept` fails (EMFILE, ENFILE, ENOBUFS…), the loop stops
 //! accepting, logs once per [`LOG_INTERVAL`], and tries again after [`ACCEPT_BACKOFF`] or as
@@ -127,7 +128,7 @@ impl Drop for StreamGuard {
 /// A response body that keeps its stream counted as in flight until it is done.
 pub struct TrackedBody<B> {
     inner: B,
-    _guard: StreamGuard,
+    _guard: Option<StreamGuard>,
 }
 
 impl<B: http_body::Body + Unpin> http_body::Body for TrackedBody<B> {
@@ -171,7 +172,10 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let guard = self.conn.begin();
+        // Health and reflection answer strangers: a `Health/Watch` left open must not keep a
+        // connection (or a shutdown) waiting, so only calls that need a key count.
+        let path = req.uri().path();
+        let guard = (!super::is_open_path(path)).then(|| self.conn.begin());
         let fut = self.inner.call(req);
         Box::pin(async move {
             let res = fut.await?;

@@ -426,6 +426,10 @@ const OPEN_SERVICE_MAX_REQUEST_BYTES: usize = 16 * 1024;
 /// RPC paths served without a key: health and reflection.
 const OPEN_PATHS: [&str; 2] = ["/grpc.health.v1.Health/", "/grpc.reflection.v1.ServerReflection/"];
 
+fn is_open_path(path: &str) -> bool {
+    OPEN_PATHS.iter().any(|p| path.starts_with(p))
+}
+
 /// The RPCs a runner token authenticates (verified by the auth layer, redeemed by the handler).
 const RUNNER_TOKEN_PATHS: [&str; 2] = [
     "/runseal.v1.Runners/GetSnapshot",
@@ -514,7 +518,7 @@ async fn authorize(
     path: &str,
     headers: &http::HeaderMap,
 ) -> Result<Option<Verified>, Status> {
-    if OPEN_PATHS.iter().any(|p| path.starts_with(p)) {
+    if is_open_path(path) {
         return Ok(None);
     }
     let cred = credential_from_headers(headers)?;
