@@ -216,7 +216,11 @@ fn net_limits(raw: RawNet) -> Result<NetLimits, ConfigError> {
     let mut net = NetLimits::default();
     match raw.max_connections {
         Some(0) => return Err(ConfigError::ZeroNet("max_connections")),
-        Some(n) => net.max_connections = n.min(tokio::sync::Semaphore::MAX_PERMITS).min(u32::MAX as usize),
+        Some(n) => {
+            net.max_connections = n
+                .min(tokio::sync::Semaphore::MAX_PERMITS)
+                .min(u32::MAX as usize)
+        }
         None => {}
     }
     match raw.max_concurrent_streams {
@@ -232,7 +236,11 @@ fn net_limits(raw: RawNet) -> Result<NetLimits, ConfigError> {
             Err(e) => Err(ConfigError::NetDuration(name, e)),
         },
     };
-    net.handshake_timeout = duration(raw.handshake_timeout, "handshake_timeout", net.handshake_timeout)?;
+    net.handshake_timeout = duration(
+        raw.handshake_timeout,
+        "handshake_timeout",
+        net.handshake_timeout,
+    )?;
     net.idle_timeout = duration(raw.idle_timeout, "idle_timeout", net.idle_timeout)?;
     net.unauthenticated_idle_timeout = duration(
         raw.unauthenticated_idle_timeout,
@@ -303,7 +311,10 @@ mod tests {
         );
         for (text, needle) in [
             ("[net]\nmax_connections = 0\n", "max_connections"),
-            ("[net]\nmax_concurrent_streams = 0\n", "max_concurrent_streams"),
+            (
+                "[net]\nmax_concurrent_streams = 0\n",
+                "max_concurrent_streams",
+            ),
             ("[net]\nidle_timeout = \"0s\"\n", "idle_timeout"),
             ("[net]\nhandshake_timeout = \"soon\"\n", "handshake_timeout"),
         ] {

@@ -52,11 +52,17 @@ fn ticks_per_second() -> u64 {
         .arg("CLK_TCK")
         .output()
         .unwrap();
-    String::from_utf8(out.stdout).unwrap().trim().parse().unwrap()
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
 }
 
 /// An authorised `secrets list` succeeds within `within` (retried while runseald recovers).
@@ -359,11 +365,13 @@ fn an_undecodable_request_is_invalid_argument() {
             .await
             .expect("no answer")
             .unwrap();
-        let header = |r: &http::HeaderMap, k: &str| {
-            r.get(k).map(|v| v.to_str().unwrap().to_string())
-        };
+        let header =
+            |r: &http::HeaderMap, k: &str| r.get(k).map(|v| v.to_str().unwrap().to_string());
         if let Some(code) = header(resp.headers(), "grpc-status") {
-            return (code, header(resp.headers(), "grpc-message").unwrap_or_default());
+            return (
+                code,
+                header(resp.headers(), "grpc-message").unwrap_or_default(),
+            );
         }
         let mut body = resp.into_body();
         while body.data().await.is_some() {}
@@ -373,6 +381,12 @@ fn an_undecodable_request_is_invalid_argument() {
             header(&trailers, "grpc-message").unwrap_or_default(),
         )
     });
-    assert_eq!(code, "3", "INVALID_ARGUMENT expected, got {code}: {message}");
-    assert!(message.contains("not%20a%20valid") || message.contains("not a valid"), "{message}");
+    assert_eq!(
+        code, "3",
+        "INVALID_ARGUMENT expected, got {code}: {message}"
+    );
+    assert!(
+        message.contains("not%20a%20valid") || message.contains("not a valid"),
+        "{message}"
+    );
 }

@@ -308,6 +308,7 @@ async fn accept_loop(
             }
             Err(e) => {
                 drop(permit);
+                crate::metrics::METRICS.accept_failures.inc();
                 if failing.due() {
                     tracing::warn!(
                         error = %e,
@@ -324,6 +325,22 @@ async fn accept_loop(
     }
 }
 
+/// Counts a connection as open while it lives.
+struct OpenConnection;
+
+impl OpenConnection {
+    fn new() -> Self {
+        crate::metrics::METRICS.connections_open.inc();
+        Self
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        crate::metrics::METRICS.connections_open.dec();
+    }
+}
+
 /// One connection, from accept to close; holds its permit throughout.
 async fn connection(
     accepted: Accepted,
@@ -332,6 +349,7 @@ async fn connection(
     _permit: OwnedSemaphorePermit,
     stop: watch::Receiver<bool>,
 ) {
+    let _open = OpenConnection::new();
     let deadline = tokio::time::Instant::now() + limits.handshake_timeout;
     match accepted {
         Accepted::Tcp(s) => {
@@ -345,7 +363,10 @@ async fn connection(
             match tokio::time::timeout_at(deadline, acceptor.acceptor().accept(s)).await {
                 Ok(Ok(tls)) => http2(tls, deadline, app, &limits, stop).await,
                 Ok(Err(e)) => tracing::debug!(?peer, error = %e, "TLS handshake failed"),
-                Err(_) => tracing::debug!(?peer, "TLS handshake timed out"),
+                Err(_) => {
+                    crate::metrics::METRICS.connections_idle_closed.inc();
+                    tracing::debug!(?peer, "TLS handshake timed out");
+                }
             }
         }
         Accepted::Unix(s) => http2(s, deadline, app, &limits, stop).await,
@@ -376,6 +397,7 @@ async fn http2<I>(
                 return;
             }
             Err(_) => {
+                crate::metrics::METRICS.connections_idle_closed.inc();
                 tracing::debug!("no HTTP/2 preface within the handshake deadline");
                 return;
             }
@@ -420,6 +442,7 @@ async fn http2<I>(
                 if closing {
                     return;
                 }
+                crate::metrics::METRICS.connections_idle_closed.inc();
                 tracing::debug!("closing an idle connection");
                 conn.as_mut().graceful_shutdown();
                 closing = true;

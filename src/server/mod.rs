@@ -405,10 +405,8 @@ pub fn max_request_bytes(limits: &Limits) -> usize {
             .max_secrets_per_environment
             .saturating_mul(limits.max_value_bytes),
     );
-    let set_secrets = ENVIRONMENT
-        + FLAG
-        + limits.max_secrets_per_environment.saturating_mul(entry)
-        + values;
+    let set_secrets =
+        ENVIRONMENT + FLAG + limits.max_secrets_per_environment.saturating_mul(entry) + values;
     // Plus a runner id, a retry key and the other small fields of `GetSnapshot`.
     let name_list = ENVIRONMENT + FLAG + MAX_NAME_LIST * (1 + 2 + name) + 256;
     set_secrets.max(name_list)
@@ -424,7 +422,10 @@ pub const MAX_NAME_LIST: usize = 1000;
 const OPEN_SERVICE_MAX_REQUEST_BYTES: usize = 16 * 1024;
 
 /// RPC paths served without a key: health and reflection.
-const OPEN_PATHS: [&str; 2] = ["/grpc.health.v1.Health/", "/grpc.reflection.v1.ServerReflection/"];
+const OPEN_PATHS: [&str; 2] = [
+    "/grpc.health.v1.Health/",
+    "/grpc.reflection.v1.ServerReflection/",
+];
 
 fn is_open_path(path: &str) -> bool {
     OPEN_PATHS.iter().any(|p| path.starts_with(p))
@@ -727,8 +728,12 @@ mod tests {
     #[test]
     fn the_decode_cap_fits_the_largest_set_secrets_and_little_more() {
         use prost::Message;
-        assert!(crate::names::is_valid_secret_name(&"N".repeat(MAX_SECRET_NAME_LEN)));
-        assert!(!crate::names::is_valid_secret_name(&"N".repeat(MAX_SECRET_NAME_LEN + 1)));
+        assert!(crate::names::is_valid_secret_name(
+            &"N".repeat(MAX_SECRET_NAME_LEN)
+        ));
+        assert!(!crate::names::is_valid_secret_name(
+            &"N".repeat(MAX_SECRET_NAME_LEN + 1)
+        ));
         let largest = |limits: &Limits| {
             let count = limits.max_secrets_per_environment;
             // The values fill the environment, spread evenly (each within max_value_bytes).
@@ -772,7 +777,10 @@ mod tests {
             // or the name-list bound.
             let slack = 8 * limits.max_secrets_per_environment + 1024;
             let names = MAX_NAME_LIST * (MAX_SECRET_NAME_LEN + 3);
-            assert!(cap <= (biggest + slack).max(names + 512), "{limits:?}: {cap} for {biggest}");
+            assert!(
+                cap <= (biggest + slack).max(names + 512),
+                "{limits:?}: {cap} for {biggest}"
+            );
         }
         // A list of MAX_NAME_LIST longest names always fits.
         let tiny = Limits {
