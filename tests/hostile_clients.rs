@@ -327,66 +327,117 @@ fn at_the_descriptor_limit_runseald_backs_off_and_recovers() {
     service_answers(&d, &key, Duration::from_secs(10));
 }
 
-/// Bytes that are not a protobuf message, from an authorised caller: INVALID_ARGUMENT (the
-/// caller's mistake), not INTERNAL.
-#[test]
-fn an_undecodable_request_is_invalid_argument() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = Daemon::start(&dir.path().join("data"), &[], &[]);
-    let key = d.admin_key();
-    let addr = socket_addr(&d);
+/// One raw gRPC call on a connection of its own: `body` is sent as it is (prefix included),
+/// ending the stream when `end`. Returns grpc-status and grpc-message (from the headers or the
+/// trailers), or "no answer" after 10 s.
+fn raw_call(
+    addr: SocketAddr,
+    path: &str,
+    authorization: Option<&str>,
+    body: Vec<u8>,
+    end: bool,
+) -> (String, String) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let (code, message) = rt.block_on(async move {
+    let path = path.to_string();
+    let authorization = authorization.map(str::to_string);
+    rt.block_on(async move {
         let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
         let (client, conn) = h2::client::handshake(tcp).await.unwrap();
         tokio::spawn(async move {
             let _ = conn.await;
         });
         let mut client = client.ready().await.unwrap();
-        let req = http::Request::builder()
+        let mut req = http::Request::builder()
             .method("POST")
-            .uri(format!("http://{addr}/runseal.v1.Secrets/SetSecrets"))
+            .uri(format!("http://{addr}{path}"))
             .header("content-type", "application/grpc")
-            .header("te", "trailers")
-            .header("authorization", format!("Bearer {key}"))
-            .body(())
-            .unwrap();
-        let (resp, mut send) = client.send_request(req, false).unwrap();
-        // A 7-byte message: field 2 (`secrets`) announcing 100 bytes it does not have.
-        let garbage: &[u8] = &[0x12, 100, 0xff, 0xff, 0xff, 0xff, 0xff];
-        let mut body = vec![0u8];
-        body.extend_from_slice(&(garbage.len() as u32).to_be_bytes());
-        body.extend_from_slice(garbage);
-        send.send_data(Bytes::from(body), true).unwrap();
-        let resp = tokio::time::timeout(Duration::from_secs(10), resp)
-            .await
-            .expect("no answer")
-            .unwrap();
-        let header =
-            |r: &http::HeaderMap, k: &str| r.get(k).map(|v| v.to_str().unwrap().to_string());
-        if let Some(code) = header(resp.headers(), "grpc-status") {
-            return (
-                code,
-                header(resp.headers(), "grpc-message").unwrap_or_default(),
-            );
+            .header("te", "trailers");
+        if let Some(a) = &authorization {
+            req = req.header("authorization", a.as_str());
         }
-        let mut body = resp.into_body();
-        while body.data().await.is_some() {}
-        let trailers = body.trailers().await.unwrap().unwrap_or_default();
-        (
-            header(&trailers, "grpc-status").unwrap_or_default(),
-            header(&trailers, "grpc-message").unwrap_or_default(),
-        )
-    });
-    assert_eq!(
-        code, "3",
-        "INVALID_ARGUMENT expected, got {code}: {message}"
+        let (resp, mut send) = client.send_request(req.body(()).unwrap(), false).unwrap();
+        send.send_data(Bytes::from(body), end).unwrap();
+        let header = |r: &http::HeaderMap, k: &str| {
+            r.get(k).map(|v| v.to_str().unwrap().to_string())
+        };
+        let answer = async {
+            let resp = resp.await.unwrap();
+            if let Some(code) = header(resp.headers(), "grpc-status") {
+                return (code, header(resp.headers(), "grpc-message").unwrap_or_default());
+            }
+            let mut body = resp.into_body();
+            while body.data().await.is_some() {}
+            let trailers = body.trailers().await.unwrap().unwrap_or_default();
+            (
+                header(&trailers, "grpc-status").unwrap_or_default(),
+                header(&trailers, "grpc-message").unwrap_or_default(),
+            )
+        };
+        let out = tokio::time::timeout(Duration::from_secs(10), answer)
+            .await
+            .unwrap_or_else(|_| ("no answer".to_string(), String::new()));
+        drop(send);
+        out
+    })
+}
+
+fn framed(message: &[u8]) -> Vec<u8> {
+    let mut body = vec![0u8];
+    body.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    body.extend_from_slice(message);
+    body
+}
+
+/// Bytes that are not a protobuf message, from an authorised caller: INVALID_ARGUMENT (the
+/// caller's mistake), not INTERNAL.
+#[test]
+fn an_undecodable_request_is_invalid_argument() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(&dir.path().join("data"), &[], &[]);
+    let bearer = format!("Bearer {}", d.admin_key());
+    // A 7-byte message: field 2 (`secrets`) announcing 100 bytes it does not have.
+    let garbage: &[u8] = &[0x12, 100, 0xff, 0xff, 0xff, 0xff, 0xff];
+    let (code, message) = raw_call(
+        socket_addr(&d),
+        "/runseal.v1.Secrets/SetSecrets",
+        Some(&bearer),
+        framed(garbage),
+        true,
     );
-    assert!(
-        message.contains("not%20a%20valid") || message.contains("not a valid"),
-        "{message}"
+    assert_eq!(code, "3", "INVALID_ARGUMENT expected, got {code}: {message}");
+    assert!(message.contains("not%20a%20valid"), "{message}");
+}
+
+/// An authorised caller is bounded too: a prefix announcing one byte more than the decode cap
+/// is refused from the prefix alone (RESOURCE_EXHAUSTED), and a made-up runner token gets no
+/// body buffer either.
+#[test]
+fn the_decode_cap_bounds_authorised_callers_and_made_up_tokens_cost_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(&dir.path().join("data"), &[], &[]);
+    let bearer = format!("Bearer {}", d.admin_key());
+    let addr = socket_addr(&d);
+    let over = ((decode_cap() + 1) as u32).to_be_bytes();
+    let (code, message) = raw_call(
+        addr,
+        "/runseal.v1.Secrets/SetSecrets",
+        Some(&bearer),
+        [&[0u8][..], &over].concat(),
+        false,
     );
+    assert_eq!(code, "8", "RESOURCE_EXHAUSTED expected, got {code}: {message}");
+    let under = ((decode_cap() - 1) as u32).to_be_bytes();
+    let made_up = format!("Bearer rt_0123456789abcdef:{}", "a".repeat(64));
+    let (code, message) = raw_call(
+        addr,
+        "/runseal.v1.Runners/GetSnapshot",
+        Some(&made_up),
+        [&[0u8][..], &under].concat(),
+        false,
+    );
+    assert_eq!(code, "16", "UNAUTHENTICATED expected, got {code}: {message}");
+    assert!(message.contains("invalid%20runner%20token"), "{message}");
 }

@@ -586,25 +586,36 @@ where
                 }
             }
             let res = tower::Service::call(&mut routes, req).await?;
-            Ok(undecodable_is_invalid_argument(res))
+            Ok(decode_errors_in_callers_terms(res))
         })
     }
 }
 
-/// tonic answers a request body that is not a valid protobuf message with INTERNAL; it is the
-/// caller's fault, so runseald says INVALID_ARGUMENT (the message names the field, never data).
-fn undecodable_is_invalid_argument(
+/// tonic answers a request body that is not a valid protobuf message with INTERNAL, and one
+/// over the decode cap with OUT_OF_RANGE; both are the caller's doing, so runseald says
+/// INVALID_ARGUMENT and RESOURCE_EXHAUSTED (messages name the field or the sizes, never data).
+fn decode_errors_in_callers_terms(
     res: http::Response<tonic::body::Body>,
 ) -> http::Response<tonic::body::Body> {
     const PROST: &str = "failed to decode Protobuf message";
-    if res.headers().get("grpc-status").map(|v| v.as_bytes()) != Some(b"13") {
-        return res;
+    const TOO_LARGE: &str = "Error, decoded message length too large:";
+    match res.headers().get("grpc-status").map(|v| v.as_bytes()) {
+        Some(b"13") | Some(b"11") => {}
+        _ => return res,
     }
     match Status::from_header_map(res.headers()) {
-        Some(s) if s.message().starts_with(PROST) => {
+        Some(s) if s.code() == tonic::Code::Internal && s.message().starts_with(PROST) => {
             let detail = s.message()[PROST.len()..].trim_start_matches(':').trim();
             Status::invalid_argument(format!(
                 "the request is not a valid message of this RPC ({detail})"
+            ))
+            .into_http()
+        }
+        Some(s) if s.code() == tonic::Code::OutOfRange && s.message().starts_with(TOO_LARGE) => {
+            let detail = s.message()[TOO_LARGE.len()..].trim();
+            Status::resource_exhausted(format!(
+                "request too large ({detail}): the limit is the largest SetSecrets the \
+                 configured [limits] allow"
             ))
             .into_http()
         }
