@@ -2,7 +2,9 @@
 //! place where internal errors become `tonic::Status`.
 //!
 //! [`serve`] takes its listener(s) and a shutdown future, so tests run the real server
-//! in-process on port 0. Statuses never carry a value, a credential or a `{:?}` of an internal
+//! in-process on port 0; `conn` holds the connections (caps, deadlines, the accept loop) and
+//! [`AuthService`] checks every credential from the request headers before tonic reads a byte
+//! of the body. Statuses never carry a value, a credential or a `{:?}` of an internal
 //! error; internal details go to the log (which never holds values either).
 
 mod audit;
