@@ -158,6 +158,7 @@ fn announced_messages_without_a_key_cost_no_memory() {
     service_answers(&d, &key, Duration::from_secs(5));
     let after = status_kib(pid, "VmRSS");
     let grown_mib = after.saturating_sub(before) / 1024;
+    eprintln!("runseald RSS: {before} KiB before, {after} KiB with the streams open");
     assert!(
         grown_mib < 64,
         "runseald grew by {grown_mib} MiB (from {before} KiB to {after} KiB) for streams without a key"
@@ -360,13 +361,15 @@ fn raw_call(
         }
         let (resp, mut send) = client.send_request(req.body(()).unwrap(), false).unwrap();
         send.send_data(Bytes::from(body), end).unwrap();
-        let header = |r: &http::HeaderMap, k: &str| {
-            r.get(k).map(|v| v.to_str().unwrap().to_string())
-        };
+        let header =
+            |r: &http::HeaderMap, k: &str| r.get(k).map(|v| v.to_str().unwrap().to_string());
         let answer = async {
             let resp = resp.await.unwrap();
             if let Some(code) = header(resp.headers(), "grpc-status") {
-                return (code, header(resp.headers(), "grpc-message").unwrap_or_default());
+                return (
+                    code,
+                    header(resp.headers(), "grpc-message").unwrap_or_default(),
+                );
             }
             let mut body = resp.into_body();
             while body.data().await.is_some() {}
@@ -407,7 +410,10 @@ fn an_undecodable_request_is_invalid_argument() {
         framed(garbage),
         true,
     );
-    assert_eq!(code, "3", "INVALID_ARGUMENT expected, got {code}: {message}");
+    assert_eq!(
+        code, "3",
+        "INVALID_ARGUMENT expected, got {code}: {message}"
+    );
     assert!(message.contains("not%20a%20valid"), "{message}");
 }
 
@@ -428,7 +434,10 @@ fn the_decode_cap_bounds_authorised_callers_and_made_up_tokens_cost_nothing() {
         [&[0u8][..], &over].concat(),
         false,
     );
-    assert_eq!(code, "8", "RESOURCE_EXHAUSTED expected, got {code}: {message}");
+    assert_eq!(
+        code, "8",
+        "RESOURCE_EXHAUSTED expected, got {code}: {message}"
+    );
     let under = ((decode_cap() - 1) as u32).to_be_bytes();
     let made_up = format!("Bearer rt_0123456789abcdef:{}", "a".repeat(64));
     let (code, message) = raw_call(
@@ -438,6 +447,76 @@ fn the_decode_cap_bounds_authorised_callers_and_made_up_tokens_cost_nothing() {
         [&[0u8][..], &under].concat(),
         false,
     );
-    assert_eq!(code, "16", "UNAUTHENTICATED expected, got {code}: {message}");
+    assert_eq!(
+        code, "16",
+        "UNAUTHENTICATED expected, got {code}: {message}"
+    );
     assert!(message.contains("invalid%20runner%20token"), "{message}");
+}
+
+/// TLS handshakes in progress count against the connection cap: two connections that never
+/// send a ClientHello fill a cap of two, an authorised call waits in the backlog meanwhile, and
+/// it is answered once they go away.
+#[test]
+fn tls_handshakes_in_progress_count_against_the_connection_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = common::pki(dir.path());
+    let config = write_config(
+        dir.path(),
+        "max_connections = 2\nhandshake_timeout = \"60s\"",
+    );
+    let d = Daemon::start(
+        &dir.path().join("data"),
+        &[
+            "--config",
+            &config,
+            "--tls-cert",
+            pki.server_cert.to_str().unwrap(),
+            "--tls-key",
+            pki.server_key.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let key = d.admin_key();
+    let addr = socket_addr(&d);
+    let https = d.addr.replace("http://127.0.0.1", "https://localhost");
+    let silent: Vec<_> = (0..2)
+        .map(|_| std::net::TcpStream::connect(addr).unwrap())
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !d.log().contains("connection cap reached") {
+        assert!(
+            Instant::now() < deadline,
+            "two pending handshakes did not fill a cap of two:\n{}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut call = std::process::Command::new(common::RUNSEAL)
+        .args(["--ca-cert", pki.ca.to_str().unwrap(), "secrets", "list"])
+        .env("RUNSEAL_ADDR", &https)
+        .env("RUNSEAL_KEY", &key)
+        .env_remove("RUNSEAL_CA_CERT")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(1)); // the window in which it must still wait
+    assert!(
+        call.try_wait().unwrap().is_none(),
+        "a call was served while the cap was full of pending handshakes"
+    );
+    drop(silent);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = call.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the call was not served after the slots freed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "the waiting call failed");
 }
