@@ -65,6 +65,36 @@ fn open_fds(pid: u32) -> usize {
         .count()
 }
 
+/// The metrics address runseald logged (started with `--metrics-listen 127.0.0.1:0`).
+fn metrics_addr(d: &Daemon) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = d.log();
+        if let Some(line) = log.lines().find(|l| l.contains("metrics listening")) {
+            let rest = &line[line.find("addr=").unwrap() + 5..];
+            return rest.split_whitespace().next().unwrap().to_string();
+        }
+        assert!(Instant::now() < deadline, "no metrics address in the log");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The value of one metric (a line `NAME VALUE`) from runseald's /metrics.
+fn metric(addr: &str, name: &str) -> f64 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))
+}
+
 /// An authorised `secrets list` succeeds within `within` (retried while runseald recovers).
 fn service_answers(d: &Daemon, key: &str, within: Duration) {
     let deadline = Instant::now() + within;
@@ -187,9 +217,15 @@ fn idle_connections_beyond_the_cap_are_closed_and_service_resumes() {
             "max_connections = {CAP}\nhandshake_timeout = \"1s\"\nidle_timeout = \"30s\"\nunauthenticated_idle_timeout = \"1s\""
         ),
     );
-    let d = Daemon::start(&dir.path().join("data"), &["--config", &config], &[]);
+    let d = Daemon::start(
+        &dir.path().join("data"),
+        &["--config", &config, "--metrics-listen", "127.0.0.1:0"],
+        &[],
+    );
     let key = d.admin_key();
     service_answers(&d, &key, Duration::from_secs(5));
+    let metrics = metrics_addr(&d);
+    let idle_closed_before = metric(&metrics, "runseal_connections_idle_closed_total");
     let addr = socket_addr(&d);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -267,6 +303,18 @@ fn idle_connections_beyond_the_cap_are_closed_and_service_resumes() {
         );
     }
     service_answers(&d, &key, Duration::from_secs(5));
+    let idle_closed =
+        metric(&metrics, "runseal_connections_idle_closed_total") - idle_closed_before;
+    assert_eq!(idle_closed, (CAP * 2) as f64, "closes counted in metrics");
+    // The CLI's connection too ends once it exits.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while metric(&metrics, "runseal_connections_open") != 0.0 {
+        assert!(
+            Instant::now() < deadline,
+            "connections still counted as open"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     drop(rt);
 }
 
