@@ -568,3 +568,92 @@ fn tls_handshakes_in_progress_count_against_the_connection_cap() {
     };
     assert!(status.success(), "the waiting call failed");
 }
+
+/// After an authenticated call a connection gets the longer idle deadline, and a call in
+/// flight keeps it open however long it lasts; once nothing is in flight for the idle deadline,
+/// runseald closes it.
+#[test]
+fn authenticated_connections_get_the_longer_deadline_and_calls_in_flight_keep_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        "unauthenticated_idle_timeout = \"1s\"\nidle_timeout = \"3s\"",
+    );
+    let d = Daemon::start(&dir.path().join("data"), &["--config", &config], &[]);
+    let bearer = format!("Bearer {}", d.admin_key());
+    let addr = socket_addr(&d);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+        let driver = tokio::spawn(conn);
+        let request = |path: &str| {
+            http::Request::builder()
+                .method("POST")
+                .uri(format!("http://{addr}{path}"))
+                .header("content-type", "application/grpc")
+                .header("te", "trailers")
+                .header("authorization", bearer.as_str())
+                .body(())
+                .unwrap()
+        };
+        // A whole call; returns its grpc-status.
+        let call = |client: h2::client::SendRequest<Bytes>| {
+            let req = request("/runseal.v1.Environments/ListEnvironments");
+            async move {
+                let mut client = client.ready().await.unwrap();
+                let (resp, mut send) = client.send_request(req, false).unwrap();
+                send.send_data(Bytes::from_static(&[0, 0, 0, 0, 0]), true)
+                    .unwrap();
+                let mut body = resp.await.unwrap().into_body();
+                while body.data().await.is_some() {}
+                let trailers = body.trailers().await.unwrap().unwrap_or_default();
+                trailers
+                    .get("grpc-status")
+                    .map(|v| v.to_str().unwrap().to_string())
+                    .unwrap_or_default()
+            }
+        };
+        assert_eq!(call(client.clone()).await, "0");
+        // Past the unauthenticated deadline, within the authenticated one.
+        tokio::time::sleep(Duration::from_millis(1800)).await;
+        assert!(
+            !driver.is_finished(),
+            "closed at the unauthenticated deadline"
+        );
+        // A call in flight (its message announced, not all sent) for longer than the idle
+        // deadline: the connection stays, and takes new calls.
+        let mut c = client.clone().ready().await.unwrap();
+        let (resp, mut held) = c
+            .send_request(request("/runseal.v1.Secrets/SetSecrets"), false)
+            .unwrap();
+        held.send_data(Bytes::from_static(&[0, 0, 0, 0, 10, 0x0a]), false)
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(3500)).await;
+        assert!(!driver.is_finished(), "closed with a call in flight");
+        assert_eq!(
+            call(client.clone()).await,
+            "0",
+            "a new call on the same connection"
+        );
+        held.send_reset(h2::Reason::CANCEL);
+        drop(resp);
+        // Nothing in flight now: closed after the idle deadline (and the goodbye's grace).
+        let quiet = Instant::now();
+        tokio::time::timeout(Duration::from_secs(8), driver)
+            .await
+            .expect("an idle authenticated connection was not closed")
+            .unwrap()
+            .ok();
+        assert!(
+            quiet.elapsed() >= Duration::from_millis(2500),
+            "closed {:?} after its last call, before the idle deadline",
+            quiet.elapsed()
+        );
+        drop(client);
+    });
+}
