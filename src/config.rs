@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::names::{Limits, NamePolicy};
+use crate::server::NetLimits;
 use crate::telemetry::LogFormat;
 use crate::tls::TlsFiles;
 
@@ -41,6 +42,8 @@ pub struct RawConfig {
     pub audit_retention: Option<String>,
     /// Bounds on what `runner-token issue` may ask for.
     pub runner_tokens: Option<RawTokenLimits>,
+    /// Connection limits (`[net]`).
+    pub net: Option<RawNet>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -50,6 +53,17 @@ pub struct RawTokenLimits {
     pub max_ttl: Option<String>,
     /// The most uses a runner token may have.
     pub max_uses: Option<u32>,
+}
+
+/// `[net]`: what one client may hold (README, "Connection limits").
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNet {
+    pub max_connections: Option<usize>,
+    pub max_concurrent_streams: Option<u32>,
+    pub handshake_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub unauthenticated_idle_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -87,6 +101,10 @@ pub enum ConfigError {
     AuditRetention(crate::duration::InvalidDuration),
     #[error("runner_tokens.max_ttl: {0}")]
     TokenTtl(crate::duration::InvalidDuration),
+    #[error("[net] {0} must be greater than zero")]
+    ZeroNet(&'static str),
+    #[error("[net] {0}: {1}")]
+    NetDuration(&'static str, crate::duration::InvalidDuration),
 }
 
 impl RawConfig {
@@ -121,6 +139,7 @@ pub struct Config {
     pub runner_retention: std::time::Duration,
     pub audit_retention: std::time::Duration,
     pub token_limits: TokenLimits,
+    pub net: NetLimits,
 }
 
 pub const DEFAULT_RUNNER_RETENTION: &str = "7d";
@@ -216,7 +235,9 @@ impl Config {
                 None => {}
             }
         }
+        let net = net_limits(raw.net.unwrap_or_default())?;
         Ok(Self {
+            net,
             data_dir: raw
                 .data_dir
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
@@ -246,6 +267,46 @@ impl Config {
             token_limits,
         })
     }
+}
+
+/// `[net]` over the defaults; zero caps and zero deadlines are refused (they would refuse
+/// every client).
+fn net_limits(raw: RawNet) -> Result<NetLimits, ConfigError> {
+    let mut net = NetLimits::default();
+    match raw.max_connections {
+        Some(0) => return Err(ConfigError::ZeroNet("max_connections")),
+        Some(n) => {
+            net.max_connections = n
+                .min(tokio::sync::Semaphore::MAX_PERMITS)
+                .min(u32::MAX as usize)
+        }
+        None => {}
+    }
+    match raw.max_concurrent_streams {
+        Some(0) => return Err(ConfigError::ZeroNet("max_concurrent_streams")),
+        Some(n) => net.max_concurrent_streams = n,
+        None => {}
+    }
+    let duration = |v: Option<String>, name: &'static str, default| match v {
+        None => Ok(default),
+        Some(v) => match crate::duration::parse(&v) {
+            Ok(d) if d.is_zero() => Err(ConfigError::ZeroNet(name)),
+            Ok(d) => Ok(d),
+            Err(e) => Err(ConfigError::NetDuration(name, e)),
+        },
+    };
+    net.handshake_timeout = duration(
+        raw.handshake_timeout,
+        "handshake_timeout",
+        net.handshake_timeout,
+    )?;
+    net.idle_timeout = duration(raw.idle_timeout, "idle_timeout", net.idle_timeout)?;
+    net.unauthenticated_idle_timeout = duration(
+        raw.unauthenticated_idle_timeout,
+        "unauthenticated_idle_timeout",
+        net.unauthenticated_idle_timeout,
+    )?;
+    Ok(net)
 }
 
 fn parse_addr(s: &str) -> Result<SocketAddr, ConfigError> {
@@ -288,6 +349,7 @@ mod tests {
         assert_eq!(c.token_limits.max_ttl.as_secs(), 24 * 3600);
         assert_eq!(c.token_limits.max_uses, 1000);
         assert_eq!(c.audit_retention.as_secs(), 90 * 24 * 3600);
+        assert_eq!(c.net, NetLimits::default());
     }
 
     #[test]
@@ -302,5 +364,40 @@ mod tests {
             Config::from_raw(raw),
             Err(ConfigError::ZeroLimit("runner_tokens.max_uses"))
         ));
+    }
+
+    #[test]
+    fn net_settings_are_read_and_checked() {
+        let c = Config::from_raw(
+            toml::from_str(
+                "[net]\nmax_connections = 7\nmax_concurrent_streams = 3\nhandshake_timeout = \"2s\"\nidle_timeout = \"1m\"\nunauthenticated_idle_timeout = \"500ms\"\n",
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            c.net,
+            NetLimits {
+                max_connections: 7,
+                max_concurrent_streams: 3,
+                handshake_timeout: std::time::Duration::from_secs(2),
+                idle_timeout: std::time::Duration::from_secs(60),
+                unauthenticated_idle_timeout: std::time::Duration::from_millis(500),
+            }
+        );
+        for (text, needle) in [
+            ("[net]\nmax_connections = 0\n", "max_connections"),
+            (
+                "[net]\nmax_concurrent_streams = 0\n",
+                "max_concurrent_streams",
+            ),
+            ("[net]\nidle_timeout = \"0s\"\n", "idle_timeout"),
+            ("[net]\nhandshake_timeout = \"soon\"\n", "handshake_timeout"),
+        ] {
+            let err = Config::from_raw(toml::from_str(text).unwrap()).unwrap_err();
+            assert!(err.to_string().contains(needle), "{err}");
+        }
+        let err = toml::from_str::<RawConfig>("[net]\nmax_streams = 1\n").unwrap_err();
+        assert!(err.to_string().contains("max_streams"), "{err}");
     }
 }

@@ -320,7 +320,7 @@ pub async fn serve(
         shutdown.await;
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     };
-    server::serve(routes, listeners, shutdown).await?;
+    server::serve_with(routes, listeners, config.net.clone(), shutdown).await?;
     opened.store.close().await;
     tracing::info!("shut down");
     Ok(())

@@ -1,6 +1,6 @@
 //! Prometheus metrics (`--metrics-listen ADDR`, text format at `/metrics`): calls and latency per
 //! RPC and status code, snapshots served, runner tokens redeemed and refused, store errors, build
-//! info. Labels are RPC names from the compiled protos and gRPC codes: never a value, a token,
+//! info, open connections, accept back-offs and idle closes. Labels are RPC names from the compiled protos and gRPC codes: never a value, a token,
 //! or anything a caller chooses (an unknown path is counted as `unknown`).
 
 use std::collections::HashSet;
@@ -38,6 +38,12 @@ pub struct Metrics {
     pub store_errors: Counter,
     /// Rows refused because their integrity MAC did not match (changed outside runseald).
     pub integrity_failures: Counter,
+    /// Connections open now (handshakes included).
+    pub connections_open: Gauge,
+    /// `accept` failures that made runseald back off (EMFILE and the like).
+    pub accept_failures: Counter,
+    /// Connections closed for having no call in flight too long.
+    pub connections_idle_closed: Counter,
     registry: Registry,
     methods: HashSet<String>,
 }
@@ -57,6 +63,9 @@ impl Metrics {
         let tokens_refused = Counter::default();
         let store_errors = Counter::default();
         let integrity_failures = Counter::default();
+        let connections_open = Gauge::default();
+        let accept_failures = Counter::default();
+        let connections_idle_closed = Counter::default();
         let build = Family::<BuildLabels, Gauge>::default();
         build
             .get_or_create(&BuildLabels {
@@ -98,6 +107,21 @@ impl Metrics {
             "Rows refused because their integrity MAC did not match (changed outside runseald)",
             integrity_failures.clone(),
         );
+        registry.register(
+            "connections_open",
+            "gRPC connections open (TLS handshakes in progress included)",
+            connections_open.clone(),
+        );
+        registry.register(
+            "accept_failures",
+            "Failed accepts after which runseald backed off (e.g. out of descriptors)",
+            accept_failures.clone(),
+        );
+        registry.register(
+            "connections_idle_closed",
+            "Connections closed after the idle or handshake deadline",
+            connections_idle_closed.clone(),
+        );
         registry.register("build_info", "runseald version", build);
         Self {
             calls,
@@ -107,6 +131,9 @@ impl Metrics {
             tokens_refused,
             store_errors,
             integrity_failures,
+            connections_open,
+            accept_failures,
+            connections_idle_closed,
             registry,
             methods: known_methods(),
         }

@@ -1,20 +1,14 @@
 //! Server-side TLS (rustls): certificate and key from PEM files, optional client-certificate
-//! authentication, and an accept loop that hands tonic finished handshakes. The configuration
+//! authentication, and the acceptor `server::conn` runs each handshake with (under its deadline). The configuration
 //! sits behind a lock so it can be swapped (reloaded) without touching open connections.
 
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
-use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::server::TlsStream;
-use tokio_stream::wrappers::ReceiverStream;
-
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -122,49 +116,14 @@ impl TlsAcceptor {
         Ok(())
     }
 
-    fn current(&self) -> tokio_rustls::TlsAcceptor {
+    /// The acceptor for a new connection, with the configuration current now (the caller
+    /// bounds the handshake: see `server::conn`).
+    pub fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
         tokio_rustls::TlsAcceptor::from(
             self.config
                 .read()
                 .expect("tls config lock poisoned")
                 .clone(),
         )
-    }
-
-    /// A stream of established TLS connections. Handshakes run concurrently, each with a
-    /// timeout, so a slow client cannot stall others; failed handshakes are logged and dropped.
-    pub fn incoming(
-        self,
-        listener: TcpListener,
-    ) -> ReceiverStream<Result<TlsStream<TcpStream>, io::Error>> {
-        let (tx, rx) = tokio::sync::mpsc::channel(64);
-        tokio::spawn(async move {
-            loop {
-                let (tcp, peer) = tokio::select! {
-                    r = listener.accept() => match r {
-                        Ok(c) => c,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "accept failed");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    },
-                    _ = tx.closed() => return,
-                };
-                let _ = tcp.set_nodelay(true);
-                let acceptor = self.current();
-                let tx = tx.clone();
-                tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                        Ok(Ok(stream)) => {
-                            let _ = tx.send(Ok(stream)).await;
-                        }
-                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                    }
-                });
-            }
-        });
-        ReceiverStream::new(rx)
     }
 }

@@ -38,28 +38,32 @@ impl FalService {
 
     /// Authenticates like every runseal service; a refused key gets a hint in fal's terms.
     async fn authenticate<T>(&self, req: &Request<T>) -> Result<Principal, Status> {
-        self.authenticate_credential(credential_of(req)).await
+        self.state.authenticate(req).await.map_err(with_fal_hint)
     }
 
     /// Like `authenticate`, for a credential taken from the request before its message.
     async fn authenticate_credential(
         &self,
         cred: Result<Credential, Status>,
+        verified: Option<super::Verified>,
     ) -> Result<Principal, Status> {
         let checked = match cred {
-            Ok(cred) => self.state.authenticate_credential(&cred).await,
+            Ok(cred) => self.state.authenticate_verified(verified, &cred).await,
             Err(e) => Err(e),
         };
-        checked.map_err(|s| {
-            if s.code() == tonic::Code::Unauthenticated {
-                Status::unauthenticated(format!(
-                    "{}; FAL_KEY must hold a runseal key KEY_ID:KEY_SECRET (`runseal keys create`)",
-                    s.message()
-                ))
-            } else {
-                s
-            }
-        })
+        checked.map_err(with_fal_hint)
+    }
+}
+
+/// An UNAUTHENTICATED status with a hint in fal's terms (others unchanged).
+pub(super) fn with_fal_hint(s: Status) -> Status {
+    if s.code() == tonic::Code::Unauthenticated {
+        Status::unauthenticated(format!(
+            "{}; FAL_KEY must hold a runseal key KEY_ID:KEY_SECRET (`runseal keys create`)",
+            s.message()
+        ))
+    } else {
+        s
     }
 }
 
@@ -124,12 +128,14 @@ impl IsolateController for FalService {
         &self,
         request: Request<controller::SetSecretRequest>,
     ) -> Result<Response<controller::SetSecretResponse>, Status> {
+        let mut request = request;
         let cred = credential_of(&request);
+        let verified = super::verified(&mut request);
         let req = request.into_inner();
         // Into a zeroizing buffer first (no copy), so no early return, not even a refused key,
         // leaves plaintext behind.
         let value = req.value.map(|v| SecretBytes::new(v.into_bytes()));
-        let principal = self.authenticate_credential(cred).await?;
+        let principal = self.authenticate_credential(cred, verified).await?;
         let env = environment_of_fal(req.environment_name.as_deref())?;
         match value {
             Some(value) => {

@@ -2,27 +2,33 @@
 //! place where internal errors become `tonic::Status`.
 //!
 //! [`serve`] takes its listener(s) and a shutdown future, so tests run the real server
-//! in-process on port 0. Statuses never carry a value, a credential or a `{:?}` of an internal
+//! in-process on port 0; `conn` holds the connections (caps, deadlines, the accept loop) and
+//! [`AuthService`] checks every credential from the request headers before tonic reads a byte
+//! of the body. Statuses never carry a value, a credential or a `{:?}` of an internal
 //! error; internal details go to the log (which never holds values either).
 
 mod audit;
+mod conn;
 mod environments;
 mod fal;
 mod keys;
 mod runners;
 mod secrets;
 
+pub use conn::NetLimits;
 pub use runners::generate_runner_id;
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 use tokio::net::{TcpListener, UnixListener};
-use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
-use tokio_stream::StreamExt;
 use tonic::service::Routes;
 use tonic::{Request, Status};
 
@@ -30,7 +36,7 @@ use crate::auth::{parse_scopes, Credential, Principal, Scope};
 use crate::names::{InvalidInput, Limits, NamePolicy};
 use crate::proto::{controller, v1};
 use crate::seal::{SealError, Sealer};
-use crate::store::{AuditRecord, Store, StoreError};
+use crate::store::{AuditRecord, RunnerTokenRow, Store, StoreError};
 use crate::tls::TlsAcceptor;
 
 /// `last_used_at` is written at most this often per key, so reads do not become writes.
@@ -62,31 +68,98 @@ impl State {
         }
     }
 
-    /// Authenticates the key of a request (see [`credential_of`]).
+    /// Authenticates the key of a request (see [`credential_of`]): the principal the auth
+    /// layer verified from its headers, or (outside the layer) looked up now.
     pub async fn authenticate<T>(&self, req: &Request<T>) -> Result<Principal, Status> {
+        if let Some(Verified::Key(p)) = req.extensions().get::<Verified>() {
+            return Ok(p.clone());
+        }
         let cred = credential_of(req)?;
         self.authenticate_credential(&cred).await
     }
+
+    /// Like [`State::authenticate_credential`], but takes what the auth layer verified for the
+    /// request `cred` came from (see [`verified`]) instead of looking the key up again.
+    pub async fn authenticate_verified(
+        &self,
+        verified: Option<Verified>,
+        cred: &Credential,
+    ) -> Result<Principal, Status> {
+        match verified {
+            Some(Verified::Key(p)) if p.key_id == cred.key_id() => Ok(p),
+            _ => self.authenticate_credential(cred).await,
+        }
+    }
 }
 
-/// The credential of a request (a key or a runner token): `authorization: Bearer ID:SECRET`,
-/// or the metadata pair `auth-key-id: ID` / `auth-key: SECRET` that the fal CLI and SDK send
-/// for `FAL_KEY=ID:SECRET`. When both are present, `authorization` wins. Errors never echo
-/// what was sent.
-pub fn credential_of<T>(req: &Request<T>) -> Result<Credential, Status> {
-    let meta = req.metadata();
-    if let Some(header) = meta.get("authorization") {
-        let malformed = || {
-            Status::unauthenticated("malformed authorization: expected `Bearer KEY_ID:KEY_SECRET`")
-        };
-        let value = header.to_str().map_err(|_| malformed())?;
-        let token = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .ok_or_else(malformed)?;
-        return Credential::parse(token).map_err(|_| malformed());
+/// What the auth layer established from a request's headers before its body was read, handed
+/// to the handler in the request's extensions so that nothing is looked up twice.
+#[derive(Debug, Clone)]
+pub enum Verified {
+    /// A key that exists, is not revoked and whose secret matches: scopes still to be checked.
+    Key(Principal),
+    /// A runner token whose id exists and whose secret matches (not redeemed: revocation,
+    /// expiry, uses and purpose are the handler's to check).
+    RunnerToken(Box<RunnerTokenRow>),
+}
+
+impl Verified {
+    /// The runner token row verified for `cred`, if that is what this is.
+    pub fn into_token_for(self, cred: &Credential) -> Option<RunnerTokenRow> {
+        match self {
+            Verified::RunnerToken(row) if row.id == cred.key_id() => Some(*row),
+            _ => None,
+        }
     }
-    match (meta.get("auth-key-id"), meta.get("auth-key")) {
+}
+
+/// Takes what the auth layer verified out of a request (see [`Verified`]).
+pub fn verified<T>(req: &mut Request<T>) -> Option<Verified> {
+    req.extensions_mut().remove::<Verified>()
+}
+
+/// The credential of a request (a key or a runner token), see [`credential_from_headers`].
+pub fn credential_of<T>(req: &Request<T>) -> Result<Credential, Status> {
+    credential_from_headers(req.metadata().as_ref())
+}
+
+/// The credential in request headers: `authorization: Bearer ID:SECRET`, or the metadata pair
+/// `auth-key-id: ID` / `auth-key: SECRET` that the fal CLI and SDK send for
+/// `FAL_KEY=ID:SECRET`. Two `authorization` headers, two halves of the same name, or an
+/// `authorization` and a pair that name different credentials are refused as ambiguous (a pair
+/// that repeats the `authorization` credential exactly is accepted). Errors never echo what was
+/// sent.
+pub fn credential_from_headers(headers: &http::HeaderMap) -> Result<Credential, Status> {
+    let ambiguous = |what: &str| {
+        Status::unauthenticated(format!(
+            "ambiguous credentials: {what}; send one key, as `authorization: Bearer KEY_ID:KEY_SECRET` \
+             or as the pair `auth-key-id` / `auth-key`"
+        ))
+    };
+    let one = |name: &'static str| {
+        let mut all = headers.get_all(name).iter();
+        match (all.next(), all.next()) {
+            (_, Some(_)) => Err(ambiguous(&format!("more than one `{name}` header"))),
+            (v, None) => Ok(v),
+        }
+    };
+    let bearer = match one("authorization")? {
+        Some(header) => {
+            let malformed = || {
+                Status::unauthenticated(
+                    "malformed authorization: expected `Bearer KEY_ID:KEY_SECRET`",
+                )
+            };
+            let value = header.to_str().map_err(|_| malformed())?;
+            let token = value
+                .strip_prefix("Bearer ")
+                .or_else(|| value.strip_prefix("bearer "))
+                .ok_or_else(malformed)?;
+            Some(Credential::parse(token).map_err(|_| malformed())?)
+        }
+        None => None,
+    };
+    let pair = match (one("auth-key-id")?, one("auth-key")?) {
         (Some(id), Some(secret)) => {
             let malformed = || {
                 Status::unauthenticated(
@@ -100,14 +173,35 @@ pub fn credential_of<T>(req: &Request<T>) -> Result<Credential, Status> {
             // Neither half may hold ':' (Credential::parse refuses it), so the pair cannot be
             // reassembled into a different split.
             let line = zeroize::Zeroizing::new(format!("{id}:{secret}"));
-            Credential::parse(&line).map_err(|_| malformed())
+            Some(Credential::parse(&line).map_err(|_| malformed())?)
         }
+        (None, None) => None,
+        _ => {
+            return Err(Status::unauthenticated(
+                "incomplete key: send both `auth-key-id` and `auth-key`",
+            ))
+        }
+    };
+    match (bearer, pair) {
+        (Some(b), Some(p)) => {
+            let same = b.key_id() == p.key_id()
+                && bool::from(
+                    b.expose_secret()
+                        .as_bytes()
+                        .ct_eq(p.expose_secret().as_bytes()),
+                );
+            if same {
+                Ok(b)
+            } else {
+                Err(ambiguous(
+                    "`authorization` and `auth-key-id`/`auth-key` hold different credentials",
+                ))
+            }
+        }
+        (Some(c), None) | (None, Some(c)) => Ok(c),
         (None, None) => Err(Status::unauthenticated(
             "missing key: send the metadata `authorization: Bearer KEY_ID:KEY_SECRET` \
              (or the pair `auth-key-id` / `auth-key`, as the fal client does for FAL_KEY)",
-        )),
-        _ => Err(Status::unauthenticated(
-            "incomplete key: send both `auth-key-id` and `auth-key`",
         )),
     }
 }
@@ -306,9 +400,71 @@ pub fn timestamp(t: OffsetDateTime) -> prost_types::Timestamp {
     }
 }
 
-/// Every service of runseald (runseal.v1 and the fal `controller` subset), plus health and
-/// reflection.
-pub async fn routes(state: Arc<State>) -> Routes {
+/// The largest request body runseald decodes from an authenticated caller, derived from the
+/// configured limits: the largest legitimate request is a `SetSecrets` that fills an
+/// environment (every secret with a name of the longest length, values up to the
+/// environment's size), or a list of names (`GetBuildSecrets.names`, an allow-list) of
+/// [`MAX_NAME_LIST`] longest names, whichever is larger. Protobuf framing is counted at its
+/// largest: a field tag is 1 byte here, a length up to 5 bytes (a 32-bit varint).
+pub fn max_request_bytes(limits: &Limits) -> usize {
+    const TAG_AND_LEN: usize = 1 + 5;
+    /// `environment`: tag, a 1-byte length and a 63-byte name.
+    const ENVIRONMENT: usize = 1 + 1 + 63;
+    /// `optional bool exposed_by_default`.
+    const FLAG: usize = 2;
+    let name = MAX_SECRET_NAME_LEN;
+    // One `SecretValue` inside `secrets`: its own tag and length, the name's and the value's.
+    let entry = TAG_AND_LEN + (1 + 2 + name) + TAG_AND_LEN;
+    let values = limits.max_environment_bytes.min(
+        limits
+            .max_secrets_per_environment
+            .saturating_mul(limits.max_value_bytes),
+    );
+    let set_secrets =
+        ENVIRONMENT + FLAG + limits.max_secrets_per_environment.saturating_mul(entry) + values;
+    // Plus a runner id, a retry key and the other small fields of `GetSnapshot`.
+    let name_list = ENVIRONMENT + FLAG + MAX_NAME_LIST * (1 + 2 + name) + 256;
+    set_secrets.max(name_list)
+}
+
+/// The longest secret name `names::is_valid_secret_name` accepts (a unit test holds them equal).
+const MAX_SECRET_NAME_LEN: usize = 256;
+
+/// The most names a request lists (`GetBuildSecrets.names`, allow-lists).
+pub const MAX_NAME_LIST: usize = 1000;
+
+/// Health and reflection answer without a key; their requests are a service or symbol name.
+const OPEN_SERVICE_MAX_REQUEST_BYTES: usize = 16 * 1024;
+
+/// RPC paths served without a key: health and reflection.
+const OPEN_PATHS: [&str; 2] = [
+    "/grpc.health.v1.Health/",
+    "/grpc.reflection.v1.ServerReflection/",
+];
+
+fn is_open_path(path: &str) -> bool {
+    OPEN_PATHS.iter().any(|p| path.starts_with(p))
+}
+
+/// The RPCs a runner token authenticates (verified by the auth layer, redeemed by the handler).
+const RUNNER_TOKEN_PATHS: [&str; 2] = [
+    "/runseal.v1.Runners/GetSnapshot",
+    "/runseal.v1.Runners/GetBuildSecrets",
+];
+
+const FAL_PREFIX: &str = "/controller.IsolateController/";
+
+/// Every service of runseald (runseal.v1 and the fal `controller` subset, each bounded by
+/// [`max_request_bytes`]), plus health and reflection (bounded to small requests), and the
+/// state the auth layer checks credentials against.
+#[derive(Clone)]
+pub struct App {
+    routes: Routes,
+    state: Arc<State>,
+}
+
+pub async fn routes(state: Arc<State>) -> App {
+    let cap = max_request_bytes(&state.limits);
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<v1::secrets_server::SecretsServer<secrets::SecretsService>>()
@@ -320,29 +476,166 @@ pub async fn routes(state: Arc<State>) -> Routes {
         .expect("the embedded descriptor sets are valid");
     let mut builder = Routes::builder();
     builder
-        .add_service(health_service)
-        .add_service(reflection)
-        .add_service(v1::secrets_server::SecretsServer::new(
-            secrets::SecretsService::new(state.clone()),
-        ))
-        .add_service(v1::environments_server::EnvironmentsServer::new(
-            environments::EnvironmentsService::new(state.clone()),
-        ))
-        .add_service(v1::keys_server::KeysServer::new(keys::KeysService::new(
-            state.clone(),
-        )))
-        .add_service(v1::runners_server::RunnersServer::new(
-            runners::RunnersService::new(state.clone()),
-        ))
-        .add_service(v1::audit_server::AuditServer::new(
-            audit::AuditService::new(state.clone()),
-        ))
+        .add_service(health_service.max_decoding_message_size(OPEN_SERVICE_MAX_REQUEST_BYTES))
+        .add_service(reflection.max_decoding_message_size(OPEN_SERVICE_MAX_REQUEST_BYTES))
+        .add_service(
+            v1::secrets_server::SecretsServer::new(secrets::SecretsService::new(state.clone()))
+                .max_decoding_message_size(cap),
+        )
+        .add_service(
+            v1::environments_server::EnvironmentsServer::new(
+                environments::EnvironmentsService::new(state.clone()),
+            )
+            .max_decoding_message_size(cap),
+        )
+        .add_service(
+            v1::keys_server::KeysServer::new(keys::KeysService::new(state.clone()))
+                .max_decoding_message_size(cap),
+        )
+        .add_service(
+            v1::runners_server::RunnersServer::new(runners::RunnersService::new(state.clone()))
+                .max_decoding_message_size(cap),
+        )
+        .add_service(
+            v1::audit_server::AuditServer::new(audit::AuditService::new(state.clone()))
+                .max_decoding_message_size(cap),
+        )
         .add_service(
             controller::isolate_controller_server::IsolateControllerServer::new(
-                fal::FalService::new(state),
-            ),
+                fal::FalService::new(state.clone()),
+            )
+            .max_decoding_message_size(cap),
         );
-    builder.routes()
+    App {
+        routes: builder.routes(),
+        state,
+    }
+}
+
+/// Checks the credential in a request's headers before any of its body is read: a request
+/// without a valid one is answered from its headers, so it costs no body buffer. What was
+/// verified goes to the handler in the request's extensions ([`Verified`]); scopes stay the
+/// handler's to check.
+#[derive(Clone)]
+pub struct AuthService {
+    app: App,
+    conn: Option<Arc<conn::ConnState>>,
+}
+
+impl AuthService {
+    pub(crate) fn new(app: App, conn: Option<Arc<conn::ConnState>>) -> Self {
+        Self { app, conn }
+    }
+}
+
+/// What the auth layer decides from a request's path and headers.
+async fn authorize(
+    state: &State,
+    path: &str,
+    headers: &http::HeaderMap,
+) -> Result<Option<Verified>, Status> {
+    if is_open_path(path) {
+        return Ok(None);
+    }
+    let cred = credential_from_headers(headers)?;
+    if cred.is_runner_token() && RUNNER_TOKEN_PATHS.contains(&path) {
+        let row = state
+            .store
+            .runner_token(cred.key_id())
+            .await
+            .map_err(|e| store_status(&e))?
+            .filter(|row| cred.matches_hash(&row.secret_hash));
+        return match row {
+            Some(row) => Ok(Some(Verified::RunnerToken(Box::new(row)))),
+            None => {
+                crate::metrics::METRICS.tokens_refused.inc();
+                Err(Status::unauthenticated(
+                    "invalid runner token: unknown id or wrong secret",
+                ))
+            }
+        };
+    }
+    let principal = state.authenticate_credential(&cred).await?;
+    Ok(Some(Verified::Key(principal)))
+}
+
+impl<B> tower::Service<http::Request<B>> for AuthService
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        tower::Service::<http::Request<B>>::poll_ready(&mut self.app.routes, cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        // The clone is not ready; the one polled ready serves this call (tower's rule).
+        let clone = self.app.routes.clone();
+        let mut routes = std::mem::replace(&mut self.app.routes, clone);
+        let state = self.app.state.clone();
+        let conn = self.conn.clone();
+        Box::pin(async move {
+            let path = req.uri().path();
+            match authorize(&state, path, req.headers()).await {
+                Ok(Some(verified)) => {
+                    if let Some(conn) = &conn {
+                        conn.mark_authenticated();
+                    }
+                    req.extensions_mut().insert(verified);
+                }
+                Ok(None) => {}
+                Err(status) => {
+                    let status = if path.starts_with(FAL_PREFIX)
+                        && status.code() == tonic::Code::Unauthenticated
+                    {
+                        fal::with_fal_hint(status)
+                    } else {
+                        status
+                    };
+                    // `req` (and with it the body, unread) is dropped here.
+                    return Ok(status.into_http());
+                }
+            }
+            let res = tower::Service::call(&mut routes, req).await?;
+            Ok(decode_errors_in_callers_terms(res))
+        })
+    }
+}
+
+/// tonic answers a request body that is not a valid protobuf message with INTERNAL, and one
+/// over the decode cap with OUT_OF_RANGE; both are the caller's doing, so runseald says
+/// INVALID_ARGUMENT and RESOURCE_EXHAUSTED (messages name the field or the sizes, never data).
+fn decode_errors_in_callers_terms(
+    res: http::Response<tonic::body::Body>,
+) -> http::Response<tonic::body::Body> {
+    const PROST: &str = "failed to decode Protobuf message";
+    const TOO_LARGE: &str = "Error, decoded message length too large:";
+    match res.headers().get("grpc-status").map(|v| v.as_bytes()) {
+        Some(b"13") | Some(b"11") => {}
+        _ => return res,
+    }
+    match Status::from_header_map(res.headers()) {
+        Some(s) if s.code() == tonic::Code::Internal && s.message().starts_with(PROST) => {
+            let detail = s.message()[PROST.len()..].trim_start_matches(':').trim();
+            Status::invalid_argument(format!(
+                "the request is not a valid message of this RPC ({detail})"
+            ))
+            .into_http()
+        }
+        Some(s) if s.code() == tonic::Code::OutOfRange && s.message().starts_with(TOO_LARGE) => {
+            let detail = s.message()[TOO_LARGE.len()..].trim();
+            Status::resource_exhausted(format!(
+                "request too large ({detail}): the limit is the largest SetSecrets the \
+                 configured [limits] allow"
+            ))
+            .into_http()
+        }
+        _ => res,
+    }
 }
 
 /// Where runseald accepts connections.
@@ -352,52 +645,29 @@ pub enum Listener {
     Unix(UnixListener),
 }
 
-/// Serves `routes` on every listener until `shutdown` completes, then stops accepting and lets
-/// in-flight calls finish.
+/// Serves `app` on every listener with the default [`NetLimits`] until `shutdown` completes,
+/// then stops accepting and lets in-flight calls finish.
 pub async fn serve(
-    routes: Routes,
+    app: App,
     listeners: Vec<Listener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), tonic::transport::Error> {
+) -> std::io::Result<()> {
+    serve_with(app, listeners, NetLimits::default(), shutdown).await
+}
+
+/// [`serve`] with these connection limits.
+pub async fn serve_with(
+    app: App,
+    listeners: Vec<Listener>,
+    limits: NetLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let (tx, rx) = tokio::sync::watch::channel(false);
-    let mut tasks = tokio::task::JoinSet::new();
-    for listener in listeners {
-        let routes = routes.clone();
-        let mut rx = rx.clone();
-        let stop = async move {
-            let _ = rx.wait_for(|s| *s).await;
-        };
-        let server = tonic::transport::Server::builder()
-            .tcp_nodelay(true)
-            .http2_keepalive_interval(Some(Duration::from_secs(30)))
-            .layer(crate::metrics::MetricsLayer)
-            .add_routes(routes);
-        match listener {
-            Listener::Tcp(l) => {
-                // `Server::tcp_nodelay` only applies to listeners tonic binds itself; without
-                // it here, Nagle holds back small responses for up to 40 ms per call.
-                let incoming = TcpListenerStream::new(l).map(|conn| {
-                    conn.inspect(|s| {
-                        let _ = s.set_nodelay(true);
-                    })
-                });
-                tasks.spawn(server.serve_with_incoming_shutdown(incoming, stop));
-            }
-            Listener::Tls(l, acceptor) => {
-                tasks.spawn(server.serve_with_incoming_shutdown(acceptor.incoming(l), stop));
-            }
-            Listener::Unix(l) => {
-                tasks.spawn(server.serve_with_incoming_shutdown(UnixListenerStream::new(l), stop));
-            }
-        }
-    }
     tokio::spawn(async move {
         shutdown.await;
         let _ = tx.send(true);
     });
-    while let Some(res) = tasks.join_next().await {
-        res.expect("server task panicked")?;
-    }
+    conn::serve(app, listeners, limits, rx).await;
     Ok(())
 }
 
@@ -414,16 +684,144 @@ mod tests {
     }
 
     #[test]
-    fn the_fal_pair_is_a_credential_and_authorization_wins() {
+    fn the_fal_pair_is_a_credential_and_may_repeat_authorization() {
         let c = credential_of(&with(&[("auth-key-id", "rk_a"), ("auth-key", "s3cr3t")])).unwrap();
         assert_eq!((c.key_id(), c.expose_secret()), ("rk_a", "s3cr3t"));
         let c = credential_of(&with(&[
-            ("authorization", "Bearer rk_b:other"),
+            ("authorization", "Bearer rk_a:s3cr3t"),
             ("auth-key-id", "rk_a"),
             ("auth-key", "s3cr3t"),
         ]))
         .unwrap();
-        assert_eq!(c.key_id(), "rk_b");
+        assert_eq!((c.key_id(), c.expose_secret()), ("rk_a", "s3cr3t"));
+    }
+
+    fn appended(pairs: &[(&'static str, &str)]) -> Request<()> {
+        let mut r = Request::new(());
+        for (k, v) in pairs {
+            r.metadata_mut().append(*k, v.parse().unwrap());
+        }
+        r
+    }
+
+    #[test]
+    fn disagreeing_or_repeated_credentials_are_ambiguous() {
+        for pairs in [
+            // authorization and a pair naming another key: no "first one wins".
+            &[
+                ("authorization", "Bearer rk_b:other"),
+                ("auth-key-id", "rk_a"),
+                ("auth-key", "s3cr3t"),
+            ][..],
+            // Same id, different secret.
+            &[
+                ("authorization", "Bearer rk_a:other"),
+                ("auth-key-id", "rk_a"),
+                ("auth-key", "s3cr3t"),
+            ],
+            // Two authorization headers, even equal ones.
+            &[
+                ("authorization", "Bearer rk_a:s3cr3t"),
+                ("authorization", "Bearer rk_b:other"),
+            ],
+            &[
+                ("authorization", "Bearer rk_a:s3cr3t"),
+                ("authorization", "Bearer rk_a:s3cr3t"),
+            ],
+            // Two halves of the same name.
+            &[
+                ("auth-key-id", "rk_a"),
+                ("auth-key-id", "rk_b"),
+                ("auth-key", "s3cr3t"),
+            ],
+            &[
+                ("auth-key-id", "rk_a"),
+                ("auth-key", "s3cr3t"),
+                ("auth-key", "other"),
+            ],
+        ] {
+            let s = credential_of(&appended(pairs)).unwrap_err();
+            assert_eq!(s.code(), tonic::Code::Unauthenticated, "{pairs:?}");
+            assert!(s.message().contains("ambiguous"), "{}", s.message());
+            assert!(
+                !s.message().contains("s3cr3t") && !s.message().contains("other"),
+                "{}",
+                s.message()
+            );
+        }
+    }
+
+    #[test]
+    fn the_decode_cap_fits_the_largest_set_secrets_and_little_more() {
+        use prost::Message;
+        assert!(crate::names::is_valid_secret_name(
+            &"N".repeat(MAX_SECRET_NAME_LEN)
+        ));
+        assert!(!crate::names::is_valid_secret_name(
+            &"N".repeat(MAX_SECRET_NAME_LEN + 1)
+        ));
+        let largest = |limits: &Limits| {
+            let count = limits.max_secrets_per_environment;
+            // The values fill the environment, spread evenly (each within max_value_bytes).
+            let len = limits
+                .max_value_bytes
+                .min(limits.max_environment_bytes / count);
+            let secrets = (0..count)
+                .map(|i| {
+                    let mut name = format!("S{i}");
+                    name.extend(std::iter::repeat_n('X', MAX_SECRET_NAME_LEN - name.len()));
+                    v1::SecretValue {
+                        name,
+                        value: vec![b'v'; len],
+                    }
+                })
+                .collect();
+            v1::SetSecretsRequest {
+                environment: "e".repeat(63),
+                secrets,
+                exposed_by_default: Some(false),
+            }
+            .encoded_len()
+        };
+        for limits in [
+            Limits::default(),
+            Limits {
+                max_value_bytes: 64 * 1024,
+                max_environment_bytes: 10 * 1024 * 1024,
+                max_secrets_per_environment: 100,
+            },
+            Limits {
+                max_value_bytes: 300 * 1024,
+                max_environment_bytes: 1024 * 1024,
+                max_secrets_per_environment: 2,
+            },
+        ] {
+            let cap = max_request_bytes(&limits);
+            let biggest = largest(&limits);
+            assert!(biggest <= cap, "{limits:?}: {biggest} > {cap}");
+            // Only framing slack (at most 8 bytes an entry) and the rounding of the spread,
+            // or the name-list bound.
+            let slack = 8 * limits.max_secrets_per_environment + 1024;
+            let names = MAX_NAME_LIST * (MAX_SECRET_NAME_LEN + 3);
+            assert!(
+                cap <= (biggest + slack).max(names + 512),
+                "{limits:?}: {cap} for {biggest}"
+            );
+        }
+        // A list of MAX_NAME_LIST longest names always fits.
+        let tiny = Limits {
+            max_value_bytes: 1,
+            max_environment_bytes: 1,
+            max_secrets_per_environment: 1,
+        };
+        let names = v1::GetBuildSecretsRequest {
+            environment: "e".repeat(63),
+            names: (0..MAX_NAME_LIST)
+                .map(|i| format!("{i:0>width$}", width = MAX_SECRET_NAME_LEN).replace('0', "N"))
+                .collect(),
+        }
+        .encoded_len();
+        assert!(names <= max_request_bytes(&tiny), "{names}");
     }
 
     #[test]

@@ -97,19 +97,24 @@ impl RunnersService {
     async fn check_token(
         &self,
         cred: &Credential,
+        verified: Option<super::Verified>,
         retry_of: Option<(&str, &[u8])>,
         now: OffsetDateTime,
         purpose: &str,
     ) -> Result<(RunnerTokenRow, bool), Status> {
         let invalid =
             || Status::unauthenticated("invalid runner token: unknown id or wrong secret");
-        let row = self
-            .state
-            .store
-            .runner_token(cred.key_id())
-            .await
-            .map_err(|e| store_status(&e))?
-            .ok_or_else(invalid)?;
+        // The row the auth layer read for this request's headers, else read now.
+        let row = match verified.and_then(|v| v.into_token_for(cred)) {
+            Some(row) => row,
+            None => self
+                .state
+                .store
+                .runner_token(cred.key_id())
+                .await
+                .map_err(|e| store_status(&e))?
+                .ok_or_else(invalid)?,
+        };
         if !cred.matches_hash(&row.secret_hash) {
             return Err(invalid());
         }
@@ -361,7 +366,9 @@ impl Runners for RunnersService {
         &self,
         request: Request<v1::GetSnapshotRequest>,
     ) -> Result<Response<v1::GetSnapshotResponse>, Status> {
+        let mut request = request;
         let cred = credential_of(&request)?;
+        let verified = super::verified(&mut request);
         let req = request.into_inner();
         let now = OffsetDateTime::now_utc();
         let chosen_by_agent = !req.runner_id.is_empty();
@@ -395,6 +402,7 @@ impl Runners for RunnersService {
             let (token, retry) = self
                 .check_token(
                     &cred,
+                    verified,
                     retry_hash
                         .as_deref()
                         .filter(|_| chosen_by_agent)
@@ -438,7 +446,7 @@ impl Runners for RunnersService {
             };
             (fetcher, token.environment, only)
         } else {
-            let principal = self.state.authenticate_credential(&cred).await?;
+            let principal = self.state.authenticate_verified(verified, &cred).await?;
             let env = match requested_env {
                 Some(env) => env,
                 None => {
@@ -582,7 +590,9 @@ impl Runners for RunnersService {
         &self,
         request: Request<v1::GetBuildSecretsRequest>,
     ) -> Result<Response<v1::GetBuildSecretsResponse>, Status> {
+        let mut request = request;
         let cred = credential_of(&request)?;
+        let verified = super::verified(&mut request);
         let req = request.into_inner();
         let now = OffsetDateTime::now_utc();
         let requested_env = if req.environment.is_empty() {
@@ -607,7 +617,7 @@ impl Runners for RunnersService {
         // Who asks, for which environment.
         let (token_id, credential_id, env) = if cred.is_runner_token() {
             let (token, _) = self
-                .check_token(&cred, None, now, PURPOSE_BUILD)
+                .check_token(&cred, verified, None, now, PURPOSE_BUILD)
                 .await
                 .inspect_err(|_| {
                     crate::metrics::METRICS.tokens_refused.inc();
@@ -637,7 +647,7 @@ impl Runners for RunnersService {
             }
             (Some(token.id.clone()), token.id, token.environment)
         } else {
-            let principal = self.state.authenticate_credential(&cred).await?;
+            let principal = self.state.authenticate_verified(verified, &cred).await?;
             let env = match requested_env {
                 Some(env) => env,
                 None => {

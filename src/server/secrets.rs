@@ -113,7 +113,9 @@ impl Secrets for SecretsService {
         &self,
         request: Request<v1::SetSecretsRequest>,
     ) -> Result<Response<v1::SetSecretsResponse>, Status> {
+        let mut request = request;
         let cred = super::credential_of(&request);
+        let verified = super::verified(&mut request);
         let req = request.into_inner();
         // Into zeroizing buffers first, so no early return, not even a refused key, leaves
         // plaintext behind.
@@ -122,7 +124,7 @@ impl Secrets for SecretsService {
             .into_iter()
             .map(|s| (s.name, SecretBytes::new(s.value)))
             .collect();
-        let principal = self.state.authenticate_credential(&cred?).await?;
+        let principal = self.state.authenticate_verified(verified, &cred?).await?;
         let env = environment_of(&req.environment)?;
         let revision = set(&self.state, &principal, &env, batch, req.exposed_by_default).await?;
         Ok(Response::new(v1::SetSecretsResponse { revision }))
