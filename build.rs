@@ -39,14 +39,5 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ".controller.SetSecretRequest",
         ])
         .compile_fds(fds)?;
-
-    // The subset of etcd's KV API that the benchmark load generator drives (client only).
-    let etcd = ["proto/etcd/kv.proto"];
-    for p in etcd {
-        println!("cargo:rerun-if-changed={p}");
-    }
-    tonic_prost_build::configure()
-        .build_server(false)
-        .compile_fds(protox::compile(etcd, ["proto"])?)?;
     Ok(())
 }

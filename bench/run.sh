@@ -73,8 +73,8 @@ if want report && ! "$VENV/bin/python" -c 'import matplotlib' 2>/dev/null; then
 fi
 
 if [ "$ONLY" != "report" ]; then
-    echo "== cargo build --release (runseald, runseal, runseal-agent, runseal-bench, orchestrator)"
-    cargo build --release --bins --example orchestrator
+    echo "== cargo build --release (runseald, runseal, runseal-agent, orchestrator; runseal-bench from bench/)"
+    cargo build --release --bins --example orchestrator -p runseal -p runseal-bench
 fi
 
 TLS=$OUT/tls

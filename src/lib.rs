@@ -9,7 +9,6 @@
 
 pub mod agent;
 pub mod auth;
-pub mod bench;
 pub mod build;
 pub mod cli;
 pub mod client;

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::stats::{summarize, Summary};
 use super::{progress, Common, Daemon, DaemonOptions};
-use crate::auth::Credential;
+use runseal::auth::Credential;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct StartArgs {

@@ -15,8 +15,8 @@ use tonic::transport::{Channel, Endpoint};
 
 use super::procfs;
 use super::stats::{summarize, Summary};
-use crate::auth::Credential;
-use crate::client::{connect_channel, Client};
+use runseal::auth::Credential;
+use runseal::client::{connect_channel, Client};
 
 pub mod etcd {
     //! etcd's KV API (the subset in `proto/etcd/kv.proto`).

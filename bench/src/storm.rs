@@ -92,7 +92,7 @@ pub async fn pg_exec(base_url: &str, sql: &str) -> anyhow::Result<()> {
     use sqlx::Connection;
     let mut conn = sqlx::PgConnection::connect(base_url)
         .await
-        .with_context(|| format!("cannot connect to {}", crate::store::redact_url(base_url)))?;
+        .with_context(|| format!("cannot connect to {}", runseal::store::redact_url(base_url)))?;
     sqlx::query(sql).execute(&mut conn).await?;
     Ok(())
 }

@@ -6,15 +6,20 @@
 //! runs them all. Benchmarks measure; they never assert a speed, so they cannot fail CI on a slow
 //! machine. Nothing here ever prints a secret value or a credential: the values are generated
 //! filler, and only names, counts and timings are written out.
+//!
+//! Its own workspace member (bench/Cargo.toml), so the product library and its binaries carry
+//! none of it (no etcd proto, no load generator): it drives runseald through the `runseal`
+//! library's client like any other user of it.
+#![forbid(unsafe_code)]
 
-pub mod load;
-pub mod memory;
-pub mod peers;
-pub mod procfs;
-pub mod start;
-pub mod stats;
-pub mod storm;
-pub mod throughput;
+mod load;
+mod memory;
+mod peers;
+mod procfs;
+mod start;
+mod stats;
+mod storm;
+mod throughput;
 
 use std::net::TcpListener as StdTcpListener;
 use std::path::{Path, PathBuf};
@@ -25,9 +30,9 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use serde::Serialize;
 
-use crate::auth::Credential;
-use crate::client::{Client, ConnectOptions};
-use crate::secret::SecretBytes;
+use runseal::auth::Credential;
+use runseal::client::{Client, ConnectOptions};
+use runseal::secret::SecretBytes;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -55,8 +60,23 @@ pub enum BenchCommand {
     Load(load::LoadArgs),
 }
 
+/// The load generator allocates per request as runseald does; mimalloc keeps its share of the
+/// two cores small, the same for every server it drives (runseald and etcd alike).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("runseal-bench: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// The whole program; `main` only reports the error.
-pub fn main(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         BenchCommand::Load(args) => load::main(args),
         command => {
@@ -385,7 +405,7 @@ pub async fn mint_tokens(
             .runners()
             .issue(
                 env,
-                crate::client::IssueOptions {
+                runseal::client::IssueOptions {
                     count: batch,
                     uses,
                     ttl: Some(Duration::from_secs(3600)),
