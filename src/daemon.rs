@@ -208,6 +208,13 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
                 }
             }
             println!("{} sealed values checked, {bad} failed", rows.len());
+            // Stored names the default denied set refuses now: snapshots leave them out.
+            let policy = crate::names::NamePolicy::default();
+            for (env, s) in &rows {
+                if let Some(reason) = policy.denied(&s.name) {
+                    println!("DENIED {env}/{}: left out of snapshots: {reason}", s.name);
+                }
+            }
             opened.store.close().await;
             if bad > 0 {
                 bail!("{bad} sealed value(s) failed their integrity check");
@@ -222,6 +229,11 @@ pub async fn serve(
     config: Config,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    if config.policy.replaces_defaults() {
+        tracing::warn!(
+            "denied_names replaces the default denied set of secret names (interpreter, loader, shell, TLS and proxy variables): those names are accepted now; use extra_denied_names to add names and allowed_names to allow single ones instead"
+        );
+    }
     let dir = DataDir::new(&config.data_dir, config.master_key_file.clone())
         .with_database_url(config.database_url.clone());
     let opened = dir.open_or_init().await.with_context(|| {

@@ -36,6 +36,8 @@ pub struct Metrics {
     pub tokens_redeemed: Counter,
     pub tokens_refused: Counter,
     pub store_errors: Counter,
+    /// Stored secrets left out of a snapshot because their name is denied now.
+    pub denied_names_withheld: Counter,
     registry: Registry,
     methods: HashSet<String>,
 }
@@ -54,6 +56,7 @@ impl Metrics {
         let tokens_redeemed = Counter::default();
         let tokens_refused = Counter::default();
         let store_errors = Counter::default();
+        let denied_names_withheld = Counter::default();
         let build = Family::<BuildLabels, Gauge>::default();
         build
             .get_or_create(&BuildLabels {
@@ -90,6 +93,11 @@ impl Metrics {
             "Store operations that failed",
             store_errors.clone(),
         );
+        registry.register(
+            "denied_names_withheld",
+            "Stored secrets left out of snapshots because their name is denied now",
+            denied_names_withheld.clone(),
+        );
         registry.register("build_info", "runseald version", build);
         Self {
             calls,
@@ -98,6 +106,7 @@ impl Metrics {
             tokens_redeemed,
             tokens_refused,
             store_errors,
+            denied_names_withheld,
             registry,
             methods: known_methods(),
         }

@@ -401,9 +401,25 @@ impl Runners for RunnersService {
             .sealed_snapshot(&env)
             .await
             .map_err(|e| store_status(&e))?;
+        // A stored name that the policy denies now (an upgrade or a config change) is never
+        // served; an allow-list that names it is refused, naming it.
+        if let Some(n) = only.iter().find(|n| self.state.policy.denied(n).is_some()) {
+            return Err(Status::failed_precondition(format!(
+                "secret {n:?} (named in the allow-list) is denied by runseald's name policy: {}",
+                self.state.policy.denied(n).unwrap_or_default()
+            )));
+        }
         let chosen: Vec<_> = if only.is_empty() {
             rows.iter()
                 .filter(|r| r.exposed.unwrap_or(self.state.expose_by_default))
+                .filter(|r| match self.state.policy.denied(&r.name) {
+                    Some(_) => {
+                        crate::metrics::METRICS.denied_names_withheld.inc();
+                        tracing::warn!(environment = %env, name = %r.name, "stored secret left out of the snapshot: its name is denied now (unset it, or allow it with allowed_names)");
+                        false
+                    }
+                    None => true,
+                })
                 .collect()
         } else {
             let missing: Vec<&str> = only
