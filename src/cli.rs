@@ -302,10 +302,19 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
 
 fn load_key(key_file: Option<&PathBuf>) -> Result<Credential, CliError> {
     let text = match key_file {
-        Some(path) => Zeroizing::new(
-            std::fs::read_to_string(path)
-                .map_err(|e| fail(format!("cannot read key file {}: {e}", path.display())))?,
-        ),
+        Some(path) => {
+            // The path is not echoed: `--key-file "$RUNSEAL_KEY"` passes the key where its file
+            // belongs, and an error must never print a credential.
+            let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+                fail(format!(
+                    "cannot read the file given to --key-file: {e} (it must name a file holding KEY_ID:KEY_SECRET, not the key itself)"
+                ))
+            })?);
+            if let Some(w) = crate::file_mode::credential_file_warning(path, "key file") {
+                eprintln!("runseal: {w}");
+            }
+            text
+        }
         None => match std::env::var("RUNSEAL_KEY") {
             Ok(v) => Zeroizing::new(v),
             Err(_) => {

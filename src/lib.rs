@@ -17,6 +17,7 @@ pub mod config;
 pub mod daemon;
 pub mod datadir;
 pub mod duration;
+pub mod file_mode;
 pub mod metrics;
 pub mod names;
 pub mod proto;
