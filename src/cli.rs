@@ -191,8 +191,8 @@ pub enum RunnerTokenCmd {
         /// The allow-list of the runners: NAME,NAME…
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
-        /// How many tokens (one per runner).
-        #[arg(long, default_value_t = 1)]
+        /// How many tokens (one per runner), 1 to 10000.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
         count: u32,
         /// run, or build (for `runseal-agent build`).
         #[arg(long, default_value = "run")]
@@ -265,13 +265,14 @@ fn fail(msg: impl Into<String>) -> CliError {
 /// The whole `runseal` program. Errors are one line, printed by `main` as `runseal: …`.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
     if let Command::Completions { shell } = cli.command {
-        clap_complete::generate(
-            shell,
-            &mut Cli::command(),
-            "runseal",
-            &mut std::io::stdout(),
-        );
-        return Ok(());
+        // Rendered in memory and written at once: a reader that stops early (`| head`) closes
+        // the pipe, which is not an error (clap_complete would panic on it).
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut Cli::command(), "runseal", &mut script);
+        return match std::io::stdout().lock().write_all(&script) {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(io(e)),
+            _ => Ok(()),
+        };
     }
     if let Command::Build(BuildCmd::CacheKey {
         requirements,
@@ -289,7 +290,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     opts.client_identity = cli.client_cert.clone().zip(cli.client_key.clone());
     let client = Client::connect_with(opts).await?;
     let mut out = std::io::stdout().lock();
-    match cli.command {
+    let result = match cli.command {
         Command::Secrets(cmd) => secrets(&client, cmd, &mut out).await,
         Command::Env(cmd) => envs(&client, cmd, &mut out).await,
         Command::Keys(cmd) => keys(&client, cmd, &mut out).await,
@@ -297,6 +298,20 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Runners(cmd) => runners(&client, cmd, &mut out).await,
         Command::Audit(args) => audit(&client, args, &mut out).await,
         Command::Completions { .. } | Command::Build(_) => unreachable!("handled above"),
+    };
+    match result {
+        Err(e) if crate::client::is_protocol_mismatch(&e.0) => {
+            let why = if cli.addr.starts_with("unix:") || cli.addr.starts_with("https://") {
+                "the server there does not speak gRPC: check that it is runseald".to_string()
+            } else {
+                crate::client::diagnose_plaintext(&cli.addr).await
+            };
+            Err(fail(format!(
+                "cannot talk to runseald at {}: {} ({why})",
+                cli.addr, e.0
+            )))
+        }
+        r => r,
     }
 }
 
