@@ -247,6 +247,33 @@ pub struct AuditArgs {
     pub output: Output,
 }
 
+/// Parses the command line like `Cli::parse`, but a usage error never echoes an argument that
+/// could be a credential (`KEY_ID:KEY_SECRET` typed where something else belongs): such
+/// arguments are shown as `<redacted>`.
+pub fn parse() -> Cli {
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    match Cli::try_parse_from(&argv) {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind::*;
+            if matches!(
+                e.kind(),
+                DisplayHelp | DisplayVersion | DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
+                e.exit();
+            }
+            let mut text = e.render().to_string();
+            for arg in argv.iter().skip(1).filter_map(|a| a.to_str()) {
+                if Credential::parse(arg).is_ok() {
+                    text = text.replace(arg, "<redacted>");
+                }
+            }
+            eprint!("{text}");
+            std::process::exit(e.exit_code());
+        }
+    }
+}
+
 /// A user-facing failure: one line, already worded.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]

@@ -286,3 +286,25 @@ fn a_ca_certificate_used_as_the_server_certificate_is_named() {
         .expect_err("a CA as the server certificate");
     assert!(err.to_string().contains("CA certificate"), "{err}");
 }
+
+#[test]
+fn usage_errors_never_echo_a_credential() {
+    let secret = "rk_0123456789abcdef:usage-error-secret-value";
+    for args in [
+        vec!["secrets", "list", secret],
+        vec![secret],
+        vec!["secrets", "list", "--env", "main", "--bogus", secret],
+    ] {
+        let out = Command::new(RUNSEAL)
+            .args(&args)
+            .env_remove("RUNSEAL_KEY")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(
+            !stderr(&out).contains("usage-error-secret-value"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+}
