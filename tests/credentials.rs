@@ -460,3 +460,18 @@ fn runseald_is_non_dumpable_with_no_core_limit() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn agent_usage_errors_never_echo_a_token() {
+    let out = Command::new(AGENT)
+        .args(["rt_0123456789abcdef:usage-secret-in-argv", "--", "true"])
+        .env_clear()
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    assert!(
+        !stderr(&out).contains("usage-secret-in-argv"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -138,7 +138,14 @@ pub(crate) fn usage_error(e: &clap::Error, usage: &str) -> ExitCode {
                 .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more"))
                 .filter(|l| !l.is_empty() && !l.starts_with("tip:"))
                 .collect();
-            let what = what.join(" ");
+            let mut what = what.join(" ");
+            // Never echo an argument that could be a credential (a token typed where a value
+            // belongs): clap quotes unexpected arguments.
+            for arg in std::env::args().skip(1) {
+                if Credential::parse(&arg).is_ok() {
+                    what = what.replace(&arg, "<redacted>");
+                }
+            }
             let what = what.trim_start_matches("error: ");
             Failure::new(Exit::Usage, format!("{what} (usage: {usage})")).report()
         }
