@@ -191,8 +191,8 @@ pub enum RunnerTokenCmd {
         /// The allow-list of the runners: NAME,NAME…
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
-        /// How many tokens (one per runner).
-        #[arg(long, default_value_t = 1)]
+        /// How many tokens (one per runner), 1 to 10000.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
         count: u32,
         /// run, or build (for `runseal-agent build`).
         #[arg(long, default_value = "run")]
@@ -265,6 +265,33 @@ pub struct AuditArgs {
     pub output: Output,
 }
 
+/// Parses the command line like `Cli::parse`, but a usage error never echoes an argument that
+/// could be a credential (`KEY_ID:KEY_SECRET` typed where something else belongs): such
+/// arguments are shown as `<redacted>`.
+pub fn parse() -> Cli {
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    match Cli::try_parse_from(&argv) {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind::*;
+            if matches!(
+                e.kind(),
+                DisplayHelp | DisplayVersion | DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
+                e.exit();
+            }
+            let mut text = e.render().to_string();
+            for arg in argv.iter().skip(1).filter_map(|a| a.to_str()) {
+                if Credential::parse(arg).is_ok() {
+                    text = text.replace(arg, "<redacted>");
+                }
+            }
+            eprint!("{text}");
+            std::process::exit(e.exit_code());
+        }
+    }
+}
+
 /// A user-facing failure: one line, already worded.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -283,13 +310,14 @@ fn fail(msg: impl Into<String>) -> CliError {
 /// The whole `runseal` program. Errors are one line, printed by `main` as `runseal: …`.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
     if let Command::Completions { shell } = cli.command {
-        clap_complete::generate(
-            shell,
-            &mut Cli::command(),
-            "runseal",
-            &mut std::io::stdout(),
-        );
-        return Ok(());
+        // Rendered in memory and written at once: a reader that stops early (`| head`) closes
+        // the pipe, which is not an error (clap_complete would panic on it).
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut Cli::command(), "runseal", &mut script);
+        return match std::io::stdout().lock().write_all(&script) {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(io(e)),
+            _ => Ok(()),
+        };
     }
     if let Command::Build(BuildCmd::CacheKey {
         requirements,
@@ -307,7 +335,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     opts.client_identity = cli.client_cert.clone().zip(cli.client_key.clone());
     let client = Client::connect_with(opts).await?;
     let mut out = std::io::stdout().lock();
-    match cli.command {
+    let result = match cli.command {
         Command::Secrets(cmd) => secrets(&client, cmd, &mut out).await,
         Command::Env(cmd) => envs(&client, cmd, &mut out).await,
         Command::Keys(cmd) => keys(&client, cmd, &mut out).await,
@@ -315,15 +343,38 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Runners(cmd) => runners(&client, cmd, &mut out).await,
         Command::Audit(args) => audit(&client, args, &mut out).await,
         Command::Completions { .. } | Command::Build(_) => unreachable!("handled above"),
+    };
+    match result {
+        Err(e) if crate::client::is_protocol_mismatch(&e.0) => {
+            let why = if cli.addr.starts_with("unix:") || cli.addr.starts_with("https://") {
+                "the server there does not speak gRPC: check that it is runseald".to_string()
+            } else {
+                crate::client::diagnose_plaintext(&cli.addr).await
+            };
+            Err(fail(format!(
+                "cannot talk to runseald at {}: {} ({why})",
+                cli.addr, e.0
+            )))
+        }
+        r => r,
     }
 }
 
 fn load_key(key_file: Option<&PathBuf>) -> Result<Credential, CliError> {
     let text = match key_file {
-        Some(path) => Zeroizing::new(
-            std::fs::read_to_string(path)
-                .map_err(|e| fail(format!("cannot read key file {}: {e}", path.display())))?,
-        ),
+        Some(path) => {
+            // The path is not echoed: `--key-file "$RUNSEAL_KEY"` passes the key where its file
+            // belongs, and an error must never print a credential.
+            let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+                fail(format!(
+                    "cannot read the file given to --key-file: {e} (it must name a file holding KEY_ID:KEY_SECRET, not the key itself)"
+                ))
+            })?);
+            if let Some(w) = crate::file_mode::credential_file_warning(path, "key file") {
+                eprintln!("runseal: {w}");
+            }
+            text
+        }
         None => match std::env::var("RUNSEAL_KEY") {
             Ok(v) => Zeroizing::new(v),
             Err(_) => {

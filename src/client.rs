@@ -150,9 +150,15 @@ pub async fn connect_channel(
     client_identity: Option<&(PathBuf, PathBuf)>,
     timeout: Duration,
 ) -> Result<Channel, ClientError> {
-    let connect_err = |e: tonic::transport::Error| ClientError::Connect {
-        addr: addr.to_string(),
-        reason: error_chain(&e),
+    let connect_err = |e: tonic::transport::Error| {
+        let reason = error_chain(&e);
+        ClientError::Connect {
+            addr: addr.to_string(),
+            reason: match connect_hint(&reason) {
+                Some(hint) => format!("{reason} ({hint})"),
+                None => reason,
+            },
+        }
     };
     if let Some(path) = addr.strip_prefix("unix:") {
         let path = PathBuf::from(path.trim_start_matches("//"));
@@ -211,6 +217,60 @@ pub async fn connect_channel(
             .map_err(|e| ClientError::Tls(error_chain(&e)))?;
     }
     endpoint.connect().await.map_err(connect_err)
+}
+
+/// The likely cause of a failed connection, from the TLS or transport error.
+pub fn connect_hint(reason: &str) -> Option<&'static str> {
+    if reason.contains("CaUsedAsEndEntity") {
+        Some("the server presents a CA certificate as its own: runseald's --tls-cert must be a server certificate signed by that CA, not the CA certificate itself")
+    } else if reason.contains("InvalidContentType") || reason.contains("corrupt message") {
+        Some("the server does not speak TLS on this port: use http:// if runseald serves plaintext there, else this port is not runseald")
+    } else if reason.contains("UnknownIssuer") {
+        Some("the server's certificate is not signed by the CA given: pass the CA that signed it with --ca-cert / RUNSEAL_CA_CERT")
+    } else if reason.contains("Connection refused") {
+        Some("nothing listens there: is runseald running, and on this address?")
+    } else {
+        None
+    }
+}
+
+/// Whether a call failed because the other side does not speak gRPC over HTTP/2 as expected.
+pub fn is_protocol_mismatch(message: &str) -> bool {
+    message.contains("h2 protocol error")
+        || message.contains("transport error")
+        || message.contains("connection closed before message completed")
+        || message.contains("frame with invalid size")
+        || message.contains("invalid HTTP version")
+}
+
+/// What answers at a plaintext `http://` address that did not speak HTTP/2: sends the HTTP/2
+/// preface and looks at the first bytes back (a TLS record, an HTTP/1 status line, or nothing).
+pub async fn diagnose_plaintext(addr: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let hostport = addr.trim_start_matches("http://").trim_end_matches('/');
+    let probe = async {
+        let mut s = tokio::net::TcpStream::connect(hostport).await.ok()?;
+        s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            .await
+            .ok()?;
+        let mut buf = [0u8; 16];
+        let n = s.read(&mut buf).await.ok()?;
+        Some(buf[..n].to_vec())
+    };
+    let got = tokio::time::timeout(Duration::from_secs(2), probe)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    match got.first() {
+        Some(0x15) | Some(0x16) => {
+            "it speaks TLS: use https:// (and --ca-cert if its CA is private)".into()
+        }
+        _ if got.starts_with(b"HTTP/") => {
+            "an HTTP/1 server answers there, not runseald: check the port".into()
+        }
+        _ => "the server there does not speak gRPC: check that the port is runseald's".into(),
+    }
 }
 
 /// An error and its sources on one line (tonic's transport errors hide the cause otherwise).

@@ -31,8 +31,13 @@ pub struct RawConfig {
     pub log_format: Option<LogFormat>,
     /// Serve Prometheus metrics on this address.
     pub metrics_listen: Option<String>,
-    /// Replaces the default deny list of secret names (`LD_*` and `RUNSEAL_*` always apply).
+    /// Replaces the default denied set of secret names (`LD_*` and `RUNSEAL_*` always apply).
+    /// Deprecated: it drops the defaults; use `extra_denied_names` and `allowed_names`.
     pub denied_names: Option<Vec<String>>,
+    /// Names refused in addition to the default denied set.
+    pub extra_denied_names: Option<Vec<String>>,
+    /// Names of the default denied set allowed on purpose (e.g. a proxy URL with credentials).
+    pub allowed_names: Option<Vec<String>>,
     pub limits: Option<RawLimits>,
     /// Whether a secret without its own setting goes to runners that have no allow-list.
     pub expose_by_default: Option<bool>,
@@ -93,8 +98,10 @@ pub enum ConfigError {
     ClientCaWithoutTls,
     #[error("limit {0} must be greater than zero")]
     ZeroLimit(&'static str),
-    #[error("denied_names: {0:?} is not a valid variable name")]
-    DeniedName(String),
+    #[error("{0}: {1:?} is not a valid variable name")]
+    DeniedName(&'static str, String),
+    #[error("allowed_names: {0:?} cannot be allowed: LD_* and RUNSEAL_* are always refused")]
+    AlwaysDenied(String),
     #[error("runner_retention: {0}")]
     Retention(crate::duration::InvalidDuration),
     #[error("audit_retention: {0}")]
@@ -188,18 +195,27 @@ impl Config {
                 return Err(ConfigError::PlaintextOnNetwork(addr));
             }
         }
-        let policy = match raw.denied_names {
-            Some(names) => {
-                if let Some(bad) = names
-                    .iter()
-                    .find(|n| !crate::names::is_valid_secret_name(n))
-                {
-                    return Err(ConfigError::DeniedName(bad.clone()));
-                }
-                NamePolicy::new(names)
+        let names = |key: &'static str, v: Option<Vec<String>>| {
+            let v = v.unwrap_or_default();
+            match v.iter().find(|n| !crate::names::is_valid_secret_name(n)) {
+                Some(bad) => Err(ConfigError::DeniedName(key, bad.clone())),
+                None => Ok(v),
             }
+        };
+        let mut policy = match raw.denied_names {
+            Some(list) => NamePolicy::new(names("denied_names", Some(list))?),
             None => NamePolicy::default(),
         };
+        let allowed = names("allowed_names", raw.allowed_names)?;
+        if let Some(bad) = allowed.iter().find(|n| {
+            n.starts_with(crate::names::LOADER_PREFIX)
+                || n.starts_with(crate::names::RESERVED_PREFIX)
+        }) {
+            return Err(ConfigError::AlwaysDenied(bad.clone()));
+        }
+        policy = policy
+            .with_extra_denied(names("extra_denied_names", raw.extra_denied_names)?)
+            .with_allowed(allowed);
         let mut limits = Limits::default();
         if let Some(l) = raw.limits {
             let nz = |v: Option<usize>, name, default| match v {
@@ -350,6 +366,7 @@ mod tests {
         assert_eq!(c.token_limits.max_uses, 1000);
         assert_eq!(c.audit_retention.as_secs(), 90 * 24 * 3600);
         assert_eq!(c.net, NetLimits::default());
+        assert!(!c.policy.replaces_defaults());
     }
 
     #[test]
@@ -399,5 +416,28 @@ mod tests {
         }
         let err = toml::from_str::<RawConfig>("[net]\nmax_streams = 1\n").unwrap_err();
         assert!(err.to_string().contains("max_streams"), "{err}");
+    }
+
+    #[test]
+    fn name_settings() {
+        let c: RawConfig = toml::from_str(
+            "extra_denied_names = [\"MY_HOOK\"]\nallowed_names = [\"HTTPS_PROXY\"]\n",
+        )
+        .unwrap();
+        let c = Config::from_raw(c).unwrap();
+        assert!(c.policy.check_secret_name("MY_HOOK").is_err());
+        assert!(c.policy.check_secret_name("HTTPS_PROXY").is_ok());
+        assert!(c.policy.check_secret_name("NODE_OPTIONS").is_err());
+        let c: RawConfig = toml::from_str("allowed_names = [\"LD_PRELOAD\"]\n").unwrap();
+        let err = Config::from_raw(c).unwrap_err().to_string();
+        assert!(err.contains("LD_PRELOAD"), "{err}");
+        let c: RawConfig = toml::from_str("extra_denied_names = [\"A-B\"]\n").unwrap();
+        let err = Config::from_raw(c).unwrap_err().to_string();
+        assert!(
+            err.contains("extra_denied_names") && err.contains("A-B"),
+            "{err}"
+        );
+        let c: RawConfig = toml::from_str("denied_names = [\"X\"]\n").unwrap();
+        assert!(Config::from_raw(c).unwrap().policy.replaces_defaults());
     }
 }

@@ -220,6 +220,13 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
             let checked =
                 macs.keys.len() + macs.tokens.len() + macs.runners.len() + macs.environments.len();
             println!("{checked} rows checked, {} failed", tampered.len());
+            // Stored names the default denied set refuses now: snapshots leave them out.
+            let policy = crate::names::NamePolicy::default();
+            for (env, s) in &rows {
+                if let Some(reason) = policy.denied(&s.name) {
+                    println!("DENIED {env}/{}: left out of snapshots: {reason}", s.name);
+                }
+            }
             opened.store.close().await;
             if bad > 0 || !tampered.is_empty() {
                 bail!(
@@ -232,11 +239,46 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// What systemd's unit does for runseald, done by runseald itself so it holds outside systemd
+/// too: non-dumpable (no ptrace or /proc/PID/mem reads by the same user), no core dumps (a core
+/// of a SIGABRT held a plaintext value), and memory locked where RLIMIT_MEMLOCK is unlimited,
+/// with MCL_ONFAULT so pages are locked as they are touched and a growing server never fails to
+/// allocate.
+fn harden_process() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource, RLIM_INFINITY};
+    if let Err(e) = nix::sys::prctl::set_dumpable(false) {
+        tracing::warn!(error = %e, "cannot make runseald non-dumpable");
+    }
+    if let Err(e) = setrlimit(Resource::RLIMIT_CORE, 0, 0) {
+        tracing::warn!(error = %e, "cannot set RLIMIT_CORE to 0");
+    }
+    let unlimited =
+        matches!(getrlimit(Resource::RLIMIT_MEMLOCK), Ok((soft, _)) if soft == RLIM_INFINITY);
+    if unlimited {
+        use nix::sys::mman::{mlockall, MlockAllFlags};
+        let flags = MlockAllFlags::MCL_CURRENT
+            | MlockAllFlags::MCL_FUTURE
+            | MlockAllFlags::from_bits_retain(nix::libc::MCL_ONFAULT);
+        match mlockall(flags) {
+            Ok(()) => tracing::info!("memory locked (mlockall, MCL_ONFAULT)"),
+            Err(e) => tracing::warn!(error = %e, "cannot lock memory"),
+        }
+    } else {
+        tracing::debug!("RLIMIT_MEMLOCK is limited: memory not locked");
+    }
+}
+
 /// Runs the server until `shutdown` completes.
 pub async fn serve(
     config: Config,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    harden_process();
+    if config.policy.replaces_defaults() {
+        tracing::warn!(
+            "denied_names replaces the default denied set of secret names (interpreter, loader, shell, TLS and proxy variables): those names are accepted now; use extra_denied_names to add names and allowed_names to allow single ones instead"
+        );
+    }
     let dir = DataDir::new(&config.data_dir, config.master_key_file.clone())
         .with_database_url(config.database_url.clone());
     let opened = dir.open_or_init().await.with_context(|| {

@@ -43,6 +43,15 @@ pub enum DataDirError {
     AlreadyInitialized(PathBuf),
     #[error("the database is not initialised: run `runseald init` or `runseald serve` first")]
     NotInitialized,
+    #[error("{what} {path} is accessible to {who}: refusing to start; run `chmod {fix} {path}`")]
+    Exposed {
+        what: &'static str,
+        path: PathBuf,
+        who: String,
+        fix: &'static str,
+    },
+    #[error("the parent directory of the data dir {0} does not exist: runseald creates only the data dir itself (a typo in --data-dir would start an empty server with a new admin key); create the parent first or fix the path")]
+    NoParent(PathBuf),
     #[error("stored keys are unusable: {0}")]
     Seal(#[from] SealError),
     #[error(transparent)]
@@ -148,13 +157,22 @@ impl DataDir {
 
     fn ensure_root(&self) -> Result<()> {
         if !self.root.exists() {
+            // Never the parents: `--data-dir /typo/path` must not become a new, empty server.
+            let parent = match self.root.parent() {
+                Some(p) if p.as_os_str().is_empty() => Path::new("."),
+                Some(p) => p,
+                None => Path::new("/"),
+            };
+            if !parent.is_dir() {
+                return Err(DataDirError::NoParent(self.root.clone()));
+            }
             fs::DirBuilder::new()
-                .recursive(true)
                 .mode(0o700)
                 .create(&self.root)
                 .map_err(io_err(&self.root))?;
+            tracing::warn!(data_dir = %self.root.display(), "created a new, empty data dir");
         }
-        Ok(())
+        refuse_exposed(&self.root, "the data dir", "700")
     }
 
     async fn open_store(&self) -> Result<Arc<dyn Store>> {
@@ -440,11 +458,26 @@ async fn upgrade_integrity(store: &dyn Store, master: &MasterKey) -> Result<Inte
 }
 
 pub fn read_master_key(path: &Path) -> Result<MasterKey> {
+    refuse_exposed(path, "the master key file", "600")?;
     let bytes = Zeroizing::new(fs::read(path).map_err(io_err(path))?);
     MasterKey::from_bytes(&bytes).map_err(|source| DataDirError::BadMasterKey {
         path: path.to_path_buf(),
         source,
     })
+}
+
+/// Refuses a data dir or key file that anyone but its owner may use (judged by the ACL when it
+/// has one, so a systemd credential, 0400 plus an ACL entry for the service, is accepted).
+fn refuse_exposed(path: &Path, what: &'static str, fix: &'static str) -> Result<()> {
+    match crate::file_mode::foreign_access(path).map_err(io_err(path))? {
+        Some(who) => Err(DataDirError::Exposed {
+            what,
+            path: path.to_path_buf(),
+            who,
+            fix,
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Creates a new file with mode 0600 holding `contents`, fsynced. Fails if it exists.

@@ -16,6 +16,7 @@ pub mod config;
 pub mod daemon;
 pub mod datadir;
 pub mod duration;
+pub mod file_mode;
 pub mod integrity;
 pub mod metrics;
 pub mod names;

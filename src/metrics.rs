@@ -44,6 +44,8 @@ pub struct Metrics {
     pub accept_failures: Counter,
     /// Connections closed for having no call in flight too long.
     pub connections_idle_closed: Counter,
+    /// Stored secrets left out of a snapshot because their name is denied now.
+    pub denied_names_withheld: Counter,
     registry: Registry,
     methods: HashSet<String>,
 }
@@ -66,6 +68,7 @@ impl Metrics {
         let connections_open = Gauge::default();
         let accept_failures = Counter::default();
         let connections_idle_closed = Counter::default();
+        let denied_names_withheld = Counter::default();
         let build = Family::<BuildLabels, Gauge>::default();
         build
             .get_or_create(&BuildLabels {
@@ -122,6 +125,11 @@ impl Metrics {
             "Connections closed after the idle or handshake deadline",
             connections_idle_closed.clone(),
         );
+        registry.register(
+            "denied_names_withheld",
+            "Stored secrets left out of snapshots because their name is denied now",
+            denied_names_withheld.clone(),
+        );
         registry.register("build_info", "runseald version", build);
         Self {
             calls,
@@ -134,6 +142,7 @@ impl Metrics {
             connections_open,
             accept_failures,
             connections_idle_closed,
+            denied_names_withheld,
             registry,
             methods: known_methods(),
         }

@@ -7,17 +7,339 @@ use std::fmt;
 pub const RESERVED_PREFIX: &str = "RUNSEAL_";
 
 /// Names the dynamic loader reads: a secret must never be able to inject code into the app.
+/// Always refused, whatever the configuration says.
 pub const LOADER_PREFIX: &str = "LD_";
 
-/// Other variables that make a program load or run attacker-chosen code; refused by default.
-/// `denied_names` in the runseald config replaces this list (the two prefixes always apply).
-pub const DEFAULT_DENIED_NAMES: &[&str] = &[
-    "BASH_ENV",
-    "ENV",
-    "GCONV_PATH",
-    "DYLD_INSERT_LIBRARIES",
-    "DYLD_LIBRARY_PATH",
+/// One family of variables refused by default, with the reason a user is shown.
+#[derive(Debug, Clone, Copy)]
+pub struct DeniedFamily {
+    pub family: &'static str,
+    pub reason: &'static str,
+    /// Names refused exactly as written (environment names are case-sensitive, so proxies are
+    /// listed in both the upper- and the lower-case spelling programs read).
+    pub names: &'static [&'static str],
+    /// Narrow prefixes: every name starting with one is refused.
+    pub prefixes: &'static [&'static str],
+}
+
+/// The default denied set: variables that make a runtime, an interpreter, the dynamic loader, a
+/// TLS stack or a shell load code or files chosen by whoever sets them, or send traffic
+/// elsewhere. A `write:ENV` key must not be a way to run code in every runner of ENV.
+/// `extra_denied_names` in the runseald config adds to it, `allowed_names` lifts single names.
+pub const DENIED_FAMILIES: &[DeniedFamily] = &[
+    DeniedFamily {
+        family: "dynamic loader and C library",
+        reason: "the dynamic loader and glibc read it to load libraries, modules, locale or resolver files",
+        names: &[
+            "GLIBC_TUNABLES",
+            "GCONV_PATH",
+            "GETCONF_DIR",
+            "HOSTALIASES",
+            "LOCALDOMAIN",
+            "LOCPATH",
+            "NLSPATH",
+            "NIS_PATH",
+            "RES_OPTIONS",
+            "TMPDIR",
+            "TZDIR",
+        ],
+        prefixes: &["LD_", "DYLD_", "MALLOC_", "RESOLV_"],
+    },
+    DeniedFamily {
+        family: "shells",
+        reason: "a shell runs or sources code named by it",
+        names: &[
+            "BASH_ENV",
+            "ENV",
+            "SHELLOPTS",
+            "BASHOPTS",
+            "PS0",
+            "PS1",
+            "PS2",
+            "PS3",
+            "PS4",
+            "PROMPT_COMMAND",
+            "IFS",
+            "CDPATH",
+            "GLOBIGNORE",
+            "EXECIGNORE",
+            "BASH_XTRACEFD",
+            "BASH_LOADABLES_PATH",
+            "BASH_COMPAT",
+            "FPATH",
+            "ZDOTDIR",
+            "INPUTRC",
+            "HISTFILE",
+        ],
+        prefixes: &["BASH_FUNC_"],
+    },
+    DeniedFamily {
+        family: "program search and configuration files",
+        reason: "it decides which programs run or where programs find their configuration",
+        names: &[
+            "PATH",
+            "HOME",
+            "XDG_CONFIG_HOME",
+            "XDG_CONFIG_DIRS",
+            "EDITOR",
+            "VISUAL",
+            "PAGER",
+            "MANPAGER",
+            "LESSOPEN",
+            "LESSCLOSE",
+            "BROWSER",
+            "SSH_ASKPASS",
+            "SSH_AUTH_SOCK",
+            "TERMINFO",
+            "TERMINFO_DIRS",
+        ],
+        prefixes: &[],
+    },
+    DeniedFamily {
+        family: "Python",
+        reason: "the Python interpreter imports or runs code named by it",
+        names: &[
+            "PYTHONPATH",
+            "PYTHONSTARTUP",
+            "PYTHONHOME",
+            "PYTHONINSPECT",
+            "PYTHONBREAKPOINT",
+            "PYTHONUSERBASE",
+            "PYTHONEXECUTABLE",
+            "PYTHONWARNINGS",
+            "PYTHONPLATLIBDIR",
+            "PYTHONPYCACHEPREFIX",
+            "PYTHONCASEOK",
+            "PIP_CONFIG_FILE",
+            "PIP_INDEX_URL",
+            "PIP_EXTRA_INDEX_URL",
+            "PIP_TRUSTED_HOST",
+        ],
+        prefixes: &[],
+    },
+    DeniedFamily {
+        family: "Node.js and npm",
+        reason: "Node.js or npm loads code, modules, certificates or settings named by it",
+        names: &[
+            "NODE_OPTIONS",
+            "NODE_PATH",
+            "NODE_EXTRA_CA_CERTS",
+            "NODE_TLS_REJECT_UNAUTHORIZED",
+            "NODE_ICU_DATA",
+            "NODE_REDIRECT_WARNINGS",
+            "NODE_V8_COVERAGE",
+            "NODE_COMPILE_CACHE",
+            "NODE_REPL_EXTERNAL_MODULE",
+            "NODE_REPL_HISTORY",
+            "NODE_USE_ENV_PROXY",
+            "DENO_CERT",
+            "DENO_DIR",
+        ],
+        prefixes: &["NPM_CONFIG_", "npm_config_"],
+    },
+    DeniedFamily {
+        family: "Perl",
+        reason: "perl loads modules or runs code named by it",
+        names: &[
+            "PERL5OPT",
+            "PERL5LIB",
+            "PERLLIB",
+            "PERL5DB",
+            "PERLDB_OPTS",
+            "PERL5SHELL",
+            "PERL_MB_OPT",
+            "PERL_MM_OPT",
+        ],
+        prefixes: &[],
+    },
+    DeniedFamily {
+        family: "Ruby",
+        reason: "ruby or bundler loads code named by it",
+        names: &[
+            "RUBYOPT",
+            "RUBYLIB",
+            "RUBYPATH",
+            "RUBYSHELL",
+            "GEM_HOME",
+            "GEM_PATH",
+            "BUNDLE_GEMFILE",
+        ],
+        prefixes: &[],
+    },
+    DeniedFamily {
+        family: "JVM",
+        reason: "the JVM (or the scripts that start it) takes options, agents or classes from it",
+        names: &[
+            "JAVA_TOOL_OPTIONS",
+            "_JAVA_OPTIONS",
+            "JDK_JAVA_OPTIONS",
+            "CLASSPATH",
+            "JAVA_OPTS",
+            "JAVA_HOME",
+            "MAVEN_OPTS",
+            "GRADLE_OPTS",
+        ],
+        prefixes: &[],
+    },
+    DeniedFamily {
+        family: "Go",
+        reason: "the go tool or the Go runtime takes flags, toolchains, module sources or TLS settings from it",
+        names: &[
+            "GOFLAGS",
+            "GODEBUG",
+            "GOROOT",
+            "GOPATH",
+            "GOENV",
+            "GOTOOLCHAIN",
+            "GOPROXY",
+            "GONOPROXY",
+            "GOSUMDB",
+            "GONOSUMDB",
+            "GONOSUMCHECK",
+            "GOINSECURE",
+            "GOPRIVATE",
+            "GOEXPERIMENT",
+        ],
+        prefixes: &["CGO_"],
+    },
+    DeniedFamily {
+        family: "Rust and C toolchains",
+        reason: "a build runs the compiler, wrapper or flags named by it",
+        names: &[
+            "RUSTC",
+            "RUSTC_WRAPPER",
+            "RUSTC_WORKSPACE_WRAPPER",
+            "RUSTFLAGS",
+            "RUSTDOCFLAGS",
+            "CARGO_HOME",
+            "CARGO_BUILD_RUSTC",
+            "CARGO_BUILD_RUSTC_WRAPPER",
+            "RUSTUP_HOME",
+            "RUSTUP_TOOLCHAIN",
+            "CC",
+            "CXX",
+        ],
+        prefixes: &[],
+    },
+    DeniedFamily {
+        family: "other interpreters and runtimes",
+        reason: "an interpreter or runtime loads code or libraries named by it",
+        names: &[
+            "LUA_INIT",
+            "PHPRC",
+            "PHP_INI_SCAN_DIR",
+            "R_PROFILE",
+            "R_PROFILE_USER",
+            "R_ENVIRON",
+            "R_ENVIRON_USER",
+            "R_LIBS",
+            "R_LIBS_USER",
+            "TCLLIBPATH",
+            "ERL_AFLAGS",
+            "ERL_FLAGS",
+            "ERL_ZFLAGS",
+            "ERL_LIBS",
+            "ELIXIR_ERL_OPTIONS",
+            "DOTNET_STARTUP_HOOKS",
+            "DOTNET_ADDITIONAL_DEPS",
+            "DOTNET_SHARED_STORE",
+        ],
+        prefixes: &["LUA_PATH", "LUA_CPATH", "LUA_INIT_", "CORECLR_", "COMPlus_"],
+    },
+    DeniedFamily {
+        family: "git",
+        reason: "git runs commands or reads configuration named by it",
+        names: &[
+            "GIT_CONFIG",
+            "GIT_EXEC_PATH",
+            "GIT_SSH",
+            "GIT_SSH_COMMAND",
+            "GIT_ASKPASS",
+            "GIT_PROXY_COMMAND",
+            "GIT_EXTERNAL_DIFF",
+            "GIT_PAGER",
+            "GIT_EDITOR",
+            "GIT_SEQUENCE_EDITOR",
+            "GIT_TEMPLATE_DIR",
+            "GIT_DIR",
+            "GIT_WORK_TREE",
+            "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+            "GIT_SSL_CAINFO",
+            "GIT_SSL_CAPATH",
+            "GIT_SSL_NO_VERIFY",
+        ],
+        prefixes: &["GIT_CONFIG_"],
+    },
+    DeniedFamily {
+        family: "TLS and library plugins",
+        reason: "a TLS stack or library trusts certificates, loads modules or writes session keys named by it",
+        names: &[
+            "SSL_CERT_FILE",
+            "SSL_CERT_DIR",
+            "SSLKEYLOGFILE",
+            "OPENSSL_CONF",
+            "OPENSSL_MODULES",
+            "OPENSSL_ENGINES",
+            "CURL_CA_BUNDLE",
+            "CURL_HOME",
+            "REQUESTS_CA_BUNDLE",
+            "AWS_CA_BUNDLE",
+            "NIX_SSL_CERT_FILE",
+            "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH",
+            "PIP_CERT",
+            "CARGO_HTTP_CAINFO",
+            "GNUTLS_SYSTEM_PRIORITY_FILE",
+            "WGETRC",
+            "SASL_PATH",
+            "KRB5_CONFIG",
+            "ODBCINI",
+            "ODBCSYSINI",
+            "GIO_EXTRA_MODULES",
+            "GIO_MODULE_DIR",
+            "GTK_PATH",
+            "GTK_MODULES",
+            "QT_PLUGIN_PATH",
+            "QT_QPA_PLATFORM_PLUGIN_PATH",
+        ],
+        prefixes: &[],
+    },
+    DeniedFamily {
+        family: "proxies",
+        reason: "programs send their traffic through the proxy it names",
+        names: &[
+            "HTTP_PROXY",
+            "http_proxy",
+            "HTTPS_PROXY",
+            "https_proxy",
+            "ALL_PROXY",
+            "all_proxy",
+            "NO_PROXY",
+            "no_proxy",
+            "FTP_PROXY",
+            "ftp_proxy",
+            "SOCKS_PROXY",
+            "socks_proxy",
+            "SOCKS5_SERVER",
+            "WS_PROXY",
+            "ws_proxy",
+            "WSS_PROXY",
+            "wss_proxy",
+            "GRPC_PROXY",
+            "grpc_proxy",
+            "NO_GRPC_PROXY",
+            "no_grpc_proxy",
+            "RSYNC_PROXY",
+        ],
+        prefixes: &[],
+    },
 ];
+
+/// The family of the default denied set a name belongs to, if any.
+pub fn default_denied_family(name: &str) -> Option<&'static DeniedFamily> {
+    DENIED_FAMILIES
+        .iter()
+        .find(|f| f.names.contains(&name) || f.prefixes.iter().any(|p| name.starts_with(p)))
+}
 
 /// Why a name or value was refused. The message names the rule and never includes a value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -28,7 +350,7 @@ pub enum InvalidInput {
     SecretName(String),
     #[error("secret name {0:?} is reserved: the prefix RUNSEAL_ belongs to the platform variables the agent sets")]
     ReservedName(String),
-    #[error("secret name {0:?} is refused: LD_* variables and {1} would let a secret change how the app's programs are loaded")]
+    #[error("secret name {0:?} is refused: {1}")]
     DeniedName(String, String),
     #[error("value of secret {0:?} contains a NUL byte: environment values cannot hold NUL")]
     NulInValue(String),
@@ -64,29 +386,82 @@ impl Default for Limits {
     }
 }
 
-/// The rules a secret name is checked against (the configurable part is the deny list).
-#[derive(Clone, PartialEq, Eq)]
+/// The rules a secret name is checked against: the default denied set (or the list that
+/// replaced it), the operator's extra denied names and the names allowed on purpose.
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct NamePolicy {
-    denied: Vec<String>,
-}
-
-impl Default for NamePolicy {
-    fn default() -> Self {
-        Self::new(DEFAULT_DENIED_NAMES.iter().map(|s| s.to_string()).collect())
-    }
+    /// `Some` when `denied_names` replaced the default families.
+    replaced: Option<Vec<String>>,
+    extra: Vec<String>,
+    allowed: Vec<String>,
 }
 
 impl fmt::Debug for NamePolicy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NamePolicy")
-            .field("denied", &self.denied)
+            .field("replaced", &self.replaced)
+            .field("extra", &self.extra)
+            .field("allowed", &self.allowed)
             .finish()
     }
 }
 
+const ALLOW_HINT: &str = "add it to allowed_names in runseald's config to allow it on purpose";
+
 impl NamePolicy {
+    /// A policy whose deny list replaces the default families (`denied_names`); `LD_*` and
+    /// `RUNSEAL_*` still apply.
     pub fn new(denied: Vec<String>) -> Self {
-        Self { denied }
+        Self {
+            replaced: Some(denied),
+            ..Self::default()
+        }
+    }
+
+    /// Adds names to the deny list (`extra_denied_names`).
+    pub fn with_extra_denied(mut self, names: Vec<String>) -> Self {
+        self.extra.extend(names);
+        self
+    }
+
+    /// Allows these names although the default set denies them (`allowed_names`). `LD_*` and
+    /// `RUNSEAL_*` cannot be allowed.
+    pub fn with_allowed(mut self, names: Vec<String>) -> Self {
+        self.allowed.extend(names);
+        self
+    }
+
+    /// Whether `denied_names` replaced the default families.
+    pub fn replaces_defaults(&self) -> bool {
+        self.replaced.is_some()
+    }
+
+    /// Why a (syntactically valid) name is refused, or `None` when it may be a secret.
+    pub fn denied(&self, name: &str) -> Option<String> {
+        if name.starts_with(RESERVED_PREFIX) {
+            return Some(
+                "the prefix RUNSEAL_ belongs to the platform variables the agent sets".into(),
+            );
+        }
+        if name.starts_with(LOADER_PREFIX) {
+            return Some(
+                "LD_* variables change how the dynamic loader loads the app's programs".into(),
+            );
+        }
+        if self.extra.iter().any(|n| n == name) {
+            return Some("it is in extra_denied_names in runseald's config".into());
+        }
+        if self.allowed.iter().any(|n| n == name) {
+            return None;
+        }
+        match &self.replaced {
+            Some(list) => list
+                .iter()
+                .any(|n| n == name)
+                .then(|| format!("it is in denied_names in runseald's config; {ALLOW_HINT}")),
+            None => default_denied_family(name)
+                .map(|f| format!("{} ({}); {ALLOW_HINT}", f.reason, f.family)),
+        }
     }
 
     /// Checks a secret name: syntax, the reserved prefix, loader names and the deny list.
@@ -95,15 +470,10 @@ impl NamePolicy {
         if name.starts_with(RESERVED_PREFIX) {
             return Err(InvalidInput::ReservedName(name.to_string()));
         }
-        if name.starts_with(LOADER_PREFIX) || self.denied.iter().any(|d| d == name) {
-            let others = if self.denied.is_empty() {
-                "no other names".to_string()
-            } else {
-                self.denied.join(", ")
-            };
-            return Err(InvalidInput::DeniedName(name.to_string(), others));
+        match self.denied(name) {
+            Some(reason) => Err(InvalidInput::DeniedName(name.to_string(), reason)),
+            None => Ok(()),
         }
-        Ok(())
     }
 }
 
@@ -213,6 +583,76 @@ mod tests {
         let custom = NamePolicy::new(vec!["NODE_OPTIONS".into()]);
         assert!(custom.check_secret_name("BASH_ENV").is_ok());
         assert!(custom.check_secret_name("NODE_OPTIONS").is_err());
+    }
+
+    #[test]
+    fn default_set_covers_the_reviewed_names_and_spares_common_ones() {
+        let p = NamePolicy::default();
+        for denied in [
+            "PERL5OPT",
+            "NODE_OPTIONS",
+            "PYTHONPATH",
+            "GLIBC_TUNABLES",
+            "JAVA_TOOL_OPTIONS",
+            "RUBYOPT",
+            "PATH",
+            "SSL_CERT_FILE",
+            "HTTPS_PROXY",
+            "https_proxy",
+            "SSLKEYLOGFILE",
+            "SHELLOPTS",
+            "PS4",
+            "BASH_FUNC_ls%%",
+            "MALLOC_TRACE",
+            "DYLD_INSERT_LIBRARIES",
+            "GIT_CONFIG_KEY_0",
+            "npm_config_script_shell",
+            "LUA_PATH_5_4",
+        ] {
+            assert!(p.denied(denied).is_some(), "{denied} should be denied");
+        }
+        for allowed in [
+            "NODE_ENV",
+            "PYTHONUNBUFFERED",
+            "HF_TOKEN",
+            "DATABASE_URL",
+            "GIT_TOKEN",
+            "NPM_TOKEN",
+            "AWS_SECRET_ACCESS_KEY",
+            "PGPASSWORD",
+            "GITHUB_TOKEN",
+            "CARGO_REGISTRIES_MY_TOKEN",
+        ] {
+            assert_eq!(p.denied(allowed), None, "{allowed} should be allowed");
+        }
+        // Every listed name could be a secret name: an entry that cannot be stored is a typo.
+        for f in DENIED_FAMILIES {
+            for n in f.names {
+                assert!(is_valid_secret_name(n), "{n} in {}", f.family);
+            }
+        }
+    }
+
+    #[test]
+    fn extra_and_allowed_names() {
+        let p = NamePolicy::default()
+            .with_extra_denied(vec!["MY_HOOK".into()])
+            .with_allowed(vec!["HTTPS_PROXY".into(), "LD_PRELOAD".into()]);
+        assert!(p.check_secret_name("MY_HOOK").is_err());
+        assert!(p.check_secret_name("HTTPS_PROXY").is_ok());
+        assert!(p.check_secret_name("https_proxy").is_err());
+        assert!(
+            p.check_secret_name("LD_PRELOAD").is_err(),
+            "LD_* is never allowed"
+        );
+        let err = NamePolicy::default()
+            .check_secret_name("NODE_OPTIONS")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("NODE_OPTIONS") && err.contains("allowed_names"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -799,3 +799,74 @@ fn build_credentials_are_scoped() {
         .unwrap();
     assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
 }
+
+/// The masker also catches base64 wrapped as `base64` (76 columns) and `openssl base64` (64)
+/// print it, and JSON string escapes of the value (`\/`, `\uXXXX`, in any mix); a value too short
+/// to mask is warned about by name and left alone.
+#[test]
+fn wrapped_base64_and_json_escapes_are_masked_and_short_values_warned_about() {
+    let f = Fleet::start();
+    let value = format!("{}/{}-é", random_value("wrap_"), random_value("more_"));
+    f.set("main", "LONG_KEY", &value);
+    f.set("main", "PIN", "42");
+    let token = f.build_token("main");
+    let script = r#"
+        v=$(cat "$1")
+        printf %s "$v" | base64
+        printf %s "$v" | openssl base64
+        python3 -c 'import json,sys; print(json.dumps({"k": open(sys.argv[1]).read()}))' "$1"
+        python3 -c 'import json,sys; v=open(sys.argv[1]).read(); print(json.dumps(v).replace("/", "\\/"))' "$1"
+        python3 -c 'import sys; v=open(sys.argv[1]).read(); print("".join(c if i % 2 else "\\u%04x" % ord(c) for i, c in enumerate(v)))' "$1"
+    "#;
+    let out: Output = f
+        .agent(
+            &token,
+            &[
+                "--secret-file",
+                "k=LONG_KEY",
+                "--",
+                "sh",
+                "-c",
+                script,
+                "sh",
+                "{secret:k}",
+            ],
+        )
+        .env("PATH", std::env::var_os("PATH").unwrap())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", redacted(&out.stderr, &value));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let expected = "***\n***\n{\"k\": \"***\"}\n\"***\"\n***\n";
+    assert!(
+        text == expected,
+        "stdout was not masked as expected:\n{}",
+        redacted(&out.stdout, &value)
+    );
+
+    // A short value: one warning naming the secret, never the value.
+    let token = f.build_token("main");
+    let out: Output = f
+        .agent(
+            &token,
+            &[
+                "--secret-file",
+                "p=PIN",
+                "--",
+                "sh",
+                "-c",
+                "echo pin:$(cat \"$1\")",
+                "sh",
+                "{secret:p}",
+            ],
+        )
+        .env("PATH", std::env::var_os("PATH").unwrap())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("warning") && err.contains("PIN") && !err.contains("42"),
+        "{err}"
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "pin:42\n");
+}

@@ -112,6 +112,12 @@ fn master_key_and_agent_token_from_a_credentials_directory() {
         .map(|i| i.wrapping_mul(37).wrapping_add(11))
         .collect();
     std::fs::write(creds.join("master.key"), &master).unwrap();
+    // As systemd writes a credential: read-only for its owner.
+    std::fs::set_permissions(
+        creds.join("master.key"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o400),
+    )
+    .unwrap();
     let data = dir.path().join("data");
     let cred_env = [("CREDENTIALS_DIRECTORY", s(&creds))];
 

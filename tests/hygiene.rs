@@ -602,6 +602,8 @@ fn sigterm_checkpoints_the_wal_into_runseal_db() {
     // The database file alone, with the master key, is the whole state.
     let copy = dir.path().join("copy");
     std::fs::create_dir(&copy).unwrap();
+    // A data dir is private: runseald refuses one that group or others may enter.
+    std::fs::set_permissions(&copy, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
     std::fs::copy(data.join("runseal.db"), copy.join("runseal.db")).unwrap();
     std::fs::copy(data.join("master.key"), copy.join("master.key")).unwrap();
     let out = runseald(&["verify"], &copy);

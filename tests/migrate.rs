@@ -107,6 +107,8 @@ fn migrate_copies_everything_and_runners_get_the_same_snapshot() {
     // A PostgreSQL replica with the same master key serves the same data.
     let pg_dir = tmp.path().join("pg-replica");
     std::fs::create_dir(&pg_dir).unwrap();
+    // runseald refuses a data dir that group or others may enter.
+    std::fs::set_permissions(&pg_dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
     std::fs::copy(src_dir.join("master.key"), pg_dir.join("master.key")).unwrap();
     let r = Daemon::start(&pg_dir, &["--database-url", &pg.url], &[]);
     assert!(

@@ -103,6 +103,8 @@ fn a_joining_replica_creates_no_admin_key_and_a_wrong_master_key_is_refused() {
     // A third replica without the master key refuses to start, and says what it needs.
     let dc = p.dir.path().join("c");
     std::fs::create_dir(&dc).unwrap();
+    // runseald refuses a data dir that group or others may enter.
+    std::fs::set_permissions(&dc, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
     let log = Daemon::try_start(&dc, &["--database-url", &p.pg.url], &[])
         .err()
         .expect("a replica without the master key started");
@@ -133,6 +135,8 @@ fn two_replicas_starting_together_on_an_empty_database_make_one_admin_key() {
     let (da, db) = (dir.path().join("a"), dir.path().join("b"));
     // Both dirs get the same provisioned master key, as an operator would deliver it.
     std::fs::create_dir(&da).unwrap();
+    // runseald refuses a data dir that group or others may enter.
+    std::fs::set_permissions(&da, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
     let key = runseal::seal::MasterKey::generate();
     runseal::datadir::create_private(&da.join("master.key"), key.expose()).unwrap();
     join_dir(&da, &db);

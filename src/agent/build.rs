@@ -405,6 +405,14 @@ fn prepare_and_run(args: BuildArgs) -> Result<u8, Failure> {
                 sealed_memfd(&format!("secret-{}", f.id), value)?,
             ));
         }
+        for (name, value) in secrets.iter().flat_map(|s| s.secrets.iter()) {
+            if crate::agent::mask::too_short_to_mask(value.expose()) {
+                eprintln!(
+                    "runseal-agent build: warning: secret {name} is shorter than {} bytes: its value is not masked in the build's output",
+                    crate::agent::mask::MIN_MASKED_LEN
+                );
+            }
+        }
         let masker = Masker::new(
             secrets
                 .iter()

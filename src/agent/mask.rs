@@ -39,6 +39,19 @@ const COMPONENT: &AsciiSet = &UNRESERVED
 /// header) is masked only from this many characters on, so short values do not mask noise.
 const MIN_EMBEDDED_BASE64: usize = 6;
 
+/// The columns `base64` (76) and `openssl base64` (64) wrap their output at.
+const WRAP_WIDTHS: [usize; 2] = [76, 64];
+
+/// Values shorter than this are not masked: masking every occurrence of a 2-byte value garbles
+/// the log and turns the masker into an oracle (print candidates, see which become `***`). A
+/// build that uses such a value is warned about, naming the secret.
+pub const MIN_MASKED_LEN: usize = 6;
+
+/// Whether a value is too short to be masked (see [`MIN_MASKED_LEN`]).
+pub fn too_short_to_mask(value: &[u8]) -> bool {
+    !value.is_empty() && value.len() < MIN_MASKED_LEN
+}
+
 /// The forms of one value that are masked: the value itself, its percent-encodings as common
 /// encoders write them (upper- and lowercase hex, '+' for space), and base64 (standard and
 /// URL-safe alphabets, with and without padding, and the part of its encoding that does not
@@ -66,6 +79,21 @@ pub fn forms(value: &[u8]) -> Vec<Zeroizing<Vec<u8>>> {
         let mut s = Zeroizing::new(String::with_capacity(value.len() * 4 / 3 + 4));
         engine.encode_string(value, &mut s);
         out.push(Zeroizing::new(s.as_bytes().to_vec()));
+    }
+    // As `base64` (76 columns) and `openssl base64` (64 columns) print it, line by line.
+    let mut std_b64 = Zeroizing::new(String::with_capacity(value.len() * 4 / 3 + 4));
+    STANDARD.encode_string(value, &mut std_b64);
+    for width in WRAP_WIDTHS {
+        if std_b64.len() > width {
+            let mut wrapped = Zeroizing::new(Vec::with_capacity(std_b64.len() * 2));
+            for (i, line) in std_b64.as_bytes().chunks(width).enumerate() {
+                if i > 0 {
+                    wrapped.push(b'\n');
+                }
+                wrapped.extend_from_slice(line);
+            }
+            out.push(wrapped);
+        }
     }
     for engine in [&STANDARD_NO_PAD, &URL_SAFE_NO_PAD] {
         for shift in 0..3usize {
@@ -134,7 +162,11 @@ impl std::fmt::Debug for Masker {
 impl Masker {
     /// A masker for these values (empty values are ignored: there is nothing to hide).
     pub fn new<'a>(values: impl IntoIterator<Item = &'a [u8]>) -> Self {
-        let mut all: Vec<Zeroizing<Vec<u8>>> = values.into_iter().flat_map(forms).collect();
+        let mut all: Vec<Zeroizing<Vec<u8>>> = values
+            .into_iter()
+            .filter(|v| v.len() >= MIN_MASKED_LEN)
+            .flat_map(forms)
+            .collect();
         all.sort_unstable_by(|a, b| a[..].cmp(&b[..]));
         all.dedup_by(|a, b| a[..] == b[..]);
         let longest = all.iter().map(|f| f.len()).max().unwrap_or(0);
@@ -220,17 +252,47 @@ impl MaskStream<'_> {
 
     /// Emits the masked prefix of `pending` that no later byte can change; returns where the
     /// held-back rest starts.
+    ///
+    /// Forms are found twice: in the raw bytes, and in a view with JSON string escapes decoded
+    /// (`\/`, `\uXXXX` and the short escapes, in any mix), mapped back to the raw bytes.
     fn emit(&self, out: &mut Vec<u8>, last: bool) -> usize {
         let buf = &self.pending[..];
+        let masker = self.masker;
         // Where a form could begin whose end is still to come. Further back, a suffix is longer
         // than any form: every match there lies wholly in `buf` and is final.
-        let open: Vec<usize> = if last {
+        let mut open: Vec<usize> = if last {
             Vec::new()
         } else {
-            (buf.len().saturating_sub(self.masker.held_back())..buf.len())
-                .filter(|&s| self.masker.could_start_a_form(&buf[s..]))
+            (buf.len().saturating_sub(masker.held_back())..buf.len())
+                .filter(|&s| masker.could_start_a_form(&buf[s..]))
                 .collect()
         };
+        let mut matches: Vec<(usize, usize)> = Vec::new();
+        if let Some(ac) = &masker.automaton {
+            matches.extend(ac.find_iter(buf).map(|m| (m.start(), m.end())));
+            let view = json_decode(buf);
+            if view.escaped || view.incomplete.is_some() {
+                let dec = &view.bytes[..];
+                let dec_end = view.incomplete.map_or(dec.len(), |(d, _)| d);
+                if !last {
+                    open.extend(
+                        (dec_end.saturating_sub(masker.held_back())..dec_end)
+                            .filter(|&s| masker.could_start_a_form(&dec[s..dec_end]))
+                            .map(|s| view.start[s]),
+                    );
+                    if let Some((_, raw)) = view.incomplete {
+                        open.push(raw);
+                    }
+                }
+                matches.extend(
+                    ac.find_iter(&dec[..dec_end])
+                        .map(|m| (view.start[m.start()], view.end[m.end() - 1])),
+                );
+            }
+        }
+        open.sort_unstable();
+        open.dedup();
+        matches.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
         let hold = |from: usize| {
             open.iter()
                 .copied()
@@ -238,22 +300,161 @@ impl MaskStream<'_> {
                 .unwrap_or(buf.len())
         };
         let mut pos = 0;
-        if let Some(ac) = &self.masker.automaton {
-            for m in ac.find_iter(buf) {
-                // A match at or after an open position may yet be preceded by an earlier one
-                // or grow longer: it waits for more bytes.
-                if m.start() >= hold(pos) {
-                    break;
-                }
-                out.extend_from_slice(&buf[pos..m.start()]);
-                out.extend_from_slice(MASK);
-                pos = m.end();
+        for (start, end) in matches {
+            if end <= pos {
+                continue;
             }
+            if start < pos {
+                // Overlaps the match just masked (found in the other view): masked as one.
+                pos = end;
+                continue;
+            }
+            // A match at or after an open position may yet be preceded by an earlier one or
+            // grow longer: it waits for more bytes.
+            if start >= hold(pos) {
+                break;
+            }
+            out.extend_from_slice(&buf[pos..start]);
+            out.extend_from_slice(MASK);
+            pos = end;
         }
         let keep_from = hold(pos);
         out.extend_from_slice(&buf[pos..keep_from]);
         keep_from
     }
+}
+
+/// `buf` with JSON string escapes decoded, each decoded byte mapped to the raw bytes it came
+/// from. An escape cut off by the end of `buf` is left raw and reported as incomplete.
+struct JsonView {
+    bytes: Zeroizing<Vec<u8>>,
+    /// Raw start and end of the escape (or byte) each decoded byte came from.
+    start: Vec<usize>,
+    end: Vec<usize>,
+    escaped: bool,
+    /// (decoded index, raw index) where an unfinished escape begins.
+    incomplete: Option<(usize, usize)>,
+}
+
+enum Escape {
+    /// The decoded character (UTF-8) and the escape's length.
+    Complete(char, usize),
+    Incomplete,
+    Invalid,
+}
+
+fn hex4(s: &[u8]) -> Option<u32> {
+    let t = std::str::from_utf8(s).ok()?;
+    if t.len() == 4 && t.bytes().all(|b| b.is_ascii_hexdigit()) {
+        u32::from_str_radix(t, 16).ok()
+    } else {
+        None
+    }
+}
+
+/// Whether `s` could still become `\uXXXX` (every byte there so far fits).
+fn partial_u(s: &[u8]) -> bool {
+    s.iter().enumerate().all(|(i, b)| match i {
+        0 => *b == b'\\',
+        1 => *b == b'u',
+        _ => b.is_ascii_hexdigit(),
+    })
+}
+
+/// The escape at the start of `s` (which begins with a backslash).
+fn parse_escape(s: &[u8]) -> Escape {
+    let Some(&kind) = s.get(1) else {
+        return Escape::Incomplete;
+    };
+    let short = match kind {
+        b'/' => Some('/'),
+        b'"' => Some('"'),
+        b'\\' => Some('\\'),
+        b'b' => Some('\u{8}'),
+        b'f' => Some('\u{c}'),
+        b'n' => Some('\n'),
+        b'r' => Some('\r'),
+        b't' => Some('\t'),
+        b'u' => None,
+        _ => return Escape::Invalid,
+    };
+    if let Some(c) = short {
+        return Escape::Complete(c, 2);
+    }
+    if s.len() < 6 {
+        return if partial_u(s) {
+            Escape::Incomplete
+        } else {
+            Escape::Invalid
+        };
+    }
+    let Some(unit) = hex4(&s[2..6]) else {
+        return Escape::Invalid;
+    };
+    match unit {
+        0xD800..=0xDBFF => {
+            if s.len() < 12 {
+                return if partial_u(&s[6..]) {
+                    Escape::Incomplete
+                } else {
+                    Escape::Invalid
+                };
+            }
+            match (partial_u(&s[6..12]), hex4(&s[8..12])) {
+                (true, Some(low @ 0xDC00..=0xDFFF)) => {
+                    let c = 0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00);
+                    char::from_u32(c).map_or(Escape::Invalid, |c| Escape::Complete(c, 12))
+                }
+                _ => Escape::Invalid,
+            }
+        }
+        0xDC00..=0xDFFF => Escape::Invalid,
+        _ => char::from_u32(unit).map_or(Escape::Invalid, |c| Escape::Complete(c, 6)),
+    }
+}
+
+fn json_decode(buf: &[u8]) -> JsonView {
+    let mut v = JsonView {
+        bytes: Zeroizing::new(Vec::with_capacity(buf.len())),
+        start: Vec::with_capacity(buf.len()),
+        end: Vec::with_capacity(buf.len()),
+        escaped: false,
+        incomplete: None,
+    };
+    let mut i = 0;
+    while i < buf.len() {
+        if buf[i] == b'\\' {
+            match parse_escape(&buf[i..]) {
+                Escape::Complete(c, len) => {
+                    let mut utf8 = [0u8; 4];
+                    for b in c.encode_utf8(&mut utf8).bytes() {
+                        v.bytes.push(b);
+                        v.start.push(i);
+                        v.end.push(i + len);
+                    }
+                    utf8.zeroize();
+                    v.escaped = true;
+                    i += len;
+                    continue;
+                }
+                Escape::Incomplete => {
+                    v.incomplete = Some((v.bytes.len(), i));
+                    for (j, b) in buf.iter().enumerate().skip(i) {
+                        v.bytes.push(*b);
+                        v.start.push(j);
+                        v.end.push(j + 1);
+                    }
+                    break;
+                }
+                Escape::Invalid => {}
+            }
+        }
+        v.bytes.push(buf[i]);
+        v.start.push(i);
+        v.end.push(i + 1);
+        i += 1;
+    }
+    v
 }
 
 #[cfg(test)]
@@ -277,6 +478,57 @@ mod tests {
         s.push(&input[at..], &mut out);
         s.finish(&mut out);
         out
+    }
+
+    #[test]
+    fn wrapped_base64_is_masked() {
+        let v: Vec<u8> = (0..120u8).map(|i| b'a' + i % 26).collect();
+        let m = Masker::new([v.as_slice()]);
+        let b64 = STANDARD.encode(&v);
+        for width in [76, 64] {
+            let wrapped: Vec<String> = b64
+                .as_bytes()
+                .chunks(width)
+                .map(|c| String::from_utf8_lossy(c).into_owned())
+                .collect();
+            let text = format!("secret:\n{}\ndone\n", wrapped.join("\n"));
+            let out = String::from_utf8(m.mask(text.as_bytes())).unwrap();
+            assert_eq!(out, "secret:\n***\ndone\n", "width {width}");
+        }
+    }
+
+    #[test]
+    fn json_escapes_in_any_mix_are_masked() {
+        let v = "p/ss\"w\u{e9}rd\u{1F600}x".as_bytes();
+        let m = Masker::new([v]);
+        let variants = [
+            r#"p\/ss\"w\u00e9rd\ud83d\ude00x"#,
+            r#"\u0070\/ss\"w\u00E9rd\uD83D\uDE00\u0078"#,
+            r#"p/\u0073s\u0022w\u00e9\u0072d\ud83d\ude00x"#,
+            r#"\u0070\u002f\u0073\u0073\u0022\u0077\u00e9\u0072\u0064\ud83d\ude00\u0078"#,
+        ];
+        for raw in variants {
+            let text = format!("{{\"token\":\"{raw}\"}}\n");
+            let out = String::from_utf8(m.mask(text.as_bytes())).unwrap();
+            assert_eq!(out, "{\"token\":\"***\"}\n", "{raw}");
+            // Cut anywhere, the stream masks the same.
+            for cut in 0..text.len() {
+                let got = streamed(&m, text.as_bytes(), &[cut]);
+                assert_eq!(String::from_utf8(got).unwrap(), out, "{raw} cut at {cut}");
+            }
+        }
+        // Text with escapes but no value passes unchanged.
+        let plain = r#"{"path":"a\/b","n":"\u0041\n","bad":"\q\u12"}"#;
+        assert_eq!(m.mask(plain.as_bytes()), plain.as_bytes());
+    }
+
+    #[test]
+    fn short_values_are_not_masked() {
+        let m = Masker::new([b"ab".as_slice(), b"longer-value".as_slice()]);
+        assert_eq!(m.mask(b"ab longer-value ab"), b"ab *** ab");
+        assert!(too_short_to_mask(b"12345"));
+        assert!(!too_short_to_mask(b"123456"));
+        assert!(!too_short_to_mask(b""));
     }
 
     #[test]
@@ -406,7 +658,8 @@ mod tests {
             cuts.sort_unstable();
             let out = streamed(&m, &input, &cuts);
             prop_assert_eq!(&out, &m.mask(&input), "streaming changed the result");
-            for v in &values {
+            // Values below the minimum length are left as they are, by design.
+            for v in values.iter().filter(|v| v.len() >= MIN_MASKED_LEN) {
                 for form in forms(v) {
                     if !form.contains(&b'*') {
                         prop_assert!(!contains(&out, &form), "a value or one of its forms survived");

@@ -138,7 +138,14 @@ pub(crate) fn usage_error(e: &clap::Error, usage: &str) -> ExitCode {
                 .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more"))
                 .filter(|l| !l.is_empty() && !l.starts_with("tip:"))
                 .collect();
-            let what = what.join(" ");
+            let mut what = what.join(" ");
+            // Never echo an argument that could be a credential (a token typed where a value
+            // belongs): clap quotes unexpected arguments.
+            for arg in std::env::args().skip(1) {
+                if Credential::parse(&arg).is_ok() {
+                    what = what.replace(&arg, "<redacted>");
+                }
+            }
             let what = what.trim_start_matches("error: ");
             Failure::new(Exit::Usage, format!("{what} (usage: {usage})")).report()
         }
@@ -157,18 +164,12 @@ pub(crate) enum CredentialSource {
 pub(crate) fn load_credential(
     args: &Connection,
 ) -> Result<(Credential, CredentialSource), Failure> {
-    let from_file = |path: &PathBuf| {
-        std::fs::read_to_string(path)
-            .map(Zeroizing::new)
-            .map_err(|e| {
-                Failure::new(
-                    Exit::Config,
-                    format!("cannot read token file {}: {e}", path.display()),
-                )
-            })
-    };
+    let from_file = |path: &PathBuf, source: CredentialSource| read_token_file(path, source);
     let (text, source) = if let Some(path) = &args.token_file {
-        (from_file(path)?, CredentialSource::File)
+        (
+            from_file(path, CredentialSource::File)?,
+            CredentialSource::File,
+        )
     } else if let Some(v) = std::env::var_os("RUNSEAL_TOKEN") {
         (
             Zeroizing::new(
@@ -179,7 +180,10 @@ pub(crate) fn load_credential(
         )
     } else if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") {
         (
-            from_file(&PathBuf::from(dir).join("runseal-token"))?,
+            from_file(
+                &PathBuf::from(dir).join("runseal-token"),
+                CredentialSource::SystemdCredential,
+            )?,
             CredentialSource::SystemdCredential,
         )
     } else {
@@ -195,6 +199,72 @@ pub(crate) fn load_credential(
         )
     })?;
     Ok((cred, source))
+}
+
+/// The most a token file may hold: one line of a credential, with room to spare.
+pub const MAX_TOKEN_FILE: u64 = 4096;
+
+/// Reads a token file: a regular file of at most [`MAX_TOKEN_FILE`] bytes. Warns (one line) when
+/// others than its owner may read it. A `--token-file` that cannot be opened is not echoed: it
+/// may be the token itself, passed where its file belongs.
+fn read_token_file(path: &PathBuf, source: CredentialSource) -> Result<Zeroizing<String>, Failure> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let shown = match source {
+        CredentialSource::File => "the file given to --token-file".to_string(),
+        _ => format!("the token file {}", path.display()),
+    };
+    // O_NONBLOCK: opening a FIFO must not hang the agent before it can refuse it.
+    let mut file =
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
+            .open(path)
+            .map_err(|e| {
+                Failure::new(
+            Exit::Config,
+            format!("cannot read {shown}: {e} (it must name a file holding TOKEN_ID:TOKEN_SECRET)"),
+        )
+            })?;
+    let meta = file
+        .metadata()
+        .map_err(|e| Failure::new(Exit::Config, format!("cannot read {shown}: {e}")))?;
+    if !meta.is_file() {
+        return Err(Failure::new(
+            Exit::Config,
+            format!("{shown} is not a regular file: give a file holding TOKEN_ID:TOKEN_SECRET"),
+        ));
+    }
+    if meta.len() > MAX_TOKEN_FILE {
+        return Err(Failure::new(
+            Exit::Config,
+            format!(
+                "{shown} is {} bytes: a token file holds one TOKEN_ID:TOKEN_SECRET line of at most {MAX_TOKEN_FILE} bytes",
+                meta.len()
+            ),
+        ));
+    }
+    if let Some(w) = crate::file_mode::credential_file_warning(path, "token file") {
+        eprintln!("runseal-agent: {w}");
+    }
+    let mut bytes = Zeroizing::new(Vec::with_capacity(MAX_TOKEN_FILE as usize + 1));
+    file.by_ref()
+        .take(MAX_TOKEN_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Failure::new(Exit::Config, format!("cannot read {shown}: {e}")))?;
+    if bytes.len() as u64 > MAX_TOKEN_FILE {
+        return Err(Failure::new(
+            Exit::Config,
+            format!("{shown} is larger than {MAX_TOKEN_FILE} bytes"),
+        ));
+    }
+    match std::str::from_utf8(&bytes) {
+        Ok(t) => Ok(Zeroizing::new(t.to_string())),
+        Err(_) => Err(Failure::new(
+            Exit::Config,
+            format!("{shown} is not valid UTF-8"),
+        )),
+    }
 }
 
 /// Fetches the snapshot (see [`call`]). Every try carries this start's random retry key, so a

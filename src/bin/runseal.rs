@@ -1,11 +1,9 @@
 //! runseal: see `runseal::cli`.
 #![forbid(unsafe_code)]
 
-use clap::Parser;
-
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::process::ExitCode {
-    let cli = runseal::cli::Cli::parse();
+    let cli = runseal::cli::parse();
     match runseal::cli::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

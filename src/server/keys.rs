@@ -12,6 +12,23 @@ use crate::store::KeyRow;
 
 const MAX_LABEL: usize = 200;
 
+/// Whether a character may appear in a key label. Labels are shown in `keys list` and the audit
+/// log, so nothing that can move the cursor or reorder what a terminal shows: no control
+/// characters, no bidirectional marks, embeddings, overrides or isolates (U+061C, U+200E/F,
+/// U+202A–202E, U+2066–2069), no zero-width or invisible formatting characters (U+200B–200D,
+/// U+2060–2064, U+FEFF), no line or paragraph separators (U+2028/2029).
+pub fn label_char(c: char) -> bool {
+    !c.is_control()
+        && !matches!(
+            c,
+            '\u{061C}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{2028}'..='\u{202E}'
+                | '\u{2060}'..='\u{2069}'
+                | '\u{FEFF}'
+        )
+}
+
 pub struct KeysService {
     state: Arc<State>,
 }
@@ -57,9 +74,9 @@ impl Keys for KeysService {
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         scopes.sort();
         scopes.dedup();
-        if req.label.chars().count() > MAX_LABEL || req.label.chars().any(char::is_control) {
+        if req.label.chars().count() > MAX_LABEL || !req.label.chars().all(label_char) {
             return Err(Status::invalid_argument(format!(
-                "label: at most {MAX_LABEL} characters, no control characters"
+                "label: at most {MAX_LABEL} characters, no control, bidirectional-override or invisible formatting characters"
             )));
         }
         let cred = generate_key();
@@ -125,5 +142,24 @@ impl Keys for KeysService {
         Ok(Response::new(v1::RevokeKeyResponse {
             runner_tokens_revoked,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::label_char;
+
+    #[test]
+    fn labels_refuse_control_bidi_and_invisible_characters() {
+        for bad in [
+            '\n', '\u{1b}', '\u{7f}', '\u{202A}', '\u{202B}', '\u{202C}', '\u{202D}', '\u{202E}',
+            '\u{2066}', '\u{2067}', '\u{2068}', '\u{2069}', '\u{200E}', '\u{200F}', '\u{061C}',
+            '\u{200B}', '\u{FEFF}', '\u{2028}',
+        ] {
+            assert!(!label_char(bad), "{:04X}", bad as u32);
+        }
+        for good in "CI deploy key — Zürich, 東京 (prod) #2".chars() {
+            assert!(label_char(good), "{good}");
+        }
     }
 }

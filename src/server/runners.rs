@@ -28,7 +28,7 @@ use crate::names::is_valid_secret_name;
 use crate::proto::v1::{self, runners_server::Runners};
 use crate::store::{AuditRecord, RunnerRecord, RunnerTokenRow};
 
-/// The most names one build may fetch in one call.
+/// The most names one build may fetch in one call, and the most an allow-list may name.
 const MAX_BUILD_NAMES: usize = 1000;
 
 const MAX_COUNT: u32 = 10_000;
@@ -213,6 +213,11 @@ impl Runners for RunnersService {
                 )))
             }
         };
+        if req.only.len() > MAX_BUILD_NAMES {
+            return Err(Status::invalid_argument(format!(
+                "only: at most {MAX_BUILD_NAMES} names in an allow-list"
+            )));
+        }
         let only = allow_list(req.only)?;
         if self
             .state
@@ -267,14 +272,36 @@ impl Runners for RunnersService {
     ) -> Result<Response<v1::RevokeRunnerTokenResponse>, Status> {
         let principal = self.state.authenticate(&request).await?;
         let id = request.into_inner().token_id;
+        // Scope first, so a key cannot learn which ids exist in environments it cannot touch:
+        // without any issue:ENV scope it is refused before the lookup, and a token of an
+        // environment it may not issue for is answered exactly like a missing one.
+        let may_issue_somewhere = principal.is_admin()
+            || principal
+                .scopes
+                .iter()
+                .any(|s| matches!(s, Scope::Issue(_)));
+        if !may_issue_somewhere {
+            return Err(Status::permission_denied(format!(
+                "key {} lacks the scope issue:ENV of the token's environment",
+                principal.key_id
+            )));
+        }
+        let not_found = || {
+            Status::not_found(format!(
+                "runner token {:?} does not exist in an environment this key may issue for",
+                id.chars().take(80).collect::<String>()
+            ))
+        };
         let row = self
             .state
             .store
             .runner_token(&id)
             .await
             .map_err(|e| store_status(&e))?
-            .ok_or_else(|| Status::not_found(format!("runner token {id:?} does not exist")))?;
-        require(&principal, Scope::Issue(row.environment.clone()))?;
+            .ok_or_else(not_found)?;
+        if !principal.allows(&Scope::Issue(row.environment.clone())) {
+            return Err(not_found());
+        }
         let audit = audit_record(
             &principal,
             "runner-token.revoke",
@@ -386,6 +413,11 @@ impl Runners for RunnersService {
         } else {
             Some(environment_of(&req.environment)?)
         };
+        if req.only.len() > MAX_BUILD_NAMES {
+            return Err(Status::invalid_argument(format!(
+                "only: at most {MAX_BUILD_NAMES} names in an allow-list"
+            )));
+        }
         let app_only = allow_list(req.only)?;
         let retry_hash: Option<Vec<u8>> = match req.retry_key.len() {
             0 => None,
@@ -481,9 +513,25 @@ impl Runners for RunnersService {
             .sealed_snapshot(&env)
             .await
             .map_err(|e| store_status(&e))?;
+        // A stored name that the policy denies now (an upgrade or a config change) is never
+        // served; an allow-list that names it is refused, naming it.
+        if let Some(n) = only.iter().find(|n| self.state.policy.denied(n).is_some()) {
+            return Err(Status::failed_precondition(format!(
+                "secret {n:?} (named in the allow-list) is denied by runseald's name policy: {}",
+                self.state.policy.denied(n).unwrap_or_default()
+            )));
+        }
         let chosen: Vec<_> = if only.is_empty() {
             rows.iter()
                 .filter(|r| r.exposed.unwrap_or(self.state.expose_by_default))
+                .filter(|r| match self.state.policy.denied(&r.name) {
+                    Some(_) => {
+                        crate::metrics::METRICS.denied_names_withheld.inc();
+                        tracing::warn!(environment = %env, name = %r.name, "stored secret left out of the snapshot: its name is denied now (unset it, or allow it with allowed_names)");
+                        false
+                    }
+                    None => true,
+                })
                 .collect()
         } else {
             let missing: Vec<&str> = only
