@@ -76,7 +76,7 @@ impl Keys for KeysService {
         scopes.dedup();
         if req.label.chars().count() > MAX_LABEL || !req.label.chars().all(label_char) {
             return Err(Status::invalid_argument(format!(
-                "label: at most {MAX_LABEL} characters, no control, bidirectional-override or invisible formatting characters"
+                "label: at most {MAX_LABEL} characters, without control characters, bidirectional overrides or invisible formatting characters"
             )));
         }
         let cred = generate_key();
