@@ -2,6 +2,8 @@
 //! them. Shared by every file in `tests/`.
 #![allow(dead_code)]
 
+pub mod private_pg;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
