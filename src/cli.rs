@@ -16,7 +16,7 @@ use crate::secret::SecretBytes;
 use crate::time_fmt::rfc3339;
 use crate::MAIN_ENV;
 
-pub const DEFAULT_ADDR: &str = "http://127.0.0.1:7443";
+pub use crate::defaults::DEFAULT_ADDR;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -324,9 +324,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         requirement,
     }) = &cli.command
     {
-        let templates = crate::agent::build::load_templates(requirements, requirement)
-            .map_err(|f| fail(f.message))?;
-        let key = crate::build::cache_key(&templates);
+        let templates =
+            crate::template::load(requirements, requirement).map_err(|e| fail(e.to_string()))?;
+        let key = crate::template::cache_key(&templates);
         return writeln!(std::io::stdout().lock(), "{key}").map_err(io);
     }
     let key = load_key(cli.key_file.as_ref())?;

@@ -13,7 +13,7 @@ use crate::telemetry::LogFormat;
 use crate::tls::TlsFiles;
 
 pub const DEFAULT_DATA_DIR: &str = "./runseal-data";
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:7443";
+pub use crate::defaults::DEFAULT_LISTEN;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

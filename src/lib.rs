@@ -3,21 +3,24 @@
 //!
 //! The library holds all the logic; the binaries in `src/bin/` only parse arguments and call
 //! into [`daemon`] (runseald), [`cli`] (runseal) and [`agent`] (runseal-agent). Unsafe code is
-//! denied everywhere; the one exception is `agent::sys` (signal dispositions and inherited
+//! denied everywhere; the one exception is `exec::sys` (signal dispositions and inherited
 //! descriptors before exec).
 #![deny(unsafe_code)]
 
 pub mod agent;
 pub mod auth;
-pub mod build;
 pub mod cli;
 pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod datadir;
+pub mod defaults;
 pub mod duration;
+pub mod exec;
 pub mod file_mode;
 pub mod integrity;
+#[cfg(test)]
+mod layering;
 pub mod metrics;
 pub mod names;
 pub mod proto;
@@ -26,6 +29,7 @@ pub mod secret;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod template;
 pub mod time_fmt;
 pub mod tls;
 

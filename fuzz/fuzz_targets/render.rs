@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use runseal::build::{cache_key, Template};
+use runseal::template::{cache_key, Template};
 
 fuzz_target!(|text: &str| {
     let Ok(t) = Template::parse("fuzz", text) else {

@@ -7,19 +7,16 @@
 //! path that does not end in `execve`, all plaintext is dropped (zeroized) before it exits.
 //! It logs names, never values or credentials.
 
-pub mod build;
-pub mod env;
+pub mod build_step;
 pub mod mask;
-pub mod sys;
 
-use std::ffi::{CString, OsString};
+use std::ffi::OsString;
 use std::future::Future;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use nix::errno::Errno;
 use rand::seq::SliceRandom;
 use rand::{Rng, RngCore};
 use tonic::Code;
@@ -27,6 +24,7 @@ use zeroize::Zeroizing;
 
 use crate::auth::Credential;
 use crate::client::{connect_channel, Client, ClientError, Snapshot};
+use crate::exec;
 
 /// How long one try may take when `RUNSEAL_ADDR` lists several replicas.
 const PER_TRY_WITH_REPLICAS: Duration = Duration::from_secs(4);
@@ -47,12 +45,12 @@ pub enum Exit {
 
 /// A failure before exec: its exit status and the one line printed on stderr.
 #[derive(Debug)]
-pub struct Failure {
+pub struct AgentError {
     pub exit: Exit,
     pub message: String,
 }
 
-impl Failure {
+impl AgentError {
     pub(crate) fn new(exit: Exit, message: impl Into<String>) -> Self {
         Self {
             exit,
@@ -71,7 +69,7 @@ impl Failure {
 #[derive(Debug, clap::Args)]
 pub struct Connection {
     /// runseald address(es), comma-separated, tried in random order.
-    #[arg(long, env = "RUNSEAL_ADDR", default_value = crate::cli::DEFAULT_ADDR, hide_env_values = true)]
+    #[arg(long, env = "RUNSEAL_ADDR", default_value = crate::defaults::DEFAULT_ADDR, hide_env_values = true)]
     pub addr: String,
     /// File holding the runner token (else RUNSEAL_TOKEN, else $CREDENTIALS_DIRECTORY/runseal-token).
     #[arg(long)]
@@ -147,7 +145,7 @@ pub(crate) fn usage_error(e: &clap::Error, usage: &str) -> ExitCode {
                 }
             }
             let what = what.trim_start_matches("error: ");
-            Failure::new(Exit::Usage, format!("{what} (usage: {usage})")).report()
+            AgentError::new(Exit::Usage, format!("{what} (usage: {usage})")).report()
         }
     }
 }
@@ -163,7 +161,7 @@ pub(crate) enum CredentialSource {
 /// Reads the credential: `--token-file`, else `RUNSEAL_TOKEN`, else the systemd credential.
 pub(crate) fn load_credential(
     args: &Connection,
-) -> Result<(Credential, CredentialSource), Failure> {
+) -> Result<(Credential, CredentialSource), AgentError> {
     let from_file = |path: &PathBuf, source: CredentialSource| read_token_file(path, source);
     let (text, source) = if let Some(path) = &args.token_file {
         (
@@ -173,8 +171,9 @@ pub(crate) fn load_credential(
     } else if let Some(v) = std::env::var_os("RUNSEAL_TOKEN") {
         (
             Zeroizing::new(
-                v.into_string()
-                    .map_err(|_| Failure::new(Exit::Config, "RUNSEAL_TOKEN is not valid UTF-8"))?,
+                v.into_string().map_err(|_| {
+                    AgentError::new(Exit::Config, "RUNSEAL_TOKEN is not valid UTF-8")
+                })?,
             ),
             CredentialSource::Environment,
         )
@@ -187,13 +186,13 @@ pub(crate) fn load_credential(
             CredentialSource::SystemdCredential,
         )
     } else {
-        return Err(Failure::new(
+        return Err(AgentError::new(
             Exit::Config,
             "no credential: set RUNSEAL_TOKEN, pass --token-file, or provide the systemd credential runseal-token",
         ));
     };
     let cred = Credential::parse(&text).map_err(|_| {
-        Failure::new(
+        AgentError::new(
             Exit::Config,
             "the credential is malformed: expected TOKEN_ID:TOKEN_SECRET",
         )
@@ -207,7 +206,10 @@ pub const MAX_TOKEN_FILE: u64 = 4096;
 /// Reads a token file: a regular file of at most [`MAX_TOKEN_FILE`] bytes. Warns (one line) when
 /// others than its owner may read it. A `--token-file` that cannot be opened is not echoed: it
 /// may be the token itself, passed where its file belongs.
-fn read_token_file(path: &PathBuf, source: CredentialSource) -> Result<Zeroizing<String>, Failure> {
+fn read_token_file(
+    path: &PathBuf,
+    source: CredentialSource,
+) -> Result<Zeroizing<String>, AgentError> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
     let shown = match source {
@@ -221,22 +223,22 @@ fn read_token_file(path: &PathBuf, source: CredentialSource) -> Result<Zeroizing
             .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
             .open(path)
             .map_err(|e| {
-                Failure::new(
+                AgentError::new(
             Exit::Config,
             format!("cannot read {shown}: {e} (it must name a file holding TOKEN_ID:TOKEN_SECRET)"),
         )
             })?;
     let meta = file
         .metadata()
-        .map_err(|e| Failure::new(Exit::Config, format!("cannot read {shown}: {e}")))?;
+        .map_err(|e| AgentError::new(Exit::Config, format!("cannot read {shown}: {e}")))?;
     if !meta.is_file() {
-        return Err(Failure::new(
+        return Err(AgentError::new(
             Exit::Config,
             format!("{shown} is not a regular file: give a file holding TOKEN_ID:TOKEN_SECRET"),
         ));
     }
     if meta.len() > MAX_TOKEN_FILE {
-        return Err(Failure::new(
+        return Err(AgentError::new(
             Exit::Config,
             format!(
                 "{shown} is {} bytes: a token file holds one TOKEN_ID:TOKEN_SECRET line of at most {MAX_TOKEN_FILE} bytes",
@@ -251,16 +253,16 @@ fn read_token_file(path: &PathBuf, source: CredentialSource) -> Result<Zeroizing
     file.by_ref()
         .take(MAX_TOKEN_FILE + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| Failure::new(Exit::Config, format!("cannot read {shown}: {e}")))?;
+        .map_err(|e| AgentError::new(Exit::Config, format!("cannot read {shown}: {e}")))?;
     if bytes.len() as u64 > MAX_TOKEN_FILE {
-        return Err(Failure::new(
+        return Err(AgentError::new(
             Exit::Config,
             format!("{shown} is larger than {MAX_TOKEN_FILE} bytes"),
         ));
     }
     match std::str::from_utf8(&bytes) {
         Ok(t) => Ok(Zeroizing::new(t.to_string())),
-        Err(_) => Err(Failure::new(
+        Err(_) => Err(AgentError::new(
             Exit::Config,
             format!("{shown} is not valid UTF-8"),
         )),
@@ -269,7 +271,7 @@ fn read_token_file(path: &PathBuf, source: CredentialSource) -> Result<Zeroizing
 
 /// Fetches the snapshot (see [`call`]). Every try carries this start's random retry key, so a
 /// try whose answer was lost after the token was taken can be answered again, to this agent only.
-async fn fetch(args: &Args, cred: &Credential, runner_id: &str) -> Result<Snapshot, Failure> {
+async fn fetch(args: &Args, cred: &Credential, runner_id: &str) -> Result<Snapshot, AgentError> {
     let env = args.conn.environment.clone().unwrap_or_default();
     let mut retry_key = Zeroizing::new([0u8; 32]);
     rand::thread_rng().fill_bytes(&mut retry_key[..]);
@@ -294,7 +296,7 @@ pub(crate) async fn call<T, F, Fut>(
     cred: &Credential,
     what: &str,
     mut call: F,
-) -> Result<T, Failure>
+) -> Result<T, AgentError>
 where
     F: FnMut(Client) -> Fut,
     Fut: Future<Output = Result<T, ClientError>>,
@@ -308,7 +310,7 @@ where
         .filter(|a| !a.is_empty())
         .collect();
     if addrs.is_empty() {
-        return Err(Failure::new(
+        return Err(AgentError::new(
             Exit::Config,
             "no server address: set RUNSEAL_ADDR or --addr",
         ));
@@ -339,14 +341,14 @@ where
         match result {
             Ok(Ok(answer)) => return Ok(answer),
             Ok(Err(ClientError::InvalidAddress(a))) => {
-                return Err(Failure::new(
+                return Err(AgentError::new(
                     Exit::Config,
                     format!(
                     "invalid address {a:?}: use http://HOST:PORT, https://HOST:PORT or unix:/path"
                 ),
                 ))
             }
-            Ok(Err(ClientError::Tls(e))) => return Err(Failure::new(Exit::Config, e)),
+            Ok(Err(ClientError::Tls(e))) => return Err(AgentError::new(Exit::Config, e)),
             Ok(Err(ClientError::Status(s))) => match s.code() {
                 Code::Unavailable
                 | Code::DeadlineExceeded
@@ -356,22 +358,22 @@ where
                     last_error = format!("{addr}: {}", s.message());
                 }
                 Code::Unauthenticated | Code::PermissionDenied => {
-                    return Err(Failure::new(
+                    return Err(AgentError::new(
                         Exit::Refused,
                         format!("credential refused by {addr}: {}", s.message()),
                     ))
                 }
                 Code::NotFound => {
-                    return Err(Failure::new(
+                    return Err(AgentError::new(
                         Exit::Refused,
                         format!("cannot fetch {what} from {addr}: {}", s.message()),
                     ))
                 }
                 Code::FailedPrecondition => {
-                    return Err(Failure::new(Exit::NotSet, s.message().to_string()))
+                    return Err(AgentError::new(Exit::NotSet, s.message().to_string()))
                 }
                 Code::InvalidArgument => {
-                    return Err(Failure::new(Exit::Config, s.message().to_string()))
+                    return Err(AgentError::new(Exit::Config, s.message().to_string()))
                 }
                 // A replica in trouble (INTERNAL, DATA_LOSS…): the others may be fine, so each
                 // address gets its chance before the agent gives up.
@@ -379,7 +381,7 @@ where
                     last_error = format!("{addr} could not serve {what}: {}", s.message());
                 }
                 _ => {
-                    return Err(Failure::new(
+                    return Err(AgentError::new(
                         Exit::Unavailable,
                         format!("{addr} could not serve {what}: {}", s.message()),
                     ))
@@ -397,7 +399,7 @@ where
         tokio::time::sleep(sleep).await;
         backoff = (backoff * 2).min(Duration::from_secs(2));
     }
-    Err(Failure::new(
+    Err(AgentError::new(
         Exit::Unavailable,
         format!(
             "no server answered within the deadline of {:?} (last error: {last_error})",
@@ -406,75 +408,40 @@ where
     ))
 }
 
-/// Finds the command as `execvp` will (PATH search unless it contains a '/') and checks that it
-/// is an executable file, before any token is spent on it.
-pub(crate) fn check_command(command: &OsString) -> Result<(), Failure> {
-    use std::os::unix::fs::PermissionsExt;
-    let name = command.to_string_lossy();
-    let executable = |p: &std::path::Path| match std::fs::metadata(p) {
-        Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => Ok(true),
-        Ok(_) => Ok(false),
-        Err(_) => Err(()),
-    };
-    let candidates: Vec<PathBuf> = if name.contains('/') {
-        vec![PathBuf::from(command)]
-    } else {
-        let path =
-            std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
-        std::env::split_paths(&path)
-            .map(|d| d.join(command))
-            .collect()
-    };
-    let mut found_but_not_executable = false;
-    for c in &candidates {
-        match executable(c) {
-            Ok(true) => return Ok(()),
-            Ok(false) => found_but_not_executable = true,
-            Err(()) => {}
-        }
-    }
-    if found_but_not_executable {
-        Err(Failure::new(
-            Exit::NotExecutable,
-            format!("{name}: not an executable file"),
-        ))
-    } else {
-        Err(Failure::new(
-            Exit::NotFound,
-            format!("{name}: command not found"),
-        ))
+/// Checks the command before any token is spent on it ([`crate::exec::check_command`]).
+pub(crate) fn check_command(command: &OsString) -> Result<(), AgentError> {
+    Ok(exec::check_command(command)?)
+}
+
+impl From<exec::ExecError> for AgentError {
+    fn from(e: exec::ExecError) -> Self {
+        let exit = match e {
+            exec::ExecError::Nul(_) => Exit::Usage,
+            exec::ExecError::NotFound(_) => Exit::NotFound,
+            exec::ExecError::NotExecutable(_) => Exit::NotExecutable,
+        };
+        AgentError::new(exit, e.to_string())
     }
 }
 
 /// Everything up to `execve`. Returns only on failure; the caller exits with its status.
-pub fn run(args: Args) -> Failure {
-    if let Err(e) = sys::make_non_dumpable() {
-        return Failure::new(
+pub fn run(args: Args) -> AgentError {
+    if let Err(e) = exec::sys::make_non_dumpable() {
+        return AgentError::new(
             Exit::Config,
             format!("cannot make the agent non-dumpable: {e}"),
         );
     }
-    let locked = sys::lock_memory();
+    let locked = exec::sys::lock_memory();
     tracing::debug!(locked, "memory locking");
 
-    let program = match CString::new(std::os::unix::ffi::OsStrExt::as_bytes(
-        args.command[0].as_os_str(),
-    )) {
-        Ok(p) => p,
-        Err(_) => return Failure::new(Exit::Usage, "the command contains a NUL byte"),
-    };
-    let argv: Vec<CString> = match args
-        .command
-        .iter()
-        .map(|a| CString::new(std::os::unix::ffi::OsStrExt::as_bytes(a.as_os_str())))
-        .collect()
-    {
-        Ok(v) => v,
-        Err(_) => return Failure::new(Exit::Usage, "an argument contains a NUL byte"),
+    let argv = match exec::Argv::new(&args.command) {
+        Ok(a) => a,
+        Err(e) => return e.into(),
     };
     let runner_id = match &args.runner_id {
         Some(id) => id.clone(),
-        None => crate::server::generate_runner_id(),
+        None => crate::defaults::generate_runner_id(),
     };
 
     // A command that cannot run must not use up a single-use token.
@@ -490,7 +457,7 @@ pub fn run(args: Args) -> Failure {
         .build()
     {
         Ok(r) => r,
-        Err(e) => return Failure::new(Exit::Config, format!("cannot start the runtime: {e}")),
+        Err(e) => return AgentError::new(Exit::Config, format!("cannot start the runtime: {e}")),
     };
     let snapshot = runtime.block_on(fetch(&args, &cred, &runner_id));
     // Connections and their buffers go before exec; the credential is no longer needed.
@@ -501,12 +468,12 @@ pub fn run(args: Args) -> Failure {
         Err(f) => return f,
     };
 
-    let platform = env::Platform {
+    let platform = exec::Platform {
         environment: snapshot.environment.clone(),
         revision: snapshot.revision,
         runner_id: snapshot.runner_id.clone(),
     };
-    let child = env::build(std::env::vars_os(), &snapshot.secrets, &platform);
+    let child = exec::env::build(std::env::vars_os(), &snapshot.secrets, &platform);
     let count = snapshot.secrets.len();
     drop(snapshot);
     for name in &child.overridden {
@@ -519,19 +486,5 @@ pub fn run(args: Args) -> Failure {
         secrets = count,
         "exec"
     );
-    sys::reset_signals();
-    let err = match sys::exec(&program, &argv, &child.entries) {
-        Ok(never) => match never {},
-        Err(e) => e,
-    };
-    drop(child);
-    let name = args.command[0].to_string_lossy();
-    match err {
-        Errno::ENOENT => Failure::new(Exit::NotFound, format!("{name}: command not found")),
-        Errno::EACCES | Errno::ENOEXEC | Errno::EISDIR | Errno::EPERM => Failure::new(
-            Exit::NotExecutable,
-            format!("{name}: not executable ({err})"),
-        ),
-        e => Failure::new(Exit::NotExecutable, format!("cannot execute {name}: {e}")),
-    }
+    exec::exec(&argv, child).into()
 }

@@ -16,7 +16,6 @@ mod runners;
 mod secrets;
 
 pub use conn::NetLimits;
-pub use runners::generate_runner_id;
 
 use std::collections::HashMap;
 use std::convert::Infallible;

@@ -14,7 +14,6 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rand::RngCore;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use tonic::{Request, Response, Status};
@@ -75,12 +74,6 @@ fn valid_runner_id(id: &str) -> bool {
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
-}
-
-pub fn generate_runner_id() -> String {
-    let mut b = [0u8; 8];
-    rand::rngs::OsRng.fill_bytes(&mut b);
-    format!("r-{}", hex::encode(b))
 }
 
 /// Who is asking for a snapshot, once the credential checked out.
@@ -400,7 +393,7 @@ impl Runners for RunnersService {
         let now = OffsetDateTime::now_utc();
         let chosen_by_agent = !req.runner_id.is_empty();
         let runner_id = if req.runner_id.is_empty() {
-            generate_runner_id()
+            crate::defaults::generate_runner_id()
         } else if valid_runner_id(&req.runner_id) {
             req.runner_id
         } else {

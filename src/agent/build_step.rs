@@ -31,12 +31,13 @@ use zeroize::Zeroizing;
 
 use super::mask::Masker;
 use super::{
-    call, check_command, load_credential, sys, usage_error, Connection, CredentialSource, Exit,
-    Failure,
+    call, check_command, load_credential, usage_error, AgentError, Connection, CredentialSource,
+    Exit,
 };
-use crate::build::{render_all, Template};
 use crate::client::BuildSecrets;
+use crate::exec;
 use crate::names::{is_valid_secret_name, RESERVED_PREFIX};
+use crate::template::{self, render_all, Template};
 
 const USAGE: &str = "runseal-agent build [OPTIONS] -- COMMAND [ARGS]...";
 
@@ -83,35 +84,15 @@ pub fn parse_args_from(
     BuildArgs::try_parse_from(argv).map_err(|e| usage_error(&e, USAGE))
 }
 
-/// The requirements templates of `--requirements FILE…` then `--requirement LINE…`, in that
-/// order: what the agent renders and what `runseal build cache-key` hashes.
-pub fn load_templates(files: &[PathBuf], lines: &[String]) -> Result<Vec<Template>, Failure> {
-    let mut out = Vec::with_capacity(files.len() + lines.len());
-    for path in files {
-        let bytes = std::fs::read(path).map_err(|e| {
-            Failure::new(
-                Exit::NoInput,
-                format!("cannot read requirements {}: {e}", path.display()),
-            )
-        })?;
-        let text = String::from_utf8(bytes).map_err(|_| {
-            Failure::new(
-                Exit::NotSet,
-                format!("requirements {} is not UTF-8 text", path.display()),
-            )
-        })?;
-        out.push(
-            Template::parse(path.display().to_string(), text)
-                .map_err(|e| Failure::new(Exit::NotSet, e.to_string()))?,
-        );
-    }
-    for (i, line) in lines.iter().enumerate() {
-        out.push(
-            Template::parse(format!("--requirement #{}", i + 1), line.clone())
-                .map_err(|e| Failure::new(Exit::NotSet, e.to_string()))?,
-        );
-    }
-    Ok(out)
+/// The requirements templates, as [`template::load`] reads them, with the agent's statuses.
+fn load_templates(files: &[PathBuf], lines: &[String]) -> Result<Vec<Template>, AgentError> {
+    template::load(files, lines).map_err(|e| {
+        let exit = match e {
+            template::LoadError::Unreadable { .. } => Exit::NoInput,
+            _ => Exit::NotSet,
+        };
+        AgentError::new(exit, e.to_string())
+    })
 }
 
 /// `--secret-file ID=NAME`.
@@ -129,29 +110,29 @@ fn valid_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
-fn parse_secret_files(raw: &[String]) -> Result<Vec<SecretFile>, Failure> {
+fn parse_secret_files(raw: &[String]) -> Result<Vec<SecretFile>, AgentError> {
     let mut out: Vec<SecretFile> = Vec::with_capacity(raw.len());
     for r in raw {
         let (id, name) = r.split_once('=').ok_or_else(|| {
-            Failure::new(
+            AgentError::new(
                 Exit::Usage,
                 format!("--secret-file {r:?}: expected ID=NAME, e.g. hf_token=HF_TOKEN"),
             )
         })?;
         if !valid_id(id) {
-            return Err(Failure::new(
+            return Err(AgentError::new(
                 Exit::Usage,
                 format!("--secret-file: id {id:?} must be 1 to 64 characters A-Z, a-z, 0-9, '_', '-', '.'"),
             ));
         }
         if !is_valid_secret_name(name) {
-            return Err(Failure::new(
+            return Err(AgentError::new(
                 Exit::Usage,
                 format!("--secret-file {id}: {name:?} is not a valid secret name (A-Z, a-z, 0-9, '_', not starting with a digit)"),
             ));
         }
         if out.iter().any(|f| f.id == id) {
-            return Err(Failure::new(
+            return Err(AgentError::new(
                 Exit::Usage,
                 format!("--secret-file: id {id:?} is given twice"),
             ));
@@ -191,20 +172,20 @@ fn check_placeholders(
     command: &[OsString],
     has_requirements: bool,
     files: &[SecretFile],
-) -> Result<(), Failure> {
+) -> Result<(), AgentError> {
     let used: Vec<Vec<u8>> = command
         .iter()
         .flat_map(|a| placeholders(a.as_bytes()).into_iter().map(<[u8]>::to_vec))
         .collect();
     let requirements_used = used.iter().any(|p| p == b"requirements");
     if has_requirements && !requirements_used {
-        return Err(Failure::new(
+        return Err(AgentError::new(
             Exit::Usage,
             "--requirements/--requirement given but the command has no {requirements}: put it where the installer takes a requirements file (pip install -r {requirements})",
         ));
     }
     if requirements_used && !has_requirements {
-        return Err(Failure::new(
+        return Err(AgentError::new(
             Exit::Usage,
             "the command uses {requirements} but no --requirements FILE or --requirement LINE is given",
         ));
@@ -212,7 +193,7 @@ fn check_placeholders(
     for p in &used {
         if let Some(id) = p.strip_prefix(b"secret:") {
             if !files.iter().any(|f| f.id.as_bytes() == id) {
-                return Err(Failure::new(
+                return Err(AgentError::new(
                     Exit::Usage,
                     format!(
                         "the command uses {{secret:{}}} but no --secret-file {}=NAME is given",
@@ -226,7 +207,7 @@ fn check_placeholders(
     for f in files {
         let wanted = format!("secret:{}", f.id);
         if !used.iter().any(|p| p == wanted.as_bytes()) {
-            return Err(Failure::new(
+            return Err(AgentError::new(
                 Exit::Usage,
                 format!(
                     "--secret-file {}={} is not used: put {{secret:{}}} in the command",
@@ -268,9 +249,9 @@ fn substitute(arg: &OsStr, requirements: Option<i32>, files: &[(String, i32)]) -
 
 /// A sealed memfd holding `content`: it cannot be written, grown or shrunk any more, and it
 /// lives in memory only (it is never linked into a filesystem). Close-on-exec in the agent.
-fn sealed_memfd(label: &str, content: &[u8]) -> Result<OwnedFd, Failure> {
+fn sealed_memfd(label: &str, content: &[u8]) -> Result<OwnedFd, AgentError> {
     let fail = |what: &str, e: &dyn std::fmt::Display| {
-        Failure::new(
+        AgentError::new(
             Exit::Config,
             format!("cannot create the in-memory file {label}: {what}: {e}"),
         )
@@ -327,14 +308,14 @@ pub fn run(args: BuildArgs) -> ExitCode {
     }
 }
 
-fn prepare_and_run(args: BuildArgs) -> Result<u8, Failure> {
-    sys::make_non_dumpable().map_err(|e| {
-        Failure::new(
+fn prepare_and_run(args: BuildArgs) -> Result<u8, AgentError> {
+    exec::sys::make_non_dumpable().map_err(|e| {
+        AgentError::new(
             Exit::Config,
             format!("cannot make the agent non-dumpable: {e}"),
         )
     })?;
-    let locked = sys::lock_memory();
+    let locked = exec::sys::lock_memory();
     tracing::debug!(locked, "memory locking");
 
     // Everything that can be checked without a value, before the credential is touched.
@@ -343,7 +324,7 @@ fn prepare_and_run(args: BuildArgs) -> Result<u8, Failure> {
     let has_requirements = !templates.is_empty();
     check_placeholders(&args.command, has_requirements, &files)?;
     check_command(&args.command[0])?;
-    let mut names: Vec<String> = crate::build::referenced_names(&templates)
+    let mut names: Vec<String> = crate::template::referenced_names(&templates)
         .into_iter()
         .collect();
     for f in &files {
@@ -356,7 +337,7 @@ fn prepare_and_run(args: BuildArgs) -> Result<u8, Failure> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| Failure::new(Exit::Config, format!("cannot start the runtime: {e}")))?;
+        .map_err(|e| AgentError::new(Exit::Config, format!("cannot start the runtime: {e}")))?;
 
     let (secrets, source) = if names.is_empty() {
         (None, None)
@@ -383,7 +364,7 @@ fn prepare_and_run(args: BuildArgs) -> Result<u8, Failure> {
         };
         let requirements_fd = if has_requirements {
             let rendered = render_all(&templates, lookup).map_err(|m| {
-                Failure::new(
+                AgentError::new(
                     Exit::NotSet,
                     format!("runseald did not return every referenced secret: {m}"),
                 )
@@ -395,7 +376,7 @@ fn prepare_and_run(args: BuildArgs) -> Result<u8, Failure> {
         let mut file_fds = Vec::with_capacity(files.len());
         for f in &files {
             let value = lookup(&f.name).ok_or_else(|| {
-                Failure::new(
+                AgentError::new(
                     Exit::NotSet,
                     format!("runseald did not return the secret {}", f.name),
                 )
@@ -448,7 +429,7 @@ fn prepare_and_run(args: BuildArgs) -> Result<u8, Failure> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(false);
-    sys::prepare_child(&mut cmd, inherited);
+    exec::sys::prepare_child(&mut cmd, inherited);
 
     runtime.block_on(supervise(cmd, &masker, move || {
         // The child holds its own copies now; the agent's go.
@@ -463,7 +444,7 @@ async fn supervise(
     mut cmd: tokio::process::Command,
     masker: &Masker,
     spawned: impl FnOnce(),
-) -> Result<u8, Failure> {
+) -> Result<u8, AgentError> {
     // Handlers first: a signal between spawn and registration would otherwise kill the agent
     // and orphan the command.
     let kinds = [
@@ -477,7 +458,7 @@ async fn supervise(
     let mut streams = Vec::with_capacity(kinds.len());
     for (kind, sig) in kinds {
         let s = signal(kind)
-            .map_err(|e| Failure::new(Exit::Config, format!("cannot handle {sig}: {e}")))?;
+            .map_err(|e| AgentError::new(Exit::Config, format!("cannot handle {sig}: {e}")))?;
         streams.push((s, sig));
     }
     let spawn_result = cmd.spawn();
@@ -486,12 +467,12 @@ async fn supervise(
         let name = cmd.as_std().get_program().to_string_lossy().into_owned();
         match e.kind() {
             std::io::ErrorKind::NotFound => {
-                Failure::new(Exit::NotFound, format!("{name}: command not found"))
+                AgentError::new(Exit::NotFound, format!("{name}: command not found"))
             }
             std::io::ErrorKind::PermissionDenied => {
-                Failure::new(Exit::NotExecutable, format!("{name}: not executable ({e})"))
+                AgentError::new(Exit::NotExecutable, format!("{name}: not executable ({e})"))
             }
-            _ => Failure::new(Exit::NotExecutable, format!("cannot execute {name}: {e}")),
+            _ => AgentError::new(Exit::NotExecutable, format!("cannot execute {name}: {e}")),
         }
     })?;
     let pid = child.id().map(|p| Pid::from_raw(p as i32));
@@ -541,7 +522,7 @@ async fn supervise(
         }
     }
     let status = status.map_err(|e| {
-        Failure::new(
+        AgentError::new(
             Exit::Unavailable,
             format!("lost track of the build command: {e}"),
         )

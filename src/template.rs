@@ -9,6 +9,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::path::PathBuf;
 
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
@@ -274,6 +275,42 @@ pub fn cache_key(templates: &[Template]) -> String {
         field(&mut h, n.as_bytes());
     }
     hex::encode(h.finalize())
+}
+
+/// Why the requirements could not be loaded (a path or a position, never the text).
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read requirements {path}: {source}")]
+    Unreadable {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("requirements {0} is not UTF-8 text")]
+    NotUtf8(String),
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+}
+
+/// The requirements templates of `--requirements FILE…` then `--requirement LINE…`, in that
+/// order: what `runseal-agent build` renders and what `runseal build cache-key` hashes.
+pub fn load(files: &[PathBuf], lines: &[String]) -> Result<Vec<Template>, LoadError> {
+    let mut out = Vec::with_capacity(files.len() + lines.len());
+    for path in files {
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Unreadable {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let text =
+            String::from_utf8(bytes).map_err(|_| LoadError::NotUtf8(path.display().to_string()))?;
+        out.push(Template::parse(path.display().to_string(), text)?);
+    }
+    for (i, line) in lines.iter().enumerate() {
+        out.push(Template::parse(
+            format!("--requirement #{}", i + 1),
+            line.clone(),
+        )?);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
