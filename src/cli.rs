@@ -476,7 +476,9 @@ fn table(out: &mut impl Write, header: &[&str], rows: &[Vec<String>]) -> Result<
 }
 
 fn print_json(out: &mut impl Write, v: serde_json::Value) -> Result<(), CliError> {
-    writeln!(out, "{}", serde_json::to_string_pretty(&v).expect("json")).map_err(io)
+    let text =
+        serde_json::to_string_pretty(&v).map_err(|e| fail(format!("cannot encode JSON: {e}")))?;
+    writeln!(out, "{text}").map_err(io)
 }
 
 async fn secrets(client: &Client, cmd: SecretsCmd, out: &mut impl Write) -> Result<(), CliError> {

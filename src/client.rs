@@ -310,6 +310,8 @@ impl Client {
 
     /// Wraps an existing channel (e.g. one shared by several keys).
     pub fn from_channel(channel: Channel, key: &Credential, addr: &str) -> Self {
+        // A parsed credential is `Bearer ID:SECRET` in printable ASCII (crate::auth checks it).
+        #[allow(clippy::expect_used)]
         let mut value: MetadataValue<Ascii> = key
             .bearer()
             .parse()

@@ -151,7 +151,9 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
             telemetry::init(args.log_format, "warn");
             let dir = args.data_dir();
             let opened = dir.init().await?;
-            let admin = opened.new_admin.expect("init creates an admin key");
+            let admin = opened.new_admin.ok_or_else(|| {
+                anyhow::anyhow!("init made no admin key (the store was already initialised)")
+            })?;
             eprintln!(
                 "runseald: initialised {} (master key {} in {}). The admin key follows, shown once:",
                 dir.root().display(),
@@ -474,8 +476,12 @@ fn bind_unix(path: &std::path::Path) -> anyhow::Result<UnixListener> {
 /// Completes on SIGTERM or SIGINT.
 pub async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    // Installing a handler fails only when the runtime has no signal driver, a start-up bug.
+    #[allow(clippy::expect_used)]
+    let (mut term, mut int) = (
+        signal(SignalKind::terminate()).expect("SIGTERM handler"),
+        signal(SignalKind::interrupt()).expect("SIGINT handler"),
+    );
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: finishing in-flight calls"),
         _ = int.recv() => tracing::info!("SIGINT: finishing in-flight calls"),

@@ -151,8 +151,10 @@ impl Metrics {
     /// The text exposition format.
     pub fn encode(&self) -> String {
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)
-            .expect("writing to a String cannot fail");
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            // Writing to a String does not fail; say so if it ever does rather than panic.
+            tracing::error!(error = %e, "encoding the metrics failed");
+        }
         out
     }
 
@@ -183,6 +185,9 @@ fn known_methods() -> HashSet<String> {
     .into_iter()
     .map(String::from)
     .collect();
+    // The descriptor set is compiled into the binary by proto/compile.rs (and decoded by the
+    // reflection service at every start): it cannot be malformed at run time.
+    #[allow(clippy::expect_used)]
     let fds: prost_types::FileDescriptorSet =
         prost::Message::decode(crate::proto::FILE_DESCRIPTOR_SET).expect("embedded descriptors");
     for file in fds.file {

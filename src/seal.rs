@@ -74,6 +74,8 @@ impl MasterKey {
     /// HMAC-SHA256 of a fixed label under this key: stored in the database so that a wrong key
     /// is detected at start. It reveals nothing about the key.
     pub fn check_value(&self) -> [u8; 32] {
+        // HMAC takes a key of any length: `new_from_slice` cannot fail for it.
+        #[allow(clippy::expect_used)]
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.0.as_ref())
             .expect("HMAC accepts any key length");
         mac.update(CHECK_LABEL);

@@ -112,7 +112,7 @@ impl TlsAcceptor {
     /// Re-reads the certificate and key; on error the old configuration stays in use.
     pub fn reload(&self) -> Result<(), TlsError> {
         let config = server_config(&self.files)?;
-        *self.config.write().expect("tls config lock poisoned") = config;
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = config;
         Ok(())
     }
 
@@ -122,7 +122,7 @@ impl TlsAcceptor {
         tokio_rustls::TlsAcceptor::from(
             self.config
                 .read()
-                .expect("tls config lock poisoned")
+                .unwrap_or_else(|p| p.into_inner())
                 .clone(),
         )
     }

@@ -476,8 +476,14 @@ async fn supervise(
         }
     })?;
     let pid = child.id().map(|p| Pid::from_raw(p as i32));
-    let out = child.stdout.take().expect("stdout is piped");
-    let err = child.stderr.take().expect("stderr is piped");
+    let (Some(out), Some(err)) = (child.stdout.take(), child.stderr.take()) else {
+        // Both are piped above; a child without them cannot be masked, so it must not run on.
+        let _ = child.start_kill();
+        return Err(AgentError::new(
+            Exit::Config,
+            "the build command's output could not be captured",
+        ));
+    };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let pumps = async {
         tokio::join!(

@@ -173,6 +173,9 @@ impl Masker {
         let automaton = if all.is_empty() {
             None
         } else {
+            // Byte patterns of bounded size always compile: the automaton is only refused
+            // past its size limits, which the value caps keep far away.
+            #[allow(clippy::expect_used)]
             Some(
                 AhoCorasick::builder()
                     .match_kind(MatchKind::LeftmostLongest)

@@ -38,7 +38,8 @@ impl EnvEntry {
 
 impl AsRef<CStr> for EnvEntry {
     fn as_ref(&self) -> &CStr {
-        CStr::from_bytes_with_nul(&self.0).expect("entries hold no interior NUL")
+        // Entries end in their one NUL ([`EnvEntry::new`] is given no interior NUL).
+        CStr::from_bytes_until_nul(&self.0).unwrap_or(c"")
     }
 }
 
