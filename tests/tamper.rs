@@ -531,30 +531,14 @@ fn fixture(path: &str) -> std::path::PathBuf {
         .join(path)
 }
 
-/// Copies a fixture file with mode 0600 (git keeps no modes).
-fn copy_private(from: &Path, to: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::copy(from, to).unwrap();
-    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o600)).unwrap();
-}
-
 fn new_data_dir(root: &Path, name: &str, admin_key: &str) -> std::path::PathBuf {
     use std::os::unix::fs::PermissionsExt;
     let dir = root.join(name);
     std::fs::create_dir(&dir).unwrap();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
-    copy_private(&fixture("master.key"), &dir.join("master.key"));
-    copy_private(&fixture(admin_key), &dir.join("admin.key"));
+    common::copy_private(&fixture("master.key"), &dir.join("master.key"));
+    common::copy_private(&fixture(admin_key), &dir.join("admin.key"));
     dir
-}
-
-fn runseald_verify(dir: &Path, db_url: Option<&str>) -> Output {
-    let mut cmd = Command::new(RUNSEALD);
-    cmd.arg("verify").arg("--data-dir").arg(dir);
-    if let Some(url) = db_url {
-        cmd.args(["--database-url", url]);
-    }
-    cmd.stdin(Stdio::null()).output().unwrap()
 }
 
 /// What an upgraded server must still do: the old admin key works, a new runner gets the old
@@ -572,19 +556,15 @@ fn assert_serves(d: &common::Daemon, dir: &Path, db_url: Option<&str>) {
         &admin,
         &["runner-token", "issue", "--env", "production"],
     ));
-    let out = Command::new(env!("CARGO_BIN_EXE_runseal-agent"))
+    let out = common::agent(&d.addr, t.trim())
         .args(["--", "env"])
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap())
-        .env("RUNSEAL_ADDR", &d.addr)
-        .env("RUNSEAL_TOKEN", t.trim())
         .output()
         .unwrap();
     let env = String::from_utf8_lossy(&out.stdout);
     assert!(env.contains("DB_URL=postgres://prod\n"), "{env}");
     assert!(env.contains("API_TOKEN=prod-api\n"), "{env}");
     assert!(!env.contains("SIGNING_KEY"), "{env}");
-    let out = runseald_verify(dir, db_url);
+    let out = common::runseald_verify(dir, db_url);
     assert!(
         out.status.success(),
         "verify after the upgrade: {}{}",
@@ -599,7 +579,7 @@ const UPGRADE_LOG: &str = "computed integrity MACs";
 fn an_old_sqlite_data_dir_upgrades_in_place_and_keeps_serving() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = new_data_dir(tmp.path(), "data", "sqlite/admin.key");
-    copy_private(&fixture("sqlite/runseal.db"), &dir.join("runseal.db"));
+    common::copy_private(&fixture("sqlite/runseal.db"), &dir.join("runseal.db"));
     let d = common::Daemon::start(&dir, &[], &[]);
     assert_serves(&d, &dir, None);
     let (ok, log) = d.terminate();
@@ -617,13 +597,7 @@ fn an_old_sqlite_data_dir_upgrades_in_place_and_keeps_serving() {
 fn an_old_postgres_database_upgrades_once_with_replicas_starting_together() {
     let tmp = tempfile::tempdir().unwrap();
     let pg = common::PgDb::create();
-    let dump = std::fs::read_to_string(fixture("pg/dump.sql")).unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let mut c = sqlx::PgConnection::connect(&pg.url).await.unwrap();
-        sqlx::raw_sql(&dump).execute(&mut c).await.unwrap();
-        c.close().await.unwrap();
-    });
+    pg.load_sql(&std::fs::read_to_string(fixture("pg/dump.sql")).unwrap());
     let dirs: Vec<_> = (0..3)
         .map(|i| new_data_dir(tmp.path(), &format!("replica{i}"), "pg/admin.key"))
         .collect();

@@ -21,6 +21,7 @@ use tokio::net::TcpListener;
 
 pub const RUNSEALD: &str = env!("CARGO_BIN_EXE_runseald");
 pub const RUNSEAL: &str = env!("CARGO_BIN_EXE_runseal");
+pub const RUNSEAL_AGENT: &str = env!("CARGO_BIN_EXE_runseal-agent");
 
 /// Which store a test server runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,26 +65,37 @@ impl PgDb {
         db
     }
 
-    /// Runs one statement on the base database, on a runtime of its own (usable from Drop).
-    fn exec(&self, sql: &str) {
-        let url = self.admin_url.clone();
-        let sql = sql.to_string();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                use sqlx::Connection;
-                let mut conn = sqlx::PgConnection::connect(&url)
-                    .await
-                    .expect("PostgreSQL at RUNSEAL_TEST_DATABASE_URL is unreachable");
-                sqlx::query(&sql).execute(&mut conn).await.unwrap();
-            })
-        })
-        .join()
-        .unwrap();
+    /// Runs a script of plain SQL (e.g. a `pg_dump` without psql meta-commands) on this
+    /// database.
+    pub fn load_sql(&self, sql: &str) {
+        run_sql(&self.url, sql);
     }
+
+    /// Runs one statement on the base database (usable from Drop).
+    fn exec(&self, sql: &str) {
+        run_sql(&self.admin_url, sql);
+    }
+}
+
+/// Runs SQL on the database at `url`, on a runtime of its own.
+fn run_sql(url: &str, sql: &str) {
+    let (url, sql) = (url.to_string(), sql.to_string());
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(&url)
+                .await
+                .expect("PostgreSQL at RUNSEAL_TEST_DATABASE_URL is unreachable");
+            sqlx::raw_sql(&sql).execute(&mut conn).await.unwrap();
+            conn.close().await.unwrap();
+        })
+    })
+    .join()
+    .unwrap();
 }
 
 impl Drop for PgDb {
@@ -315,6 +327,36 @@ fn wait_timeout(child: &mut Child, t: Duration) -> bool {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// `runseal-agent` as a runner starts it: an empty environment but `PATH`, `RUNSEAL_ADDR=addr`
+/// and `RUNSEAL_TOKEN=credential` (a runner token or a key of snapshot scope).
+pub fn agent(addr: &str, credential: &str) -> Command {
+    let mut cmd = Command::new(RUNSEAL_AGENT);
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap())
+        .env("RUNSEAL_ADDR", addr)
+        .env("RUNSEAL_TOKEN", credential)
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// `runseald verify` on a data dir (and its PostgreSQL database).
+pub fn runseald_verify(dir: &Path, db_url: Option<&str>) -> Output {
+    let mut cmd = Command::new(RUNSEALD);
+    cmd.arg("verify").arg("--data-dir").arg(dir);
+    if let Some(url) = db_url {
+        cmd.args(["--database-url", url]);
+    }
+    cmd.stdin(Stdio::null()).output().unwrap()
+}
+
+/// Copies a fixture file with mode 0600 (git keeps no modes; runseald refuses a master key or
+/// database that others can read).
+pub fn copy_private(from: &Path, to: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::copy(from, to).unwrap();
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
 /// Runs the `runseal` CLI against `addr` with `RUNSEAL_KEY=key`.
