@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::names::{Limits, NamePolicy};
-use crate::server::NetLimits;
+use crate::grpc::NetLimits;
 use crate::telemetry::LogFormat;
 use crate::tls::TlsFiles;
 

@@ -474,7 +474,7 @@ pub fn run(args: Args) -> Failure {
     };
     let runner_id = match &args.runner_id {
         Some(id) => id.clone(),
-        None => crate::server::generate_runner_id(),
+        None => crate::service::generate_runner_id(),
     };
 
     // A command that cannot run must not use up a single-use token.
