@@ -263,26 +263,32 @@ fn name_policy(
 
 /// `[limits]` over the defaults; a zero limit is refused.
 fn limits(raw: Option<RawLimits>) -> Result<Limits, ConfigError> {
-    let mut limits = Limits::default();
-    if let Some(l) = raw {
-        let nz = |v: Option<usize>, name, default| match v {
-            Some(0) => Err(ConfigError::ZeroLimit(name)),
-            Some(v) => Ok(v),
-            None => Ok(default),
-        };
-        limits.max_value_bytes = nz(l.max_value_bytes, "max_value_bytes", limits.max_value_bytes)?;
-        limits.max_environment_bytes = nz(
+    let default = Limits::default();
+    let Some(l) = raw else {
+        return Ok(default);
+    };
+    let nz = |v: Option<usize>, name, default| match v {
+        Some(0) => Err(ConfigError::ZeroLimit(name)),
+        Some(v) => Ok(v),
+        None => Ok(default),
+    };
+    Ok(Limits {
+        max_value_bytes: nz(
+            l.max_value_bytes,
+            "max_value_bytes",
+            default.max_value_bytes,
+        )?,
+        max_environment_bytes: nz(
             l.max_environment_bytes,
             "max_environment_bytes",
-            limits.max_environment_bytes,
-        )?;
-        limits.max_secrets_per_environment = nz(
+            default.max_environment_bytes,
+        )?,
+        max_secrets_per_environment: nz(
             l.max_secrets_per_environment,
             "max_secrets_per_environment",
-            limits.max_secrets_per_environment,
-        )?;
-    }
-    Ok(limits)
+            default.max_secrets_per_environment,
+        )?,
+    })
 }
 
 /// `[runner_tokens]` over the defaults; a zero TTL or use count is refused.
