@@ -56,6 +56,7 @@ impl From<ServiceError> for Status {
 }
 
 /// What the auth layer established from a request's headers before its body was read, handed
+/// to the handler in the request's extensions so that nothing is looked up twice.
 #[derive(Debug, Clone)]
 pub enum Verified {
     /// A key that exists, is not revoked and whose secret matches: scopes still to be checked.

@@ -101,8 +101,8 @@ struct Words {
     action: &'static str,
 }
 
-/// A fetch as a front-end decoded it (fields not yet checked).
-#[derive(Debug, Clone)]
+/// A fetch as a front-end decoded it (fields not yet checked). No `Debug`: the retry key
+/// proves which runner a retry comes from.
 pub struct FetchRequest {
     pub purpose: Purpose,
     /// Empty: the one environment the credential may fetch.
