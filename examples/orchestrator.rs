@@ -281,12 +281,13 @@ async fn orchestrate(args: Args) -> anyhow::Result<bool> {
 /// runseald in this process, on a fresh SQLite data dir, on 127.0.0.1:0.
 async fn start_server(dir: &std::path::Path) -> anyhow::Result<(String, Credential)> {
     use runseal::datadir::DataDir;
+    use runseal::grpc::{self, Listener};
     use runseal::names::{Limits, NamePolicy};
-    use runseal::server::{self, Listener, State};
+    use runseal::service::Service;
     let data = DataDir::new(dir.join("data"), None);
     let opened = data.open_or_init().await?;
     let key = opened.new_admin.expect("a new data dir has an admin key");
-    let state = Arc::new(State::new(
+    let service = Arc::new(Service::new(
         opened.store,
         opened.sealer,
         NamePolicy::default(),
@@ -294,9 +295,9 @@ async fn start_server(dir: &std::path::Path) -> anyhow::Result<(String, Credenti
     ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = format!("http://{}", listener.local_addr()?);
-    let routes = server::routes(state).await;
+    let routes = grpc::routes(service).await;
     tokio::spawn(async move {
-        let _ = server::serve(
+        let _ = grpc::serve(
             routes,
             vec![Listener::Tcp(listener)],
             std::future::pending(),

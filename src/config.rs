@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::grpc::NetLimits;
 use crate::names::{Limits, NamePolicy};
-use crate::server::NetLimits;
 use crate::telemetry::LogFormat;
 use crate::tls::TlsFiles;
 
@@ -195,62 +195,9 @@ impl Config {
                 return Err(ConfigError::PlaintextOnNetwork(addr));
             }
         }
-        let names = |key: &'static str, v: Option<Vec<String>>| {
-            let v = v.unwrap_or_default();
-            match v.iter().find(|n| !crate::names::is_valid_secret_name(n)) {
-                Some(bad) => Err(ConfigError::DeniedName(key, bad.clone())),
-                None => Ok(v),
-            }
-        };
-        let mut policy = match raw.denied_names {
-            Some(list) => NamePolicy::new(names("denied_names", Some(list))?),
-            None => NamePolicy::default(),
-        };
-        let allowed = names("allowed_names", raw.allowed_names)?;
-        if let Some(bad) = allowed.iter().find(|n| {
-            n.starts_with(crate::names::LOADER_PREFIX)
-                || n.starts_with(crate::names::RESERVED_PREFIX)
-        }) {
-            return Err(ConfigError::AlwaysDenied(bad.clone()));
-        }
-        policy = policy
-            .with_extra_denied(names("extra_denied_names", raw.extra_denied_names)?)
-            .with_allowed(allowed);
-        let mut limits = Limits::default();
-        if let Some(l) = raw.limits {
-            let nz = |v: Option<usize>, name, default| match v {
-                Some(0) => Err(ConfigError::ZeroLimit(name)),
-                Some(v) => Ok(v),
-                None => Ok(default),
-            };
-            limits.max_value_bytes =
-                nz(l.max_value_bytes, "max_value_bytes", limits.max_value_bytes)?;
-            limits.max_environment_bytes = nz(
-                l.max_environment_bytes,
-                "max_environment_bytes",
-                limits.max_environment_bytes,
-            )?;
-            limits.max_secrets_per_environment = nz(
-                l.max_secrets_per_environment,
-                "max_secrets_per_environment",
-                limits.max_secrets_per_environment,
-            )?;
-        }
-        let mut token_limits = TokenLimits::default();
-        if let Some(t) = raw.runner_tokens {
-            if let Some(ttl) = t.max_ttl {
-                token_limits.max_ttl =
-                    crate::duration::parse(&ttl).map_err(ConfigError::TokenTtl)?;
-                if token_limits.max_ttl.is_zero() {
-                    return Err(ConfigError::ZeroLimit("runner_tokens.max_ttl"));
-                }
-            }
-            match t.max_uses {
-                Some(0) => return Err(ConfigError::ZeroLimit("runner_tokens.max_uses")),
-                Some(n) => token_limits.max_uses = n,
-                None => {}
-            }
-        }
+        let policy = name_policy(raw.denied_names, raw.extra_denied_names, raw.allowed_names)?;
+        let limits = limits(raw.limits)?;
+        let token_limits = token_limits(raw.runner_tokens)?;
         let net = net_limits(raw.net.unwrap_or_default())?;
         Ok(Self {
             net,
@@ -283,6 +230,84 @@ impl Config {
             token_limits,
         })
     }
+}
+
+/// The secret-name policy: the default denied set (or `denied_names` instead of it), plus
+/// `extra_denied_names`, minus `allowed_names` (which may not allow loader or reserved names).
+fn name_policy(
+    denied: Option<Vec<String>>,
+    extra: Option<Vec<String>>,
+    allowed: Option<Vec<String>>,
+) -> Result<NamePolicy, ConfigError> {
+    let names = |key: &'static str, v: Option<Vec<String>>| {
+        let v = v.unwrap_or_default();
+        match v.iter().find(|n| !crate::names::is_valid_secret_name(n)) {
+            Some(bad) => Err(ConfigError::DeniedName(key, bad.clone())),
+            None => Ok(v),
+        }
+    };
+    let policy = match denied {
+        Some(list) => NamePolicy::new(names("denied_names", Some(list))?),
+        None => NamePolicy::default(),
+    };
+    let allowed = names("allowed_names", allowed)?;
+    if let Some(bad) = allowed.iter().find(|n| {
+        n.starts_with(crate::names::LOADER_PREFIX) || n.starts_with(crate::names::RESERVED_PREFIX)
+    }) {
+        return Err(ConfigError::AlwaysDenied(bad.clone()));
+    }
+    Ok(policy
+        .with_extra_denied(names("extra_denied_names", extra)?)
+        .with_allowed(allowed))
+}
+
+/// `[limits]` over the defaults; a zero limit is refused.
+fn limits(raw: Option<RawLimits>) -> Result<Limits, ConfigError> {
+    let default = Limits::default();
+    let Some(l) = raw else {
+        return Ok(default);
+    };
+    let nz = |v: Option<usize>, name, default| match v {
+        Some(0) => Err(ConfigError::ZeroLimit(name)),
+        Some(v) => Ok(v),
+        None => Ok(default),
+    };
+    Ok(Limits {
+        max_value_bytes: nz(
+            l.max_value_bytes,
+            "max_value_bytes",
+            default.max_value_bytes,
+        )?,
+        max_environment_bytes: nz(
+            l.max_environment_bytes,
+            "max_environment_bytes",
+            default.max_environment_bytes,
+        )?,
+        max_secrets_per_environment: nz(
+            l.max_secrets_per_environment,
+            "max_secrets_per_environment",
+            default.max_secrets_per_environment,
+        )?,
+    })
+}
+
+/// `[runner_tokens]` over the defaults; a zero TTL or use count is refused.
+fn token_limits(raw: Option<RawTokenLimits>) -> Result<TokenLimits, ConfigError> {
+    let mut token_limits = TokenLimits::default();
+    if let Some(t) = raw {
+        if let Some(ttl) = t.max_ttl {
+            token_limits.max_ttl = crate::duration::parse(&ttl).map_err(ConfigError::TokenTtl)?;
+            if token_limits.max_ttl.is_zero() {
+                return Err(ConfigError::ZeroLimit("runner_tokens.max_ttl"));
+            }
+        }
+        match t.max_uses {
+            Some(0) => return Err(ConfigError::ZeroLimit("runner_tokens.max_uses")),
+            Some(n) => token_limits.max_uses = n,
+            None => {}
+        }
+    }
+    Ok(token_limits)
 }
 
 /// `[net]` over the defaults; zero caps and zero deadlines are refused (they would refuse

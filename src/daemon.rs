@@ -9,7 +9,8 @@ use tokio::net::{TcpListener, UnixListener};
 
 use crate::config::{Config, RawConfig};
 use crate::datadir::DataDir;
-use crate::server::{self, Listener, State};
+use crate::grpc::{self, Listener};
+use crate::service::Service;
 use crate::telemetry::{self, LogFormat};
 use crate::tls::TlsAcceptor;
 
@@ -296,17 +297,17 @@ pub async fn serve(
         master_key = %opened.master_key_id,
         "store opened"
     );
-    let mut state = State::new(
+    let mut service = Service::new(
         opened.store.clone(),
         opened.sealer,
         config.policy.clone(),
         config.limits,
     );
-    state.expose_by_default = config.expose_by_default;
-    state.token_limits = config.token_limits;
-    let state = Arc::new(state);
+    service.expose_by_default = config.expose_by_default;
+    service.token_limits = config.token_limits;
+    let service = Arc::new(service);
     tokio::spawn(prune(
-        opened.store.clone(),
+        service.clone(),
         config.runner_retention,
         config.audit_retention,
     ));
@@ -357,14 +358,14 @@ pub async fn serve(
     if let Some(acceptor) = acceptor.clone() {
         tokio::spawn(reload_tls_on_sighup(acceptor));
     }
-    let routes = server::routes(state).await;
+    let routes = grpc::routes(service).await;
     // Listening sockets are bound: tell systemd (Type=notify) we are ready.
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     let shutdown = async move {
         shutdown.await;
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     };
-    server::serve_with(routes, listeners, config.net.clone(), shutdown).await?;
+    grpc::serve_with(routes, listeners, config.net.clone(), shutdown).await?;
     opened.store.close().await;
     tracing::info!("shut down");
     Ok(())
@@ -389,24 +390,14 @@ async fn reload_tls_on_sighup(acceptor: TlsAcceptor) {
 
 /// Drops runner records (and expired tokens) and audit rows older than their retention, hourly.
 async fn prune(
-    store: Arc<dyn crate::store::Store>,
+    service: Arc<Service>,
     runner_retention: std::time::Duration,
     audit_retention: std::time::Duration,
 ) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
     loop {
         tick.tick().await;
-        let now = time::OffsetDateTime::now_utc();
-        match store.prune_runners(now - runner_retention).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(removed = n, "pruned old runner records"),
-            Err(e) => tracing::warn!(error = %e, "could not prune runner records"),
-        }
-        match store.prune_audit(now - audit_retention).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(removed = n, "pruned audit rows older than audit_retention"),
-            Err(e) => tracing::warn!(error = %e, "could not prune the audit log"),
-        }
+        service.prune(runner_retention, audit_retention).await;
     }
 }
 

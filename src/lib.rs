@@ -18,6 +18,7 @@ pub mod defaults;
 pub mod duration;
 pub mod exec;
 pub mod file_mode;
+pub mod grpc;
 pub mod integrity;
 #[cfg(test)]
 mod layering;
@@ -26,7 +27,7 @@ pub mod names;
 pub mod proto;
 pub mod seal;
 pub mod secret;
-pub mod server;
+pub mod service;
 pub mod store;
 pub mod telemetry;
 pub mod template;

@@ -1,5 +1,5 @@
 //! Server-side TLS (rustls): certificate and key from PEM files, optional client-certificate
-//! authentication, and the acceptor `server::conn` runs each handshake with (under its deadline). The configuration
+//! authentication, and the acceptor `grpc::conn` runs each handshake with (under its deadline). The configuration
 //! sits behind a lock so it can be swapped (reloaded) without touching open connections.
 
 use std::io;
@@ -117,7 +117,7 @@ impl TlsAcceptor {
     }
 
     /// The acceptor for a new connection, with the configuration current now (the caller
-    /// bounds the handshake: see `server::conn`).
+    /// bounds the handshake: see `grpc::conn`).
     pub fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
         tokio_rustls::TlsAcceptor::from(
             self.config

@@ -1255,11 +1255,12 @@ macro_rules! conformance {
 /// A second runseald on the same database and master key (a replica), in this process.
 async fn replica(s: &TestServer) -> (String, tokio::sync::oneshot::Sender<()>) {
     use runseal::datadir::DataDir;
-    use runseal::server::{self, Listener, State};
+    use runseal::grpc::{self, Listener};
+    use runseal::service::Service;
     let data = DataDir::new(s.dir.path().join("data"), None)
         .with_database_url(s.pg.as_ref().map(|p| p.url.clone()));
     let opened = data.open().await.unwrap();
-    let state = std::sync::Arc::new(State::new(
+    let service = std::sync::Arc::new(Service::new(
         opened.store,
         opened.sealer,
         NamePolicy::default(),
@@ -1267,15 +1268,11 @@ async fn replica(s: &TestServer) -> (String, tokio::sync::oneshot::Sender<()>) {
     ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = format!("http://{}", listener.local_addr().unwrap());
-    let routes = server::routes(state).await;
+    let routes = grpc::routes(service).await;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(server::serve(
-        routes,
-        vec![Listener::Tcp(listener)],
-        async {
-            let _ = rx.await;
-        },
-    ));
+    tokio::spawn(grpc::serve(routes, vec![Listener::Tcp(listener)], async {
+        let _ = rx.await;
+    }));
     (addr, tx)
 }
 

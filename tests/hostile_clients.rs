@@ -14,7 +14,7 @@ use common::{ok, runseal, Daemon};
 
 /// The decode cap runseald derives from the default limits (what a stranger announces).
 fn decode_cap() -> usize {
-    runseal::server::max_request_bytes(&runseal::names::Limits::default())
+    runseal::grpc::max_request_bytes(&runseal::names::Limits::default())
 }
 
 fn write_config(dir: &Path, net: &str) -> String {

@@ -354,53 +354,12 @@ fn prepare_and_run(args: BuildArgs) -> Result<u8, AgentError> {
     };
     tracing::debug!(names = %names.join(","), "build secrets fetched");
 
-    // Render into sealed memfds; the plaintext buffers are zeroized as they go out of scope.
-    let (requirements_fd, file_fds, masker) = {
-        let lookup = |n: &str| {
-            secrets
-                .as_ref()
-                .and_then(|s: &BuildSecrets| s.get(n))
-                .map(|v| v.expose())
-        };
-        let requirements_fd = if has_requirements {
-            let rendered = render_all(&templates, lookup).map_err(|m| {
-                AgentError::new(
-                    Exit::NotSet,
-                    format!("runseald did not return every referenced secret: {m}"),
-                )
-            })?;
-            Some(sealed_memfd("requirements", &rendered)?)
-        } else {
-            None
-        };
-        let mut file_fds = Vec::with_capacity(files.len());
-        for f in &files {
-            let value = lookup(&f.name).ok_or_else(|| {
-                AgentError::new(
-                    Exit::NotSet,
-                    format!("runseald did not return the secret {}", f.name),
-                )
-            })?;
-            file_fds.push((
-                f.id.clone(),
-                sealed_memfd(&format!("secret-{}", f.id), value)?,
-            ));
-        }
-        for (name, value) in secrets.iter().flat_map(|s| s.secrets.iter()) {
-            if crate::agent::mask::too_short_to_mask(value.expose()) {
-                eprintln!(
-                    "runseal-agent build: warning: secret {name} is shorter than {} bytes: its value is not masked in the build's output",
-                    crate::agent::mask::MIN_MASKED_LEN
-                );
-            }
-        }
-        let masker = Masker::new(
-            secrets
-                .iter()
-                .flat_map(|s| s.secrets.iter().map(|(_, v)| v.expose())),
-        );
-        (requirements_fd, file_fds, masker)
-    };
+    // Render into sealed memfds.
+    let Rendered {
+        requirements_fd,
+        file_fds,
+        masker,
+    } = render(&templates, &files, secrets.as_ref())?;
     drop(secrets);
 
     let fd_paths: Vec<(String, i32)> = file_fds
@@ -436,6 +395,71 @@ fn prepare_and_run(args: BuildArgs) -> Result<u8, AgentError> {
         drop(requirements_fd);
         drop(file_fds);
     }))
+}
+
+/// What a build gets from its values: the rendered requirements and each secret file in a
+/// sealed memfd, and the masker of its output.
+struct Rendered {
+    requirements_fd: Option<OwnedFd>,
+    /// The id each file has in the command line, and its memfd.
+    file_fds: Vec<(String, OwnedFd)>,
+    masker: Masker,
+}
+
+/// Renders the values into sealed memfds; the plaintext buffers are zeroized as they go out of
+/// scope.
+fn render(
+    templates: &[Template],
+    files: &[SecretFile],
+    secrets: Option<&BuildSecrets>,
+) -> Result<Rendered, AgentError> {
+    let lookup = |n: &str| {
+        secrets
+            .and_then(|s: &BuildSecrets| s.get(n))
+            .map(|v| v.expose())
+    };
+    let requirements_fd = if !templates.is_empty() {
+        let rendered = render_all(templates, lookup).map_err(|m| {
+            AgentError::new(
+                Exit::NotSet,
+                format!("runseald did not return every referenced secret: {m}"),
+            )
+        })?;
+        Some(sealed_memfd("requirements", &rendered)?)
+    } else {
+        None
+    };
+    let mut file_fds = Vec::with_capacity(files.len());
+    for f in files {
+        let value = lookup(&f.name).ok_or_else(|| {
+            AgentError::new(
+                Exit::NotSet,
+                format!("runseald did not return the secret {}", f.name),
+            )
+        })?;
+        file_fds.push((
+            f.id.clone(),
+            sealed_memfd(&format!("secret-{}", f.id), value)?,
+        ));
+    }
+    for (name, value) in secrets.iter().flat_map(|s| s.secrets.iter()) {
+        if crate::agent::mask::too_short_to_mask(value.expose()) {
+            eprintln!(
+                "runseal-agent build: warning: secret {name} is shorter than {} bytes: its value is not masked in the build's output",
+                crate::agent::mask::MIN_MASKED_LEN
+            );
+        }
+    }
+    let masker = Masker::new(
+        secrets
+            .iter()
+            .flat_map(|s| s.secrets.iter().map(|(_, v)| v.expose())),
+    );
+    Ok(Rendered {
+        requirements_fd,
+        file_fds,
+        masker,
+    })
 }
 
 /// Spawns the command, forwards signals to it, masks its output and returns its exit status

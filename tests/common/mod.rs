@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 use runseal::auth::Credential;
 use runseal::client::Client;
 use runseal::datadir::DataDir;
+use runseal::grpc::{self, Listener};
 use runseal::names::{Limits, NamePolicy};
-use runseal::server::{self, Listener, State};
+use runseal::service::{Clock, Service, SystemClock};
 use runseal::store::Store;
 use tempfile::TempDir;
 use tokio::net::TcpListener;
@@ -128,6 +129,26 @@ impl TestServer {
     }
 
     pub async fn start_on(backend: Backend, limits: Limits, policy: NamePolicy) -> Self {
+        Self::start_full(backend, limits, policy, Arc::new(SystemClock)).await
+    }
+
+    /// A server on `clock` (a `runseal::service::ManualClock` the test advances).
+    pub async fn start_with_clock(clock: Arc<dyn Clock>) -> Self {
+        Self::start_full(
+            Backend::Sqlite,
+            Limits::default(),
+            NamePolicy::default(),
+            clock,
+        )
+        .await
+    }
+
+    async fn start_full(
+        backend: Backend,
+        limits: Limits,
+        policy: NamePolicy,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let pg = (backend == Backend::Postgres).then(PgDb::create);
         let data = DataDir::new(dir.path().join("data"), None)
@@ -136,13 +157,14 @@ impl TestServer {
         let admin_line = std::fs::read_to_string(data.admin_key_path()).unwrap();
         let admin = Credential::parse(&admin_line).unwrap();
         let store = opened.store.clone();
-        let state = Arc::new(State::new(opened.store, opened.sealer, policy, limits));
+        let service =
+            Arc::new(Service::new(opened.store, opened.sealer, policy, limits).with_clock(clock));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = format!("http://{}", listener.local_addr().unwrap());
-        let routes = server::routes(state).await;
+        let routes = grpc::routes(service).await;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            server::serve(routes, vec![Listener::Tcp(listener)], async {
+            grpc::serve(routes, vec![Listener::Tcp(listener)], async {
                 let _ = rx.await;
             })
             .await

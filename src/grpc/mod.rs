@@ -1,29 +1,26 @@
-//! The gRPC server: one file per service, the shared [`State`], authentication and the one
-//! place where internal errors become `tonic::Status`.
+//! The gRPC front-end: the runseal API (`runseal.v1`, [`runseal`]) and the fal API
+//! ([`fal`]), each a thin layer over [`crate::service`]: decode a request, call the service,
+//! encode the answer. The one mapping of [`ServiceError`] to `tonic::Status` is here.
 //!
 //! [`serve`] takes its listener(s) and a shutdown future, so tests run the real server
 //! in-process on port 0; `conn` holds the connections (caps, deadlines, the accept loop) and
-//! [`AuthService`] checks every credential from the request headers before tonic reads a byte
-//! of the body. Statuses never carry a value, a credential or a `{:?}` of an internal
-//! error; internal details go to the log (which never holds values either).
+//! [`AuthService`] checks every credential from the request headers (through the service)
+//! before tonic reads a byte of the body. Statuses never carry a value, a credential or a
+//! `{:?}` of an internal error; internal details go to the log (which never holds values
+//! either).
 
-mod audit;
 mod conn;
-mod environments;
 mod fal;
-mod keys;
-mod runners;
-mod secrets;
+mod runseal;
 
+pub use crate::service::MAX_NAME_LIST;
 pub use conn::NetLimits;
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
 
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
@@ -31,63 +28,30 @@ use tokio::net::{TcpListener, UnixListener};
 use tonic::service::Routes;
 use tonic::{Request, Status};
 
-use crate::auth::{parse_scopes, Credential, Principal, Scope};
-use crate::names::{InvalidInput, Limits, NamePolicy};
+use crate::auth::{Credential, Principal};
+use crate::names::Limits;
 use crate::proto::{controller, v1};
-use crate::seal::{SealError, Sealer};
-use crate::store::{AuditRecord, RunnerTokenRow, Store, StoreError};
+use crate::service::{Service, ServiceError};
+use crate::store::RunnerTokenRow;
 use crate::tls::TlsAcceptor;
 
-/// `last_used_at` is written at most this often per key, so reads do not become writes.
-const TOUCH_INTERVAL: Duration = Duration::from_secs(60);
-
-/// What every service shares.
-pub struct State {
-    pub store: Arc<dyn Store>,
-    pub sealer: Sealer,
-    pub policy: NamePolicy,
-    pub limits: Limits,
-    /// Whether a secret with no exposure setting goes to runners without an allow-list.
-    pub expose_by_default: bool,
-    /// What a runner token may be minted with.
-    pub token_limits: crate::config::TokenLimits,
-    touched: Mutex<HashMap<String, Instant>>,
-}
-
-impl State {
-    pub fn new(store: Arc<dyn Store>, sealer: Sealer, policy: NamePolicy, limits: Limits) -> Self {
-        Self {
-            store,
-            sealer,
-            policy,
-            limits,
-            expose_by_default: true,
-            token_limits: crate::config::TokenLimits::default(),
-            touched: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Authenticates the key of a request (see [`credential_of`]): the principal the auth
-    /// layer verified from its headers, or (outside the layer) looked up now.
-    pub async fn authenticate<T>(&self, req: &Request<T>) -> Result<Principal, Status> {
-        if let Some(Verified::Key(p)) = req.extensions().get::<Verified>() {
-            return Ok(p.clone());
-        }
-        let cred = credential_of(req)?;
-        self.authenticate_credential(&cred).await
-    }
-
-    /// Like [`State::authenticate_credential`], but takes what the auth layer verified for the
-    /// request `cred` came from (see [`verified`]) instead of looking the key up again.
-    pub async fn authenticate_verified(
-        &self,
-        verified: Option<Verified>,
-        cred: &Credential,
-    ) -> Result<Principal, Status> {
-        match verified {
-            Some(Verified::Key(p)) if p.key_id == cred.key_id() => Ok(p),
-            _ => self.authenticate_credential(cred).await,
-        }
+/// The one mapping of domain errors to statuses (the fal front-end rewords some first).
+impl From<ServiceError> for Status {
+    fn from(e: ServiceError) -> Self {
+        use tonic::Code;
+        let code = match &e {
+            ServiceError::InvalidArgument(_) => Code::InvalidArgument,
+            ServiceError::Unauthenticated(_) => Code::Unauthenticated,
+            ServiceError::PermissionDenied(_) => Code::PermissionDenied,
+            ServiceError::EnvironmentNotFound(_) | ServiceError::NotFound(_) => Code::NotFound,
+            ServiceError::AlreadyExists(_) => Code::AlreadyExists,
+            ServiceError::FailedPrecondition(_) => Code::FailedPrecondition,
+            ServiceError::ResourceExhausted(_) => Code::ResourceExhausted,
+            ServiceError::DataLoss(_) => Code::DataLoss,
+            ServiceError::Unavailable => Code::Unavailable,
+            ServiceError::Internal(_) => Code::Internal,
+        };
+        Status::new(code, e.to_string())
     }
 }
 
@@ -205,191 +169,87 @@ pub fn credential_from_headers(headers: &http::HeaderMap) -> Result<Credential, 
     }
 }
 
-impl State {
-    pub async fn authenticate_credential(&self, cred: &Credential) -> Result<Principal, Status> {
-        if cred.is_runner_token() {
-            return Err(Status::unauthenticated(format!(
-                "{} is a runner token: it only fetches a snapshot (runseal-agent); this call needs a key (rk_…, `runseal keys create`)",
-                cred.key_id()
-            )));
-        }
-        let invalid = || Status::unauthenticated("invalid key: unknown key id or wrong secret");
-        let row = self
-            .store
-            .key(cred.key_id())
-            .await
-            .map_err(|e| store_status(&e))?
-            .ok_or_else(invalid)?;
-        if !cred.matches_hash(&row.secret_hash) {
-            return Err(invalid());
-        }
-        if row.revoked_at.is_some() {
-            return Err(Status::unauthenticated(format!(
-                "key {} has been revoked",
-                row.id
-            )));
-        }
-        let scopes = parse_scopes(&row.scopes).map_err(|e| {
-            tracing::error!(key_id = %row.id, error = %e, "stored key has unreadable scopes");
-            Status::internal("stored key is unreadable; see the server log")
-        })?;
-        self.touch(&row.id).await;
-        Ok(Principal {
-            key_id: row.id,
-            scopes,
-        })
+/// The principal of a request's key: the one the auth layer verified from its headers, or
+/// (for a request that did not pass the layer) checked now.
+async fn principal(
+    service: &Service,
+    cred: &Credential,
+    verified: Option<Verified>,
+) -> Result<Principal, Status> {
+    match verified {
+        Some(Verified::Key(p)) if p.key_id == cred.key_id() => Ok(p),
+        _ => Ok(service.authenticate(cred).await?),
     }
+}
 
-    async fn touch(&self, key_id: &str) {
-        let now = Instant::now();
-        {
-            let mut touched = self.touched.lock().expect("touch map poisoned");
-            match touched.get(key_id) {
-                Some(t) if now.duration_since(*t) < TOUCH_INTERVAL => return,
-                _ => {
-                    touched.insert(key_id.to_string(), now);
+/// The caller's key and the message of a request, `decode`d before the key is checked so
+/// that no early return leaves plaintext of the message behind (see `SetSecrets`).
+async fn keyed<T, U>(
+    service: &Service,
+    mut request: Request<T>,
+    decode: impl FnOnce(T) -> U,
+) -> Result<(Principal, U), Status> {
+    let cred = credential_of(&request);
+    let verified = verified(&mut request);
+    let message = decode(request.into_inner());
+    Ok((principal(service, &cred?, verified).await?, message))
+}
+
+/// Writes the impl of a tonic service trait for a front-end whose RPCs take the caller's key.
+/// Each `rpc(Request) -> Response = |service, principal, message| { … };` checks the key
+/// (`self.keyed`), runs the block (decode, call the service, encode; its `?` takes a
+/// `ServiceError`) and maps the error with `self.status`. In a `refuse` block, each line
+/// `(Request) -> Response = why: [rpc, …];` answers each listed RPC with
+/// `Err(why("RpcName"))`. RPCs that need more of the request are written out in an `also`
+/// block.
+macro_rules! keyed_rpcs {
+    (
+        $api:ty: $trait:path {
+            $( $rpc:ident($req:ty) -> $resp:ty = |$s:ident, $p:ident, $m:pat_param| $body:block; )*
+        }
+        $( refuse { $( ($nreq:ty) -> $nresp:ty = $why:ident: [$($no:ident),* $(,)?]; )* } )?
+        $( also { $($raw:tt)* } )?
+    ) => {
+        #[tonic::async_trait]
+        impl $trait for $api {
+            $(
+                async fn $rpc(
+                    &self,
+                    request: tonic::Request<$req>,
+                ) -> ::std::result::Result<tonic::Response<$resp>, tonic::Status> {
+                    let ($p, $m) = self.keyed(request).await?;
+                    let $s: &$crate::service::Service = &self.service;
+                    let answer: ::std::result::Result<$resp, $crate::service::ServiceError> =
+                        async { $body }.await;
+                    answer.map(tonic::Response::new).map_err(|e| self.status(e))
                 }
-            }
+            )*
+            $($($(
+                async fn $no(
+                    &self,
+                    _: tonic::Request<$nreq>,
+                ) -> ::std::result::Result<tonic::Response<$nresp>, tonic::Status> {
+                    Err($why(&$crate::grpc::rpc_name(stringify!($no))))
+                }
+            )*)*)?
+            $($($raw)*)?
         }
-        if let Err(e) = self
-            .store
-            .touch_key(key_id, OffsetDateTime::now_utc())
-            .await
-        {
-            tracing::warn!(key_id, error = %e, "could not record key use");
-        }
-    }
+    };
 }
+pub(crate) use keyed_rpcs;
 
-/// What a shared operation (used by runseal.v1 and the fal service alike) fails with: a status
-/// meant for the caller as it is, or a store error, which each API turns into a status whose
-/// hints name its own client's commands.
-#[derive(Debug)]
-pub enum Failure {
-    Status(Status),
-    Store(StoreError),
-}
-
-impl From<Status> for Failure {
-    fn from(s: Status) -> Self {
-        Failure::Status(s)
-    }
-}
-
-impl From<StoreError> for Failure {
-    fn from(e: StoreError) -> Self {
-        Failure::Store(e)
-    }
-}
-
-impl From<Failure> for Status {
-    fn from(f: Failure) -> Self {
-        match f {
-            Failure::Status(s) => s,
-            Failure::Store(e) => store_status(&e),
-        }
-    }
-}
-
-/// `PERMISSION_DENIED` naming the missing scope.
-pub fn require(p: &Principal, needed: Scope) -> Result<(), Status> {
-    if p.allows(&needed) {
-        Ok(())
-    } else {
-        Err(Status::permission_denied(format!(
-            "key {} lacks the scope {needed}",
-            p.key_id
-        )))
-    }
-}
-
-pub fn audit_record(
-    p: &Principal,
-    action: &'static str,
-    environment: Option<&str>,
-    names: Vec<String>,
-) -> AuditRecord {
-    AuditRecord::new(
-        OffsetDateTime::now_utc(),
-        p.key_id.clone(),
-        action,
-        environment.map(str::to_string),
-        names,
-    )
-}
-
-/// The environment of a request: empty means `main`; anything else must be a valid name.
-pub fn environment_of(raw: &str) -> Result<String, Status> {
-    if raw.is_empty() {
-        return Ok(crate::MAIN_ENV.to_string());
-    }
-    crate::names::check_environment_name(raw).map_err(|e| invalid(&e))?;
-    Ok(raw.to_string())
-}
-
-pub fn invalid(e: &InvalidInput) -> Status {
-    Status::invalid_argument(e.to_string())
-}
-
-/// The one mapping of store errors to statuses.
-pub fn store_status(e: &StoreError) -> Status {
-    if matches!(
-        e,
-        StoreError::Database(_)
-            | StoreError::Sqlite(_)
-            | StoreError::Migrate(_)
-            | StoreError::Corrupt(_)
-    ) {
-        crate::metrics::METRICS.store_errors.inc();
-    }
-    match e {
-        StoreError::EnvironmentNotFound(_)
-        | StoreError::SecretNotFound { .. }
-        | StoreError::KeyNotFound(_)
-        | StoreError::RunnerTokenNotFound(_) => Status::not_found(e.to_string()),
-        StoreError::EnvironmentExists(_) => Status::already_exists(e.to_string()),
-        StoreError::EnvironmentNotEmpty { .. }
-        | StoreError::MainEnvironment
-        | StoreError::LastAdminKey(_) => Status::failed_precondition(e.to_string()),
-        StoreError::TooManySecrets { .. } | StoreError::EnvironmentTooLarge { .. } => {
-            Status::resource_exhausted(e.to_string())
-        }
-        // Already logged and counted where the row was read. A credential row grants nothing;
-        // an environment's rows are not served.
-        StoreError::Tampered { table, id } if *table == crate::integrity::TABLE_ENVIRONMENTS => {
-            Status::data_loss(format!(
-                "environment {id:?} failed its integrity check: its secrets were changed outside runseald (deleted, flipped or put back); nothing is served from it (run `runseald verify`)"
-            ))
-        }
-        StoreError::Tampered { .. } => Status::unauthenticated(
-            "credential refused: its stored record failed the integrity check (changed outside runseald); see the server log",
-        ),
-        e if e.is_unavailable() => {
-            tracing::error!(error = %e, "store unavailable");
-            Status::unavailable("the secret store is unavailable; retry shortly")
-        }
-        StoreError::AlreadyInitialized
-        | StoreError::Corrupt(_)
-        | StoreError::Database(_)
-        | StoreError::Sqlite(_)
-        | StoreError::Migrate(_) => {
-            tracing::error!(error = %e, "store error");
-            Status::internal("internal store error; see the server log")
-        }
-    }
-}
-
-pub fn seal_status(e: &SealError) -> Status {
-    match e {
-        SealError::Tampered { .. } | SealError::UnknownDataKey(_) => {
-            tracing::error!(error = %e, "sealed value refused");
-            Status::data_loss(e.to_string())
-        }
-        _ => {
-            tracing::error!(error = %e, "sealing failed");
-            Status::internal("sealing failed; see the server log")
-        }
-    }
+/// The proto name of an RPC from its method's name: `list_alias_runners` → `ListAliasRunners`.
+pub(crate) fn rpc_name(method: &str) -> String {
+    method
+        .split('_')
+        .flat_map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map(|f| f.to_ascii_uppercase())
+                .into_iter()
+                .chain(c)
+        })
+        .collect()
 }
 
 pub fn timestamp(t: OffsetDateTime) -> prost_types::Timestamp {
@@ -429,9 +289,6 @@ pub fn max_request_bytes(limits: &Limits) -> usize {
 /// The longest secret name `names::is_valid_secret_name` accepts (a unit test holds them equal).
 const MAX_SECRET_NAME_LEN: usize = 256;
 
-/// The most names a request lists (`GetBuildSecrets.names`, allow-lists).
-pub const MAX_NAME_LIST: usize = 1000;
-
 /// Health and reflection answer without a key; their requests are a service or symbol name.
 const OPEN_SERVICE_MAX_REQUEST_BYTES: usize = 16 * 1024;
 
@@ -455,59 +312,50 @@ const FAL_PREFIX: &str = "/controller.IsolateController/";
 
 /// Every service of runseald (runseal.v1 and the fal `controller` subset, each bounded by
 /// [`max_request_bytes`]), plus health and reflection (bounded to small requests), and the
-/// state the auth layer checks credentials against.
+/// service the auth layer checks credentials with.
 #[derive(Clone)]
 pub struct App {
     routes: Routes,
-    state: Arc<State>,
+    service: Arc<Service>,
 }
 
-pub async fn routes(state: Arc<State>) -> App {
-    let cap = max_request_bytes(&state.limits);
+pub async fn routes(service: Arc<Service>) -> App {
+    let cap = max_request_bytes(&service.limits);
     let (health, health_service) = tonic_health::server::health_reporter();
     health
-        .set_serving::<v1::secrets_server::SecretsServer<secrets::SecretsService>>()
+        .set_serving::<v1::secrets_server::SecretsServer<runseal::RunsealApi>>()
         .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .expect("the embedded descriptor sets are valid");
+    let api = runseal::RunsealApi::new(service.clone());
     let mut builder = Routes::builder();
     builder
         .add_service(health_service.max_decoding_message_size(OPEN_SERVICE_MAX_REQUEST_BYTES))
         .add_service(reflection.max_decoding_message_size(OPEN_SERVICE_MAX_REQUEST_BYTES))
         .add_service(
-            v1::secrets_server::SecretsServer::new(secrets::SecretsService::new(state.clone()))
+            v1::secrets_server::SecretsServer::new(api.clone()).max_decoding_message_size(cap),
+        )
+        .add_service(
+            v1::environments_server::EnvironmentsServer::new(api.clone())
                 .max_decoding_message_size(cap),
         )
+        .add_service(v1::keys_server::KeysServer::new(api.clone()).max_decoding_message_size(cap))
         .add_service(
-            v1::environments_server::EnvironmentsServer::new(
-                environments::EnvironmentsService::new(state.clone()),
-            )
-            .max_decoding_message_size(cap),
+            v1::runners_server::RunnersServer::new(api.clone()).max_decoding_message_size(cap),
         )
+        .add_service(v1::audit_server::AuditServer::new(api).max_decoding_message_size(cap))
         .add_service(
-            v1::keys_server::KeysServer::new(keys::KeysService::new(state.clone()))
-                .max_decoding_message_size(cap),
-        )
-        .add_service(
-            v1::runners_server::RunnersServer::new(runners::RunnersService::new(state.clone()))
-                .max_decoding_message_size(cap),
-        )
-        .add_service(
-            v1::audit_server::AuditServer::new(audit::AuditService::new(state.clone()))
-                .max_decoding_message_size(cap),
-        )
-        .add_service(
-            controller::isolate_controller_server::IsolateControllerServer::new(
-                fal::FalService::new(state.clone()),
-            )
+            controller::isolate_controller_server::IsolateControllerServer::new(fal::FalApi::new(
+                service.clone(),
+            ))
             .max_decoding_message_size(cap),
         );
     App {
         routes: builder.routes(),
-        state,
+        service,
     }
 }
 
@@ -529,7 +377,7 @@ impl AuthService {
 
 /// What the auth layer decides from a request's path and headers.
 async fn authorize(
-    state: &State,
+    service: &Service,
     path: &str,
     headers: &http::HeaderMap,
 ) -> Result<Option<Verified>, Status> {
@@ -538,23 +386,10 @@ async fn authorize(
     }
     let cred = credential_from_headers(headers)?;
     if cred.is_runner_token() && RUNNER_TOKEN_PATHS.contains(&path) {
-        let row = state
-            .store
-            .runner_token(cred.key_id())
-            .await
-            .map_err(|e| store_status(&e))?
-            .filter(|row| cred.matches_hash(&row.secret_hash));
-        return match row {
-            Some(row) => Ok(Some(Verified::RunnerToken(Box::new(row)))),
-            None => {
-                crate::metrics::METRICS.tokens_refused.inc();
-                Err(Status::unauthenticated(
-                    "invalid runner token: unknown id or wrong secret",
-                ))
-            }
-        };
+        let row = service.verify_runner_token(&cred).await?;
+        return Ok(Some(Verified::RunnerToken(Box::new(row))));
     }
-    let principal = state.authenticate_credential(&cred).await?;
+    let principal = service.authenticate(&cred).await?;
     Ok(Some(Verified::Key(principal)))
 }
 
@@ -575,11 +410,11 @@ where
         // The clone is not ready; the one polled ready serves this call (tower's rule).
         let clone = self.app.routes.clone();
         let mut routes = std::mem::replace(&mut self.app.routes, clone);
-        let state = self.app.state.clone();
+        let service = self.app.service.clone();
         let conn = self.conn.clone();
         Box::pin(async move {
             let path = req.uri().path();
-            match authorize(&state, path, req.headers()).await {
+            match authorize(&service, path, req.headers()).await {
                 Ok(Some(verified)) => {
                     if let Some(conn) = &conn {
                         conn.mark_authenticated();
@@ -674,33 +509,36 @@ pub async fn serve_with(
 mod tests {
     use super::*;
 
-    fn with(pairs: &[(&'static str, &str)]) -> Request<()> {
-        let mut r = Request::new(());
-        for (k, v) in pairs {
-            r.metadata_mut().insert(*k, v.parse().unwrap());
-        }
-        r
-    }
-
-    #[test]
-    fn the_fal_pair_is_a_credential_and_may_repeat_authorization() {
-        let c = credential_of(&with(&[("auth-key-id", "rk_a"), ("auth-key", "s3cr3t")])).unwrap();
-        assert_eq!((c.key_id(), c.expose_secret()), ("rk_a", "s3cr3t"));
-        let c = credential_of(&with(&[
-            ("authorization", "Bearer rk_a:s3cr3t"),
-            ("auth-key-id", "rk_a"),
-            ("auth-key", "s3cr3t"),
-        ]))
-        .unwrap();
-        assert_eq!((c.key_id(), c.expose_secret()), ("rk_a", "s3cr3t"));
-    }
-
+    /// A request with these metadata entries, in order (a name may repeat).
     fn appended(pairs: &[(&'static str, &str)]) -> Request<()> {
         let mut r = Request::new(());
         for (k, v) in pairs {
             r.metadata_mut().append(*k, v.parse().unwrap());
         }
         r
+    }
+
+    #[test]
+    fn rpc_names_are_the_proto_names() {
+        assert_eq!(rpc_name("list_alias_runners"), "ListAliasRunners");
+        assert_eq!(rpc_name("run"), "Run");
+    }
+
+    #[test]
+    fn the_fal_pair_is_a_credential_and_may_repeat_authorization() {
+        let c = credential_of(&appended(&[
+            ("auth-key-id", "rk_a"),
+            ("auth-key", "s3cr3t"),
+        ]))
+        .unwrap();
+        assert_eq!((c.key_id(), c.expose_secret()), ("rk_a", "s3cr3t"));
+        let c = credential_of(&appended(&[
+            ("authorization", "Bearer rk_a:s3cr3t"),
+            ("auth-key-id", "rk_a"),
+            ("auth-key", "s3cr3t"),
+        ]))
+        .unwrap();
+        assert_eq!((c.key_id(), c.expose_secret()), ("rk_a", "s3cr3t"));
     }
 
     #[test]
@@ -833,11 +671,11 @@ mod tests {
             &[("auth-key-id", ""), ("auth-key", "s3cr3t")],
             &[("auth-key-id", "rk_a"), ("auth-key", "")],
         ] {
-            let s = credential_of(&with(pairs)).unwrap_err();
+            let s = credential_of(&appended(pairs)).unwrap_err();
             assert_eq!(s.code(), tonic::Code::Unauthenticated);
             assert!(!s.message().contains("s3"), "{}", s.message());
         }
-        let s = credential_of(&with(&[])).unwrap_err();
+        let s = credential_of(&appended(&[])).unwrap_err();
         assert!(s.message().contains("auth-key-id"), "{}", s.message());
     }
 }
