@@ -339,6 +339,7 @@ pub fn store_status(e: &StoreError) -> Status {
         StoreError::Database(_)
             | StoreError::Sqlite(_)
             | StoreError::Migrate(_)
+            | StoreError::Unavailable(_)
             | StoreError::Corrupt(_)
     ) {
         crate::metrics::METRICS.store_errors.inc();
@@ -373,7 +374,8 @@ pub fn store_status(e: &StoreError) -> Status {
         | StoreError::Corrupt(_)
         | StoreError::Database(_)
         | StoreError::Sqlite(_)
-        | StoreError::Migrate(_) => {
+        | StoreError::Migrate(_)
+        | StoreError::Unavailable(_) => {
             tracing::error!(error = %e, "store error");
             Status::internal("internal store error; see the server log")
         }

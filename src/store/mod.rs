@@ -1,25 +1,29 @@
 //! Persistence of sealed secrets, environments, keys and the audit log.
 //!
-//! [`Store`] is the one interface the server uses; each backend is a file of its own
-//! (`sqlite.rs` now, PostgreSQL later). A store only ever sees sealed values: plaintext never
-//! reaches it, so it never reaches the database file, its WAL or its logs. Every change and its
-//! audit entry commit in one transaction.
+//! [`Store`] is the one interface the server uses. Its rules and statements are written once
+//! ([`rules`], over the [`sql::Tx`] of each backend); each backend (`sqlite.rs`, `postgres.rs`)
+//! only opens transactions, and the few real differences of their SQL sit in [`sql::Dialect`].
+//! A store only ever sees sealed values: plaintext never reaches it, so it never reaches the
+//! database file, its WAL or its logs. Every change and its audit entry commit in one
+//! transaction.
 //!
 //! Rows that grant something (keys, runner tokens, runner starts, each environment's revision)
-//! carry a MAC under the integrity key ([`crate::integrity`]), computed by the backend in the
-//! transaction that writes them and checked when they are read to grant anything: a row that
-//! fails is [`StoreError::Tampered`]. Code that changes such a row uses the backend's helper
-//! (`write_token_tx`, `seal_environment_tx`, …) so its MAC is rewritten with it.
+//! carry a MAC under the integrity key ([`crate::integrity`]), computed in the transaction that
+//! writes them and checked when they are read to grant anything: a row that fails is
+//! [`StoreError::Tampered`].
 
 pub mod migrate;
 pub mod postgres;
+pub mod rules;
+pub mod sql;
 pub mod sqlite;
-mod sqlite_hot;
 
 use std::collections::HashMap;
+use std::fmt;
 use std::sync::{Arc, Mutex, RwLock};
 
 use async_trait::async_trait;
+use secrecy::{ExposeSecret, SecretString};
 use time::OffsetDateTime;
 
 use crate::integrity::{EnvSecret, IntegrityKey};
@@ -74,7 +78,16 @@ pub enum StoreError {
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("database migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Migrate(String),
+    /// The store is closed or a part of it stopped: retryable elsewhere or after a restart.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        StoreError::Migrate(e.to_string())
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -102,6 +115,7 @@ impl StoreError {
                 }),
                 _ => false,
             },
+            StoreError::Unavailable(_) => true,
             StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, _)) => matches!(
                 f.code,
                 rusqlite::ErrorCode::DatabaseBusy
@@ -701,8 +715,78 @@ pub fn redact_url(url: &str) -> String {
     parsed.to_string()
 }
 
+/// A database URL. The password inside never prints: `Debug` and `Display` show the
+/// [`redact_url`] form. Config and arguments hold it from the moment they are read.
+#[derive(Clone)]
+pub struct DatabaseUrl(SecretString);
+
+impl DatabaseUrl {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(SecretString::from(url.into()))
+    }
+
+    /// The URL with its password, for the connection only.
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+
+    /// The connect options of a PostgreSQL URL (kept inside the pool, never printed).
+    pub(crate) fn pg_options(&self) -> Result<sqlx::postgres::PgConnectOptions> {
+        Ok(self.expose().parse()?)
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&redact_url(self.expose()))
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({self})")
+    }
+}
+
+impl From<String> for DatabaseUrl {
+    fn from(url: String) -> Self {
+        Self::new(url)
+    }
+}
+
+impl std::str::FromStr for DatabaseUrl {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self::new(s))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for DatabaseUrl {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Self::new)
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn database_urls_never_print_their_password() {
+        for url in [
+            "postgres://app:s3cret@db:5432/runseal",
+            "postgres://app@db/runseal?password=s3cret&sslmode=require",
+            "not a url s3cret",
+        ] {
+            let u = super::DatabaseUrl::new(url);
+            let (debug, display) = (format!("{u:?}"), format!("{u}"));
+            assert!(
+                !debug.contains("s3cret") && !display.contains("s3cret"),
+                "{debug} {display}"
+            );
+            assert_eq!(display, super::redact_url(url));
+            assert_eq!(u.expose(), url);
+        }
+    }
+
     #[test]
     fn urls_lose_their_password() {
         assert_eq!(
