@@ -21,6 +21,7 @@ pub mod integrity;
 pub mod metrics;
 pub mod names;
 pub mod proto;
+pub mod records;
 pub mod seal;
 pub mod secret;
 pub mod server;
