@@ -20,23 +20,25 @@ use crate::MAIN_ENV;
 #[async_trait]
 pub trait Backend: Send + Sync + 'static {
     async fn begin(&self, mode: Mode) -> Result<Box<dyn Tx>>;
-    /// Takes one use of `token_id` (if given), records the start and its audit row, and
-    /// returns once durable; `false`: no use was left, nothing was written.
-    async fn start(
-        &self,
-        key: Arc<IntegrityKey>,
-        token_id: Option<&str>,
-        record: &RunnerRecord,
-        audit: &AuditRecord,
-    ) -> Result<bool> {
+    /// Records `start` and returns once durable; `false`: no use of its token was left,
+    /// nothing was written.
+    async fn start(&self, start: Start) -> Result<bool> {
         let mut tx = self.begin(Mode::Write).await?;
-        if !start_tx(&mut *tx, &key, token_id, record, audit).await? {
+        if !start_tx(&mut *tx, &start).await? {
             return Ok(false);
         }
         tx.commit().await?;
         Ok(true)
     }
     async fn close(&self);
+}
+
+/// One runner start to record: with a token, only if a use of it can be taken.
+pub struct Start {
+    pub key: Arc<IntegrityKey>,
+    pub token_id: Option<String>,
+    pub record: RunnerRecord,
+    pub audit: AuditRecord,
 }
 
 /// A store over one backend: [`super::SqliteStore`] or [`super::PostgresStore`].
@@ -70,8 +72,11 @@ fn names(s: Option<String>) -> Option<Vec<String>> {
     })
 }
 
+/// A row and the MAC stored with it.
+type WithMac<T> = (T, Vec<u8>);
+
 /// A [`TOKEN_COLS`] row and its MAC.
-fn token_row(r: &Row) -> Result<(RunnerTokenRow, Vec<u8>)> {
+fn token_row(r: &Row) -> Result<WithMac<RunnerTokenRow>> {
     let t = RunnerTokenRow {
         id: r.text(0)?,
         secret_hash: r.blob(1)?,
@@ -290,13 +295,13 @@ async fn take_use(
 /// One runner start, the same statements on both backends (SQLite runs many in one group
 /// commit): with a token, takes one use of it first; records the start with its MAC and
 /// appends its audit row. `false`: no use was left, nothing written.
-pub(super) async fn start_tx(
-    tx: &mut dyn Tx,
-    key: &IntegrityKey,
-    token_id: Option<&str>,
-    r: &RunnerRecord,
-    audit: &AuditRecord,
-) -> Result<bool> {
+pub(super) async fn start_tx(tx: &mut dyn Tx, start: &Start) -> Result<bool> {
+    let Start {
+        key,
+        token_id,
+        record: r,
+        audit,
+    } = start;
     if let Some(id) = token_id {
         if !take_use(tx, key, id, r.started_at).await? {
             return Ok(false);
@@ -510,6 +515,20 @@ async fn done<T>(tx: Box<dyn Tx>, value: T) -> Result<T> {
 }
 
 impl<B: Backend> Db<B> {
+    fn start(
+        &self,
+        token_id: Option<&str>,
+        record: &RunnerRecord,
+        audit: &AuditRecord,
+    ) -> Result<Start> {
+        Ok(Start {
+            key: self.integrity.get()?,
+            token_id: token_id.map(str::to_string),
+            record: record.clone(),
+            audit: audit.clone(),
+        })
+    }
+
     async fn write(&self) -> Result<Box<dyn Tx>> {
         self.backend.begin(Mode::Write).await
     }
@@ -519,6 +538,23 @@ impl<B: Backend> Db<B> {
         let mut tx = self.backend.begin(Mode::Once).await?;
         let rows = tx.rows(sql, args).await?;
         done(tx, rows).await
+    }
+
+    /// One row read by id, granted only if its MAC passes `check`.
+    async fn checked_by_id<T>(
+        &self,
+        sql: &str,
+        id: &str,
+        decode: fn(&Row) -> Result<WithMac<T>>,
+        check: fn(&IntegrityKey, T, &[u8]) -> Result<T>,
+    ) -> Result<Option<T>> {
+        match self.read_rows(sql, &[id.into()]).await?.first() {
+            Some(r) => {
+                let (row, mac) = decode(r)?;
+                check(&*self.integrity.get()?, row, &mac).map(Some)
+            }
+            None => Ok(None),
+        }
     }
 
     /// One snapshot: the environment's version and its sealed rows, checked against its MAC.
@@ -863,13 +899,7 @@ impl<B: Backend> Store for Db<B> {
 
     async fn key(&self, id: &str) -> Result<Option<KeyRow>> {
         let sql = format!("SELECT {KEY_COLS} FROM api_keys WHERE id = $1");
-        match self.read_rows(&sql, &[id.into()]).await?.first() {
-            Some(r) => {
-                let (row, mac) = key_row(r)?;
-                checked_key(&*self.integrity.get()?, row, &mac).map(Some)
-            }
-            None => Ok(None),
-        }
+        self.checked_by_id(&sql, id, key_row, checked_key).await
     }
 
     async fn list_keys(&self) -> Result<Vec<KeyRow>> {
@@ -977,13 +1007,7 @@ impl<B: Backend> Store for Db<B> {
 
     async fn runner_token(&self, id: &str) -> Result<Option<RunnerTokenRow>> {
         let sql = format!("SELECT {TOKEN_COLS} FROM runner_tokens WHERE id = $1");
-        match self.read_rows(&sql, &[id.into()]).await?.first() {
-            Some(r) => {
-                let (row, mac) = token_row(r)?;
-                checked_token(&*self.integrity.get()?, row, &mac).map(Some)
-            }
-            None => Ok(None),
-        }
+        self.checked_by_id(&sql, id, token_row, checked_token).await
     }
 
     async fn revoke_runner_token(&self, id: &str, audit: AuditRecord) -> Result<()> {
@@ -1032,7 +1056,7 @@ impl<B: Backend> Store for Db<B> {
         audit: &AuditRecord,
     ) -> Result<bool> {
         self.backend
-            .start(self.integrity.get()?, Some(id), record, audit)
+            .start(self.start(Some(id), record, audit)?)
             .await
     }
 
@@ -1068,7 +1092,7 @@ impl<B: Backend> Store for Db<B> {
 
     async fn record_runner(&self, record: &RunnerRecord, audit: &AuditRecord) -> Result<()> {
         self.backend
-            .start(self.integrity.get()?, None, record, audit)
+            .start(self.start(None, record, audit)?)
             .await
             .map(drop)
     }

@@ -27,10 +27,9 @@ use rusqlite::{Connection, OpenFlags};
 use sha2::{Digest, Sha384};
 use tokio::sync::{mpsc, oneshot, Mutex, OwnedMutexGuard};
 
-use super::rules::{start_tx, Backend, Db};
+use super::rules::{start_tx, Backend, Db, Start};
 use super::sql::{Arg, Dialect, Mode, Row, Tx, Value};
-use super::{AuditRecord, IntegrityCell, Result, RunnerRecord, SnapshotCache, StoreError};
-use crate::integrity::IntegrityKey;
+use super::{IntegrityCell, Result, SnapshotCache, StoreError};
 
 /// The embedded store (see the module documentation).
 pub type SqliteStore = Db<Sqlite>;
@@ -87,12 +86,9 @@ pub struct Sqlite {
     starts: mpsc::Sender<Message>,
 }
 
-/// One runner start to commit: with a token, only if a use of it can be taken.
+/// One runner start to commit, and its caller.
 struct StartJob {
-    key: Arc<IntegrityKey>,
-    token_id: Option<String>,
-    record: RunnerRecord,
-    audit: AuditRecord,
+    start: Start,
     done: oneshot::Sender<Result<bool>>,
 }
 
@@ -388,21 +384,9 @@ impl Backend for Sqlite {
         Ok(Box::new(tx))
     }
 
-    async fn start(
-        &self,
-        key: Arc<IntegrityKey>,
-        token_id: Option<&str>,
-        record: &RunnerRecord,
-        audit: &AuditRecord,
-    ) -> Result<bool> {
+    async fn start(&self, start: Start) -> Result<bool> {
         let (done, answer) = oneshot::channel();
-        let job = StartJob {
-            key,
-            token_id: token_id.map(str::to_string),
-            record: record.clone(),
-            audit: audit.clone(),
-            done,
-        };
+        let job = StartJob { start, done };
         // The committer is gone only once closed, or if it panicked: answer UNAVAILABLE so
         // agents try another replica (a restart brings it back).
         let gone = || {
@@ -497,7 +481,7 @@ async fn write_starts(writer: &Conn, jobs: &[StartJob]) -> Result<Vec<bool>> {
     let mut tx = begin_write(writer).await?;
     let mut taken = Vec::with_capacity(jobs.len());
     for j in jobs {
-        taken.push(start_tx(&mut *tx, &j.key, j.token_id.as_deref(), &j.record, &j.audit).await?);
+        taken.push(start_tx(&mut *tx, &j.start).await?);
     }
     tx.commit().await?;
     Ok(taken)
