@@ -21,7 +21,7 @@ pub struct RawConfig {
     pub data_dir: Option<PathBuf>,
     pub master_key_file: Option<PathBuf>,
     /// PostgreSQL URL; unset means the embedded SQLite file in the data dir.
-    pub database_url: Option<String>,
+    pub database_url: Option<crate::store::DatabaseUrl>,
     pub listen: Option<String>,
     pub unix: Option<PathBuf>,
     pub tls_cert: Option<PathBuf>,
@@ -132,7 +132,7 @@ impl RawConfig {
 pub struct Config {
     pub data_dir: PathBuf,
     pub master_key_file: Option<PathBuf>,
-    pub database_url: Option<String>,
+    pub database_url: Option<crate::store::DatabaseUrl>,
     /// `None` when runseald serves only on a Unix socket.
     pub listen: Option<SocketAddr>,
     pub unix: Option<PathBuf>,

@@ -46,7 +46,7 @@ pub struct MigrateArgs {
     pub from: String,
     /// postgres://… URL of the (empty) target database.
     #[arg(long)]
-    pub to: String,
+    pub to: crate::store::DatabaseUrl,
 }
 
 #[derive(Debug, Args)]
@@ -59,7 +59,7 @@ pub struct DirArgs {
     pub master_key_file: Option<PathBuf>,
     /// PostgreSQL URL instead of the embedded SQLite file.
     #[arg(long, env = "RUNSEALD_DATABASE_URL", hide_env_values = true)]
-    pub database_url: Option<String>,
+    pub database_url: Option<crate::store::DatabaseUrl>,
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
 }
@@ -84,7 +84,7 @@ pub struct ServeArgs {
     pub master_key_file: Option<PathBuf>,
     /// Keep secrets in PostgreSQL (postgres://…) instead of the embedded SQLite file.
     #[arg(long, env = "RUNSEALD_DATABASE_URL", hide_env_values = true)]
-    pub database_url: Option<String>,
+    pub database_url: Option<crate::store::DatabaseUrl>,
     /// TCP address to serve on [default: 127.0.0.1:7443; none when only --unix is given].
     #[arg(long)]
     pub listen: Option<String>,
@@ -180,21 +180,18 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
                 .from
                 .strip_prefix("sqlite:")
                 .context("--from: expected sqlite:PATH")?;
-            if !(args.to.starts_with("postgres://") || args.to.starts_with("postgresql://")) {
+            if !(args.to.expose().starts_with("postgres://")
+                || args.to.expose().starts_with("postgresql://"))
+            {
                 bail!("--to: expected a postgres:// URL");
             }
             let report = crate::store::migrate::sqlite_to_postgres(from.as_ref(), &args.to)
                 .await
-                .with_context(|| {
-                    format!(
-                        "migration to {} failed; nothing was written",
-                        crate::store::redact_url(&args.to)
-                    )
-                })?;
+                .with_context(|| format!("migration to {} failed; nothing was written", args.to))?;
             let total: u64 = report.iter().map(|(_, n)| n).sum();
             println!(
                 "migrated {total} rows to {}; start runseald with --database-url and the same master key",
-                crate::store::redact_url(&args.to)
+                args.to
             );
             Ok(())
         }

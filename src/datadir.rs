@@ -19,8 +19,8 @@ use crate::auth::{generate_key, Credential, Scope};
 use crate::integrity::{IntegrityKey, INTEGRITY_KEY_ID};
 use crate::seal::{new_data_key_id, DataKey, MasterKey, SealError, Sealer};
 use crate::store::{
-    AuditRecord, DataKeyRow, InitialState, KeyRow, PostgresStore, SqliteStore, Store, StoreError,
-    META_ACTIVE_DATA_KEY, META_MASTER_KEY_CHECK,
+    AuditRecord, DataKeyRow, DatabaseUrl, InitialState, KeyRow, PostgresStore, SqliteStore, Store,
+    StoreError, META_ACTIVE_DATA_KEY, META_MASTER_KEY_CHECK,
 };
 
 pub const MASTER_KEY_FILE: &str = "master.key";
@@ -73,7 +73,7 @@ pub struct DataDir {
     root: PathBuf,
     master_key: PathBuf,
     /// `None`: the embedded SQLite file `<root>/runseal.db`.
-    database_url: Option<String>,
+    database_url: Option<DatabaseUrl>,
 }
 
 /// What opening a data directory yields.
@@ -116,15 +116,15 @@ impl DataDir {
 
     /// Keeps secrets in PostgreSQL at `url` instead of the SQLite file (the data dir still holds
     /// the master key and the first admin key).
-    pub fn with_database_url(mut self, url: Option<String>) -> Self {
-        self.database_url = url;
+    pub fn with_database_url(mut self, url: Option<impl Into<DatabaseUrl>>) -> Self {
+        self.database_url = url.map(Into::into);
         self
     }
 
     /// Where the secrets live, for messages (never includes a password).
     pub fn database_description(&self) -> String {
         match &self.database_url {
-            Some(url) => crate::store::redact_url(url),
+            Some(url) => url.to_string(),
             None => self.database_path().display().to_string(),
         }
     }

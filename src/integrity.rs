@@ -21,7 +21,12 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use crate::seal::KEY_LEN;
-use crate::store::{KeyRow, RunnerRecord, RunnerTokenRow};
+use std::sync::{Arc, RwLock};
+
+use crate::records::{
+    EnvironmentVersion, IntegrityRows, KeyRow, RunnerRecord, RunnerTokenRow, SealedSecret,
+};
+use crate::store::{Result, StoreError};
 
 /// The `data_keys` id of the wrapped integrity key (data keys are `dk_…`).
 pub const INTEGRITY_KEY_ID: &str = "ik_integrity_v1";
@@ -122,7 +127,7 @@ impl IntegrityKey {
         let mut e = Encoder::new(self, TABLE_API_KEYS, &k.id);
         e.bytes(&k.secret_hash)
             .str(&k.scopes)
-            .opt_i64(k.revoked_at.map(crate::store::to_millis));
+            .opt_i64(k.revoked_at.map(crate::records::to_millis));
         e
     }
 
@@ -151,8 +156,8 @@ impl IntegrityKey {
         }
         e.str(&t.purpose)
             .i64(t.uses_left as i64)
-            .i64(crate::store::to_millis(t.expires_at))
-            .opt_i64(t.revoked_at.map(crate::store::to_millis))
+            .i64(crate::records::to_millis(t.expires_at))
+            .opt_i64(t.revoked_at.map(crate::records::to_millis))
             .str(&t.created_by);
         e
     }
@@ -174,7 +179,7 @@ impl IntegrityKey {
         e.str(&r.runner_id)
             .str(&r.environment)
             .i64(r.revision as i64)
-            .i64(crate::store::to_millis(r.started_at));
+            .i64(crate::records::to_millis(r.started_at));
         match &r.retry_hash {
             None => e.bytes(&[0]),
             Some(h) => e.bytes(&[1]).bytes(h),
@@ -255,6 +260,167 @@ pub fn report_failure(table: &'static str, id: &str) {
         id,
         "row failed its integrity check: it was changed outside runseald; it grants nothing (run `runseald verify`)"
     );
+}
+
+// Checking rows as the store reads them.
+
+impl IntegrityRows {
+    /// True when any row carries a MAC (an upgraded database).
+    pub fn any_mac(&self) -> bool {
+        self.keys.iter().any(|(_, m)| !m.is_empty())
+            || self.tokens.iter().any(|(_, m)| !m.is_empty())
+            || self.runners.iter().any(|(_, _, m)| !m.is_empty())
+            || self.environments.iter().any(|(_, _, _, m)| !m.is_empty())
+    }
+
+    fn env_secrets<'a>(&'a self, env: &str) -> Vec<EnvSecret<'a>> {
+        self.secrets
+            .iter()
+            .filter(|(e, _)| e == env)
+            .map(|(_, s)| env_secret(s))
+            .collect()
+    }
+
+    /// The rows whose MAC does not match, named `TABLE ID` (never a value or a secret).
+    pub fn failures(&self, key: &IntegrityKey) -> Vec<String> {
+        let mut bad = Vec::new();
+        for (k, mac) in &self.keys {
+            if !key.verify_key(k, mac) {
+                bad.push(format!("{} {}", crate::integrity::TABLE_API_KEYS, k.id));
+            }
+        }
+        for (t, mac) in &self.tokens {
+            if !key.verify_token(t, mac) {
+                bad.push(format!(
+                    "{} {}",
+                    crate::integrity::TABLE_RUNNER_TOKENS,
+                    t.id
+                ));
+            }
+        }
+        for (n, r, mac) in &self.runners {
+            if !key.verify_runner(r, mac) {
+                bad.push(format!(
+                    "{} {n} (runner {}, credential {})",
+                    crate::integrity::TABLE_RUNNERS,
+                    r.runner_id,
+                    r.credential_id
+                ));
+            }
+        }
+        for (name, revision, created_at, mac) in &self.environments {
+            if !key.verify_environment(name, *revision, *created_at, &self.env_secrets(name), mac) {
+                bad.push(format!(
+                    "{} {name} (its secrets, exposure or revision)",
+                    crate::integrity::TABLE_ENVIRONMENTS
+                ));
+            }
+        }
+        // A secret of an environment that does not exist.
+        for (env, s) in &self.secrets {
+            if !self.environments.iter().any(|(n, ..)| n == env) {
+                bad.push(format!("secrets {env}/{} (no such environment)", s.name));
+            }
+        }
+        bad
+    }
+
+    /// The MAC every environment should carry.
+    pub fn environment_macs(&self, key: &IntegrityKey) -> Vec<(String, Vec<u8>)> {
+        self.environments
+            .iter()
+            .map(|(name, revision, created_at, _)| {
+                (
+                    name.clone(),
+                    key.environment_mac(name, *revision, *created_at, &self.env_secrets(name)),
+                )
+            })
+            .collect()
+    }
+}
+
+/// A sealed secret as the environment MAC sees it.
+pub fn env_secret(s: &SealedSecret) -> EnvSecret<'_> {
+    EnvSecret {
+        name: &s.name,
+        nonce: &s.sealed.nonce,
+        ciphertext: &s.sealed.ciphertext,
+        exposed: s.exposed,
+    }
+}
+
+/// Checks rows read for a snapshot against their environment's MAC: DATA_LOSS naming the
+/// environment when they do not match (logged and counted).
+pub fn check_environment(
+    key: &IntegrityKey,
+    environment: &str,
+    version: EnvironmentVersion,
+    secrets: &[SealedSecret],
+    mac: &[u8],
+) -> Result<()> {
+    let rows: Vec<EnvSecret<'_>> = secrets.iter().map(env_secret).collect();
+    if key.verify_environment(
+        environment,
+        version.revision,
+        version.created_at,
+        &rows,
+        mac,
+    ) {
+        Ok(())
+    } else {
+        Err(tampered(crate::integrity::TABLE_ENVIRONMENTS, environment))
+    }
+}
+
+/// Logs and counts a row that failed its check; the error the caller returns.
+pub fn tampered(table: &'static str, id: &str) -> StoreError {
+    crate::integrity::report_failure(table, id);
+    StoreError::Tampered {
+        table,
+        id: id.to_string(),
+    }
+}
+
+/// A key row, if its MAC matches (else logged, counted, [`StoreError::Tampered`]).
+pub fn checked_key(key: &IntegrityKey, row: KeyRow, mac: &[u8]) -> Result<KeyRow> {
+    if key.verify_key(&row, mac) {
+        Ok(row)
+    } else {
+        Err(tampered(crate::integrity::TABLE_API_KEYS, &row.id))
+    }
+}
+
+/// A runner token row, if its MAC matches (else logged, counted, [`StoreError::Tampered`]).
+pub fn checked_token(
+    key: &IntegrityKey,
+    row: RunnerTokenRow,
+    mac: &[u8],
+) -> Result<RunnerTokenRow> {
+    if key.verify_token(&row, mac) {
+        Ok(row)
+    } else {
+        Err(tampered(crate::integrity::TABLE_RUNNER_TOKENS, &row.id))
+    }
+}
+
+/// The unwrapped integrity key a store computes and checks MACs with, set once the master key
+/// has opened it ([`Store::set_integrity_key`]).
+#[derive(Default)]
+pub struct IntegrityCell(RwLock<Option<Arc<IntegrityKey>>>);
+
+impl IntegrityCell {
+    pub fn set(&self, key: Arc<IntegrityKey>) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Some(key);
+    }
+
+    /// The key; an error before it is set (nothing is granted without it).
+    pub fn get(&self) -> Result<Arc<IntegrityKey>> {
+        self.0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| StoreError::Corrupt("the integrity key is not loaded yet".into()))
+    }
 }
 
 #[cfg(test)]

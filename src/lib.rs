@@ -25,6 +25,7 @@ mod layering;
 pub mod metrics;
 pub mod names;
 pub mod proto;
+pub mod records;
 pub mod seal;
 pub mod secret;
 pub mod service;

@@ -1337,3 +1337,84 @@ conformance!(
 fn postgres_conformance_skipped_set_runseal_test_database_url_to_run_it() {
     eprintln!("PostgreSQL conformance tests skipped: set RUNSEAL_TEST_DATABASE_URL and rebuild");
 }
+
+/// The SQLite migrator adopts sqlx's `_sqlx_migrations` table: a data dir that v0.1 migrated
+/// with sqlx opens, its applied migrations are recognised by version and checksum, the rest are
+/// applied and recorded as sqlx records them, and a changed or half-applied migration is
+/// refused as sqlx refuses it.
+#[tokio::test]
+async fn sqlite_adopts_the_migration_history_sqlx_wrote() {
+    use runseal::store::{SqliteStore, Store};
+    use sha2::{Digest, Sha384};
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("runseal.db");
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v0_1");
+    std::fs::copy(fixture.join("sqlite/runseal.db"), &db).unwrap();
+    let store = SqliteStore::open(&db).await.unwrap();
+    assert!(store.is_initialized().await.unwrap());
+    assert!(!store.data_keys().await.unwrap().is_empty());
+    store.close().await;
+
+    let c = rusqlite::Connection::open(&db).unwrap();
+    let mut stmt = c
+        .prepare("SELECT version, description, success, checksum, execution_time FROM _sqlx_migrations ORDER BY version")
+        .unwrap();
+    let applied: Vec<(i64, String, bool, Vec<u8>, i64)> = stmt
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    drop(stmt);
+    let mut files: Vec<_> = std::fs::read_dir(fixture.join("../../../migrations/sqlite"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert_eq!(applied.len(), files.len());
+    for ((version, description, success, checksum, time), file) in applied.iter().zip(&files) {
+        let name = file.file_stem().unwrap().to_str().unwrap();
+        let (v, d) = name.split_once('_').unwrap();
+        assert_eq!(*version, v.parse::<i64>().unwrap());
+        assert_eq!(*description, d.replace('_', " "));
+        assert!(*success && *time >= 0, "migration {version}");
+        let sql = std::fs::read(file).unwrap();
+        assert_eq!(
+            *checksum,
+            Sha384::digest(&sql).to_vec(),
+            "migration {version}"
+        );
+    }
+
+    let refused = |what: &'static str| {
+        let db = db.clone();
+        async move {
+            match SqliteStore::open(&db).await {
+                Ok(_) => panic!("opened a database whose migration history {what}"),
+                Err(e) => e.to_string(),
+            }
+        }
+    };
+    c.execute(
+        "UPDATE _sqlx_migrations SET checksum = X'00' WHERE version = 2",
+        [],
+    )
+    .unwrap();
+    assert!(refused("was changed")
+        .await
+        .contains("migration 2 was previously applied but has been modified"));
+    c.execute(
+        "UPDATE _sqlx_migrations SET checksum = ?1 WHERE version = 2",
+        [&applied[1].3],
+    )
+    .unwrap();
+    c.execute(
+        "UPDATE _sqlx_migrations SET success = FALSE WHERE version = 5",
+        [],
+    )
+    .unwrap();
+    assert!(refused("is half applied")
+        .await
+        .contains("migration 5 is partially applied"));
+}

@@ -1,6 +1,6 @@
 //! Write access to the database is not read access to the secrets (hardening issue 12, item 2).
 //!
-//! Each test tampers with the database through the backend's own SQL client (sqlx on the SQLite
+//! Each test tampers with the database through the backend's own SQL client (rusqlite on the SQLite
 //! file, or on the PostgreSQL database) while runseald runs, as an attacker holding only the
 //! database login would, and checks that the attack gains nothing (UNAUTHENTICATED for
 //! credentials, DATA_LOSS naming the environment for secrets) and that `runseald verify` exits
@@ -43,10 +43,9 @@ impl Db<'_> {
     async fn exec(&self, sqlite: &str, pg: &str) {
         match &self.0.pg {
             None => {
-                let url = format!("sqlite://{}", self.sqlite_path().display());
-                let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
-                sqlx::raw_sql(sqlite).execute(&mut c).await.unwrap();
-                c.close().await.unwrap();
+                let c = rusqlite::Connection::open(self.sqlite_path()).unwrap();
+                c.execute_batch(sqlite).unwrap();
+                c.close().unwrap();
             }
             Some(db) => {
                 let mut c = sqlx::PgConnection::connect(&db.url).await.unwrap();
@@ -60,10 +59,9 @@ impl Db<'_> {
     async fn text(&self, sqlite: &str, pg: &str) -> String {
         match &self.0.pg {
             None => {
-                let url = format!("sqlite://{}", self.sqlite_path().display());
-                let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
-                let s: String = sqlx::query_scalar(sqlite).fetch_one(&mut c).await.unwrap();
-                c.close().await.unwrap();
+                let c = rusqlite::Connection::open(self.sqlite_path()).unwrap();
+                let s: String = c.query_row(sqlite, [], |r| r.get(0)).unwrap();
+                c.close().unwrap();
                 s
             }
             Some(db) => {
@@ -696,14 +694,10 @@ fn a_tampered_row_is_logged_by_id_and_counted() {
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let url = format!("sqlite://{}", data.join("runseal.db").display());
-        let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
-        sqlx::query("UPDATE api_keys SET scopes = 'admin' WHERE id = ?")
-            .bind(id)
-            .execute(&mut c)
-            .await
+        let c = rusqlite::Connection::open(data.join("runseal.db")).unwrap();
+        c.execute("UPDATE api_keys SET scopes = 'admin' WHERE id = ?1", [id])
             .unwrap();
-        c.close().await.unwrap();
+        c.close().unwrap();
     });
     let out = common::runseal(&d.addr, &reader, &["keys", "list"]);
     assert!(!out.status.success());
@@ -740,13 +734,10 @@ fn a_deleted_integrity_key_is_refused_not_recreated(pg: Option<&common::PgDb>) {
     rt.block_on(async {
         match pg {
             None => {
-                let url = format!("sqlite://{}", data.join("runseal.db").display());
-                let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
-                sqlx::raw_sql("DELETE FROM data_keys WHERE id LIKE 'ik_%'")
-                    .execute(&mut c)
-                    .await
+                let c = rusqlite::Connection::open(data.join("runseal.db")).unwrap();
+                c.execute_batch("DELETE FROM data_keys WHERE id LIKE 'ik_%'")
                     .unwrap();
-                c.close().await.unwrap();
+                c.close().unwrap();
             }
             Some(db) => {
                 let mut c = sqlx::PgConnection::connect(&db.url).await.unwrap();

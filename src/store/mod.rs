@@ -1,31 +1,38 @@
 //! Persistence of sealed secrets, environments, keys and the audit log.
 //!
-//! [`Store`] is the one interface the server uses; each backend is a file of its own
-//! (`sqlite.rs` now, PostgreSQL later). A store only ever sees sealed values: plaintext never
-//! reaches it, so it never reaches the database file, its WAL or its logs. Every change and its
-//! audit entry commit in one transaction.
+//! [`Store`] is the one interface the server uses. Its rules and statements are written once
+//! ([`rules`], over the [`sql::Tx`] of each backend); each backend (`sqlite.rs`, `postgres.rs`)
+//! only opens transactions, and the few real differences of their SQL sit in [`sql::Dialect`].
+//! A store only ever sees sealed values: plaintext never reaches it, so it never reaches the
+//! database file, its WAL or its logs. Every change and its audit entry commit in one
+//! transaction.
 //!
 //! Rows that grant something (keys, runner tokens, runner starts, each environment's revision)
-//! carry a MAC under the integrity key ([`crate::integrity`]), computed by the backend in the
-//! transaction that writes them and checked when they are read to grant anything: a row that
-//! fails is [`StoreError::Tampered`]. Code that changes such a row uses the backend's helper
-//! (`write_token_tx`, `seal_environment_tx`, …) so its MAC is rewritten with it.
+//! carry a MAC under the integrity key ([`crate::integrity`]), computed in the transaction that
+//! writes them and checked when they are read to grant anything: a row that fails is
+//! [`StoreError::Tampered`].
 
 pub mod migrate;
 pub mod postgres;
+pub mod rules;
+pub mod sql;
 pub mod sqlite;
-mod sqlite_hot;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::fmt;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use secrecy::{ExposeSecret, SecretString};
 use time::OffsetDateTime;
 
-use crate::integrity::{EnvSecret, IntegrityKey};
+use crate::integrity::IntegrityKey;
 use crate::names::Limits;
-use crate::seal::Sealed;
 
+pub use crate::integrity::{
+    check_environment, checked_key, checked_token, env_secret, tampered, IntegrityCell,
+};
+pub use crate::records::*;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -74,7 +81,16 @@ pub enum StoreError {
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("database migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Migrate(String),
+    /// The store is closed or a part of it stopped: retryable elsewhere or after a restart.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        StoreError::Migrate(e.to_string())
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -102,6 +118,7 @@ impl StoreError {
                 }),
                 _ => false,
             },
+            StoreError::Unavailable(_) => true,
             StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, _)) => matches!(
                 f.code,
                 rusqlite::ErrorCode::DatabaseBusy
@@ -111,352 +128,6 @@ impl StoreError {
             ),
             _ => false,
         }
-    }
-}
-
-/// The most names one audit row keeps: a larger batch (10,000 runner tokens minted at once) is
-/// summarised as its first names and the total, so no row is too large to list.
-pub const MAX_AUDIT_NAMES: usize = 50;
-
-/// One audit entry to append with a change. Names only, never values.
-#[derive(Debug, Clone)]
-pub struct AuditRecord {
-    pub at: OffsetDateTime,
-    pub key_id: String,
-    pub action: &'static str,
-    pub environment: Option<String>,
-    pub names: Vec<String>,
-    /// The environment revision the change produced (the store fills it in for changes of an
-    /// environment's secrets), or the revision a snapshot or build fetch served.
-    pub revision: Option<u64>,
-    /// The runner a snapshot was served to.
-    pub runner_id: Option<String>,
-    /// How many values a snapshot or build fetch served (never the values).
-    pub values: Option<u32>,
-}
-
-impl AuditRecord {
-    /// A record with no revision, runner or value count.
-    pub fn new(
-        at: OffsetDateTime,
-        key_id: impl Into<String>,
-        action: &'static str,
-        environment: Option<String>,
-        names: Vec<String>,
-    ) -> Self {
-        Self {
-            at,
-            key_id: key_id.into(),
-            action,
-            environment,
-            names,
-            revision: None,
-            runner_id: None,
-            values: None,
-        }
-    }
-
-    /// The same record, stamped with the revision it produced or served.
-    pub fn at_revision(mut self, revision: u64) -> Self {
-        self.revision = Some(revision);
-        self
-    }
-
-    /// The names as stored (comma-separated, at most [`MAX_AUDIT_NAMES`]) and how many the
-    /// record named in all.
-    pub fn stored_names(&self) -> (String, i64) {
-        let kept = &self.names[..self.names.len().min(MAX_AUDIT_NAMES)];
-        (kept.join(","), self.names.len() as i64)
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct AuditRow {
-    pub id: u64,
-    pub at: OffsetDateTime,
-    pub key_id: String,
-    pub action: String,
-    pub environment: Option<String>,
-    /// At most [`MAX_AUDIT_NAMES`]; `names_total` says how many the change named.
-    pub names: Vec<String>,
-    pub names_total: u64,
-    pub revision: Option<u64>,
-    pub runner_id: Option<String>,
-    pub values: Option<u32>,
-}
-
-#[derive(Debug, Clone)]
-pub struct DataKeyRow {
-    pub id: String,
-    pub master_key_id: String,
-    pub wrapped: Vec<u8>,
-    pub created_at: OffsetDateTime,
-}
-
-#[derive(Debug, Clone)]
-pub struct EnvironmentRow {
-    pub name: String,
-    pub revision: u64,
-    pub secret_count: u64,
-    pub created_at: OffsetDateTime,
-}
-
-/// A secret's metadata: what listings show.
-#[derive(Debug, Clone)]
-pub struct SecretMeta {
-    pub environment: String,
-    pub name: String,
-    pub created_at: OffsetDateTime,
-    pub updated_at: OffsetDateTime,
-    /// `None`: the server default applies.
-    pub exposed: Option<bool>,
-}
-
-/// A secret as stored: its sealed value, the plaintext length (for limits) and its exposure.
-/// On a write, `exposed: None` keeps an existing secret's setting.
-#[derive(Debug, Clone)]
-pub struct SealedSecret {
-    pub name: String,
-    pub sealed: Sealed,
-    pub value_len: u64,
-    pub exposed: Option<bool>,
-}
-
-/// A runner token as stored: only the hash of its secret.
-#[derive(Debug, Clone)]
-pub struct RunnerTokenRow {
-    pub id: String,
-    pub secret_hash: Vec<u8>,
-    pub environment: String,
-    /// The allow-list the token imposes (`None`: none).
-    pub only: Option<Vec<String>>,
-    pub purpose: String,
-    pub uses_left: u32,
-    pub expires_at: OffsetDateTime,
-    pub created_at: OffsetDateTime,
-    pub created_by: String,
-    pub revoked_at: Option<OffsetDateTime>,
-}
-
-/// One runner start: which snapshot revision it got.
-#[derive(Debug, Clone)]
-pub struct RunnerRecord {
-    pub runner_id: String,
-    pub environment: String,
-    pub revision: u64,
-    pub started_at: OffsetDateTime,
-    pub credential_id: String,
-    /// SHA-256 of the agent's retry key for this start (runner tokens only).
-    pub retry_hash: Option<Vec<u8>>,
-}
-
-/// A runner start with its environment's current revision.
-#[derive(Debug, Clone)]
-pub struct RunnerRow {
-    pub record: RunnerRecord,
-    pub current_revision: u64,
-}
-
-#[derive(Debug, Clone)]
-pub struct KeyRow {
-    pub id: String,
-    pub secret_hash: Vec<u8>,
-    pub label: String,
-    /// Comma-separated scopes (see [`crate::auth::parse_scopes`]).
-    pub scopes: String,
-    pub created_at: OffsetDateTime,
-    pub last_used_at: Option<OffsetDateTime>,
-    pub revoked_at: Option<OffsetDateTime>,
-}
-
-/// Everything written on first start, in one transaction.
-#[derive(Debug)]
-pub struct InitialState {
-    pub master_key_check: Vec<u8>,
-    pub data_key: DataKeyRow,
-    /// The integrity key, wrapped like a data key (id [`crate::integrity::INTEGRITY_KEY_ID`]).
-    pub integrity_key: DataKeyRow,
-    /// The same key unwrapped: the MACs of `main` and the admin key are computed with it.
-    pub integrity: Arc<IntegrityKey>,
-    pub admin_key: KeyRow,
-    pub at: OffsetDateTime,
-}
-
-/// Meta key under which the master key check value is stored.
-pub const META_MASTER_KEY_CHECK: &str = "master_key_check";
-/// Meta key naming the data key that seals new values.
-pub const META_ACTIVE_DATA_KEY: &str = "active_data_key";
-
-/// Every row that carries a MAC, with its MAC, as read in one transaction (for `verify` and the
-/// upgrade that computes the first MACs).
-#[derive(Debug, Default)]
-pub struct IntegrityRows {
-    pub keys: Vec<(KeyRow, Vec<u8>)>,
-    pub tokens: Vec<(RunnerTokenRow, Vec<u8>)>,
-    /// With the backend's row number.
-    pub runners: Vec<(i64, RunnerRecord, Vec<u8>)>,
-    /// Name, revision, creation time (unix ms), MAC.
-    pub environments: Vec<(String, u64, i64, Vec<u8>)>,
-    /// Every secret with its environment.
-    pub secrets: Vec<(String, SealedSecret)>,
-}
-
-impl IntegrityRows {
-    /// True when any row carries a MAC (an upgraded database).
-    pub fn any_mac(&self) -> bool {
-        self.keys.iter().any(|(_, m)| !m.is_empty())
-            || self.tokens.iter().any(|(_, m)| !m.is_empty())
-            || self.runners.iter().any(|(_, _, m)| !m.is_empty())
-            || self.environments.iter().any(|(_, _, _, m)| !m.is_empty())
-    }
-
-    fn env_secrets<'a>(&'a self, env: &str) -> Vec<EnvSecret<'a>> {
-        self.secrets
-            .iter()
-            .filter(|(e, _)| e == env)
-            .map(|(_, s)| env_secret(s))
-            .collect()
-    }
-
-    /// The rows whose MAC does not match, named `TABLE ID` (never a value or a secret).
-    pub fn failures(&self, key: &IntegrityKey) -> Vec<String> {
-        let mut bad = Vec::new();
-        for (k, mac) in &self.keys {
-            if !key.verify_key(k, mac) {
-                bad.push(format!("{} {}", crate::integrity::TABLE_API_KEYS, k.id));
-            }
-        }
-        for (t, mac) in &self.tokens {
-            if !key.verify_token(t, mac) {
-                bad.push(format!(
-                    "{} {}",
-                    crate::integrity::TABLE_RUNNER_TOKENS,
-                    t.id
-                ));
-            }
-        }
-        for (n, r, mac) in &self.runners {
-            if !key.verify_runner(r, mac) {
-                bad.push(format!(
-                    "{} {n} (runner {}, credential {})",
-                    crate::integrity::TABLE_RUNNERS,
-                    r.runner_id,
-                    r.credential_id
-                ));
-            }
-        }
-        for (name, revision, created_at, mac) in &self.environments {
-            if !key.verify_environment(name, *revision, *created_at, &self.env_secrets(name), mac) {
-                bad.push(format!(
-                    "{} {name} (its secrets, exposure or revision)",
-                    crate::integrity::TABLE_ENVIRONMENTS
-                ));
-            }
-        }
-        // A secret of an environment that does not exist.
-        for (env, s) in &self.secrets {
-            if !self.environments.iter().any(|(n, ..)| n == env) {
-                bad.push(format!("secrets {env}/{} (no such environment)", s.name));
-            }
-        }
-        bad
-    }
-
-    /// The MAC every environment should carry.
-    pub fn environment_macs(&self, key: &IntegrityKey) -> Vec<(String, Vec<u8>)> {
-        self.environments
-            .iter()
-            .map(|(name, revision, created_at, _)| {
-                (
-                    name.clone(),
-                    key.environment_mac(name, *revision, *created_at, &self.env_secrets(name)),
-                )
-            })
-            .collect()
-    }
-}
-
-/// A sealed secret as the environment MAC sees it.
-pub fn env_secret(s: &SealedSecret) -> EnvSecret<'_> {
-    EnvSecret {
-        name: &s.name,
-        nonce: &s.sealed.nonce,
-        ciphertext: &s.sealed.ciphertext,
-        exposed: s.exposed,
-    }
-}
-
-/// Checks rows read for a snapshot against their environment's MAC: DATA_LOSS naming the
-/// environment when they do not match (logged and counted).
-pub fn check_environment(
-    key: &IntegrityKey,
-    environment: &str,
-    version: EnvironmentVersion,
-    secrets: &[SealedSecret],
-    mac: &[u8],
-) -> Result<()> {
-    let rows: Vec<EnvSecret<'_>> = secrets.iter().map(env_secret).collect();
-    if key.verify_environment(
-        environment,
-        version.revision,
-        version.created_at,
-        &rows,
-        mac,
-    ) {
-        Ok(())
-    } else {
-        Err(tampered(crate::integrity::TABLE_ENVIRONMENTS, environment))
-    }
-}
-
-/// Logs and counts a row that failed its check; the error the caller returns.
-pub fn tampered(table: &'static str, id: &str) -> StoreError {
-    crate::integrity::report_failure(table, id);
-    StoreError::Tampered {
-        table,
-        id: id.to_string(),
-    }
-}
-
-/// A key row, if its MAC matches (else logged, counted, [`StoreError::Tampered`]).
-pub fn checked_key(key: &IntegrityKey, row: KeyRow, mac: &[u8]) -> Result<KeyRow> {
-    if key.verify_key(&row, mac) {
-        Ok(row)
-    } else {
-        Err(tampered(crate::integrity::TABLE_API_KEYS, &row.id))
-    }
-}
-
-/// A runner token row, if its MAC matches (else logged, counted, [`StoreError::Tampered`]).
-pub fn checked_token(
-    key: &IntegrityKey,
-    row: RunnerTokenRow,
-    mac: &[u8],
-) -> Result<RunnerTokenRow> {
-    if key.verify_token(&row, mac) {
-        Ok(row)
-    } else {
-        Err(tampered(crate::integrity::TABLE_RUNNER_TOKENS, &row.id))
-    }
-}
-
-/// The unwrapped integrity key a store computes and checks MACs with, set once the master key
-/// has opened it ([`Store::set_integrity_key`]).
-#[derive(Default)]
-pub struct IntegrityCell(RwLock<Option<Arc<IntegrityKey>>>);
-
-impl IntegrityCell {
-    pub fn set(&self, key: Arc<IntegrityKey>) {
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Some(key);
-    }
-
-    /// The key; an error before it is set (nothing is granted without it).
-    pub fn get(&self) -> Result<Arc<IntegrityKey>> {
-        self.0
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-            .ok_or_else(|| StoreError::Corrupt("the integrity key is not loaded yet".into()))
     }
 }
 
@@ -603,14 +274,6 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<RunnerRow>>;
 }
 
-/// Which state of an environment a set of rows belongs to: every change bumps the revision, and
-/// the creation time tells a re-created environment (whose revision starts again) from the old.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EnvironmentVersion {
-    pub revision: u64,
-    pub created_at: i64,
-}
-
 /// The sealed rows of each environment as last read, keyed by [`EnvironmentVersion`]. It holds
 /// sealed values only (never plaintext), so it is no more sensitive than the database; it saves
 /// reading and decoding every row on each runner start when nothing changed.
@@ -655,21 +318,6 @@ impl SnapshotCache {
     }
 }
 
-/// Unix milliseconds, the time representation of every backend.
-pub fn to_millis(t: OffsetDateTime) -> i64 {
-    (t.unix_timestamp_nanos() / 1_000_000) as i64
-}
-
-pub fn from_millis(ms: i64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
-        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
-}
-
-/// Whether stored scopes (`admin,write:ENV,…`) include `admin`.
-pub(crate) fn scopes_include_admin(stored: &str) -> bool {
-    stored.split(',').any(|s| s.trim() == "admin")
-}
-
 /// A database URL with its password replaced, for logs and messages: the `user:password@` part
 /// and the query parameters PostgreSQL reads secrets from (`password`, `sslpassword`, `passfile`
 /// names a file, kept). A URL that does not parse is not shown at all.
@@ -701,8 +349,78 @@ pub fn redact_url(url: &str) -> String {
     parsed.to_string()
 }
 
+/// A database URL. The password inside never prints: `Debug` and `Display` show the
+/// [`redact_url`] form. Config and arguments hold it from the moment they are read.
+#[derive(Clone)]
+pub struct DatabaseUrl(SecretString);
+
+impl DatabaseUrl {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(SecretString::from(url.into()))
+    }
+
+    /// The URL with its password, for the connection only.
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+
+    /// The connect options of a PostgreSQL URL (kept inside the pool, never printed).
+    pub(crate) fn pg_options(&self) -> Result<sqlx::postgres::PgConnectOptions> {
+        Ok(self.expose().parse()?)
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&redact_url(self.expose()))
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({self})")
+    }
+}
+
+impl From<String> for DatabaseUrl {
+    fn from(url: String) -> Self {
+        Self::new(url)
+    }
+}
+
+impl std::str::FromStr for DatabaseUrl {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self::new(s))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for DatabaseUrl {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Self::new)
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn database_urls_never_print_their_password() {
+        for url in [
+            "postgres://app:s3cret@db:5432/runseal",
+            "postgres://app@db/runseal?password=s3cret&sslmode=require",
+            "not a url s3cret",
+        ] {
+            let u = super::DatabaseUrl::new(url);
+            let (debug, display) = (format!("{u:?}"), format!("{u}"));
+            assert!(
+                !debug.contains("s3cret") && !display.contains("s3cret"),
+                "{debug} {display}"
+            );
+            assert_eq!(display, super::redact_url(url));
+            assert_eq!(u.expose(), url);
+        }
+    }
+
     #[test]
     fn urls_lose_their_password() {
         assert_eq!(
