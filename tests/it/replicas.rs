@@ -5,19 +5,17 @@
 //! Compiled only when `RUNSEAL_TEST_DATABASE_URL` is set (`.ci/run` sets it).
 #![cfg(runseal_pg_tests)]
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use common::{ok, runseal, stderr, stdout, Daemon, PgDb};
+use common::{ok, runseal, stderr, stdout, Daemon, PgDb, AGENT};
 use runseal::auth::Credential;
 use runseal::client::{Client, IssueOptions};
 use runseal::secret::SecretBytes;
-
-const AGENT: &str = env!("CARGO_BIN_EXE_runseal-agent");
 
 /// Two replicas on one fresh database; `a` initialised it, `b` joined with a copy of the key.
 struct Pair {

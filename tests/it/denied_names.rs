@@ -2,15 +2,13 @@
 //! the runners' interpreters, loader, shell or TLS stack load code or files, or send traffic
 //! elsewhere; the config keys that change the set; stored names that become denied.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 
-use common::{ok, runseal, stderr, stdout, Daemon, TestServer, RUNSEALD};
+use common::{ok, runseal, stderr, stdout, Daemon, TestServer, AGENT, RUNSEALD};
 use runseal::secret::SecretBytes;
 use tonic::Code;
-
-const AGENT: &str = env!("CARGO_BIN_EXE_runseal-agent");
 
 /// The names the review saw accepted, and a few of every family.
 const REFUSED: &[&str] = &[

@@ -10,7 +10,7 @@
 //!
 //! Assertion messages never print a value: they say where it leaked.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

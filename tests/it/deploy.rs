@@ -1,7 +1,7 @@
 //! Deployment: socket activation with sd_notify, systemd credentials, Prometheus metrics, TLS
 //! reload on SIGHUP, and the orchestrator example. Real processes and real sockets throughout.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixDatagram;
@@ -9,9 +9,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{ok, pki, runseal, stderr, Daemon, RUNSEALD};
-
-const AGENT: &str = env!("CARGO_BIN_EXE_runseal-agent");
+use common::{ok, pki, runseal, stderr, Daemon, AGENT, RUNSEALD};
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()

@@ -7,16 +7,14 @@
 //! every PostgreSQL test: that is the switch saying PostgreSQL is installed on this machine.
 #![cfg(runseal_pg_tests)]
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::private_pg::PrivatePg;
-use common::{ok, runseal, stderr, stdout, Daemon};
-
-const AGENT: &str = env!("CARGO_BIN_EXE_runseal-agent");
+use common::{ok, runseal, stderr, stdout, Daemon, AGENT};
 
 fn agent(addr: &str, token: &str) -> Command {
     let mut c = Command::new(AGENT);

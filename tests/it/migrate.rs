@@ -3,14 +3,12 @@
 //! snapshot for a runner, a non-empty target refused, progress shown on a terminal.
 #![cfg(runseal_pg_tests)]
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use common::{ok, runseal, stderr, stdout, Daemon, PgDb, RUNSEALD};
-
-const AGENT: &str = env!("CARGO_BIN_EXE_runseal-agent");
+use common::{ok, runseal, stderr, stdout, Daemon, PgDb, AGENT, RUNSEALD};
 
 fn migrate(db: &Path, url: &str) -> Output {
     Command::new(RUNSEALD)

@@ -8,7 +8,7 @@
 //! (tests/fixtures/v0_1) upgrade in place and keep serving, PostgreSQL replicas upgrading together
 //! do not race, and `rotate-master-key` keeps every MAC valid.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};

@@ -3,7 +3,7 @@
 //! index, shells reading secret files). Secret values in these tests are random, and no
 //! assertion prints one: failures describe what leaked where, with values redacted.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -11,11 +11,9 @@ use std::process::{Child, Command, Output, Stdio};
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
-use common::{all_files, contains, ok, runseal, runseal_stdin, stderr, stdout, Daemon};
+use common::{all_files, contains, ok, runseal, runseal_stdin, stderr, stdout, Daemon, AGENT};
 use rand::Rng;
 use sha2::{Digest, Sha256};
-
-const AGENT: &str = env!("CARGO_BIN_EXE_runseal-agent");
 
 struct Fleet {
     dir: tempfile::TempDir,

@@ -2,7 +2,7 @@
 //! once and run against each backend (SQLite always; PostgreSQL when RUNSEAL_TEST_DATABASE_URL
 //! is set at build time, as `.ci/run` does).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! connections that do nothing. Each must cost runseald little, and service must go on.
 //! The raw HTTP/2 client is the `h2` crate, so the test controls every frame.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::path::Path;

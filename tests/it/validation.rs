@@ -7,7 +7,7 @@
 //!
 //! Assertion messages never print a value.
 
-mod common;
+use crate::common;
 
 use common::TestServer;
 use runseal::client::{Client, ClientError};

@@ -5,7 +5,7 @@
 //!
 //! Assertion messages never print a key secret: they say where it leaked.
 
-mod common;
+use crate::common;
 
 use common::{all_files, contains, TestServer};
 use runseal::auth::Credential;

@@ -1,16 +1,14 @@
 //! runseal-agent, through the real binaries: runseald, the runseal CLI to set secrets and mint
 //! runner tokens, and runseal-agent exec'ing real programs.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{ok, runseal, stderr, stdout, Daemon};
-
-const AGENT: &str = env!("CARGO_BIN_EXE_runseal-agent");
+use common::{ok, runseal, stderr, stdout, Daemon, AGENT};
 
 struct Fleet {
     _dir: tempfile::TempDir,

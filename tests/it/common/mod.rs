@@ -1,5 +1,5 @@
 //! Test harness: the real server in-process on port 0, and the real binaries as a user runs
-//! them. Shared by every file in `tests/`.
+//! them. Shared by every module of the suite (`tests/it/`).
 #![allow(dead_code)]
 
 pub mod private_pg;
@@ -21,6 +21,7 @@ use tokio::net::TcpListener;
 
 pub const RUNSEALD: &str = env!("CARGO_BIN_EXE_runseald");
 pub const RUNSEAL: &str = env!("CARGO_BIN_EXE_runseal");
+pub const AGENT: &str = env!("CARGO_BIN_EXE_runseal-agent");
 
 /// Which store a test server runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

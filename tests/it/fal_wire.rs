@@ -2,10 +2,10 @@
 //! called with a tonic client generated from `proto/fal/controller.proto`, authenticated the way
 //! the fal client does (`auth-key-id` / `auth-key`).
 //!
-//! What the fal CLI and SDK do end to end is in `tests/fal_cli.rs`; here are the exact codes,
+//! What the fal CLI and SDK do end to end is in `tests/it/fal_cli.rs`; here are the exact codes,
 //! field mappings and refusals. Assertion messages never print a key secret or a value.
 
-mod common;
+use crate::common;
 
 use common::TestServer;
 use runseal::auth::Credential;

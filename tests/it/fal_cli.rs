@@ -11,17 +11,15 @@
 //!
 //! Assertion messages never print a secret value or a key secret.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
-use common::{ok, pki, runseal, Daemon};
+use common::{ok, pki, runseal, Daemon, AGENT};
 use serde_json::Value;
-
-const AGENT: &str = env!("CARGO_BIN_EXE_runseal-agent");
 
 /// The venv with the pinned fal, created (or reused) once per test binary.
 fn venv() -> &'static Path {
