@@ -40,16 +40,7 @@ impl Fleet {
 
     /// An agent command with the server address and a token, nothing else of the test's env.
     fn agent(&self, token: &str, args: &[&str]) -> Command {
-        let mut c = Command::new(AGENT);
-        c.args(args)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap())
-            .env("RUNSEAL_ADDR", &self.d.addr)
-            .env("RUNSEAL_TOKEN", token)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        c
+        common::agent(&self.d.addr, token, args)
     }
 }
 

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Output, Stdio};
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
-use common::{all_files, contains, ok, runseal, runseal_stdin, stderr, stdout, Daemon, AGENT};
+use common::{all_files, contains, ok, runseal, runseal_stdin, stderr, stdout, Daemon};
 use rand::Rng;
 use sha2::{Digest, Sha256};
 
@@ -62,19 +62,10 @@ impl Fleet {
     /// `runseal-agent build ARGS` in work/, with the server address and the token and nothing
     /// else of the test's environment but PATH; TMPDIR and HOME point into the fleet's dir.
     fn agent(&self, token: &str, args: &[&str]) -> Command {
-        let mut c = Command::new(AGENT);
-        c.arg("build")
-            .args(args)
-            .current_dir(self.path("work"))
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap())
+        let mut c = common::agent(&self.d.addr, token, &[&["build"], args].concat());
+        c.current_dir(self.path("work"))
             .env("HOME", self.path("home"))
-            .env("TMPDIR", self.path("tmp"))
-            .env("RUNSEAL_ADDR", &self.d.addr)
-            .env("RUNSEAL_TOKEN", token)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .env("TMPDIR", self.path("tmp"));
         c
     }
 
@@ -754,12 +745,7 @@ fn build_credentials_are_scoped() {
     assert!(stderr(&out).contains("--purpose build"), "{}", stderr(&out));
 
     let build_token = f.build_token("main");
-    let out = Command::new(AGENT)
-        .args(["--", "true"])
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap())
-        .env("RUNSEAL_ADDR", &f.d.addr)
-        .env("RUNSEAL_TOKEN", &build_token)
+    let out = common::agent(&f.d.addr, &build_token, &["--", "true"])
         .output()
         .unwrap();
     assert_eq!(

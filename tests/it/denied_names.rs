@@ -6,7 +6,7 @@ use crate::common;
 
 use std::process::{Command, Stdio};
 
-use common::{ok, runseal, stderr, stdout, Daemon, TestServer, AGENT, RUNSEALD};
+use common::{ok, runseal, stderr, stdout, Daemon, TestServer, RUNSEALD};
 use runseal::secret::SecretBytes;
 use tonic::Code;
 
@@ -182,13 +182,8 @@ fn a_stored_name_that_becomes_denied_is_withheld_refused_and_listed() {
     // Restarted with the defaults: the names are denied now.
     let d = Daemon::start(&data, &[], &[]);
     let token = ok(runseal(&d.addr, &key, &["runner-token", "issue"]));
-    let out = Command::new(AGENT)
-        .args(["--", "env", "-0"])
-        .env_clear()
-        .env("RUNSEAL_ADDR", &d.addr)
-        .env("RUNSEAL_TOKEN", token.trim())
+    let out = common::agent(&d.addr, token.trim(), &["--", "env", "-0"])
         .env("PATH", "/usr/bin:/bin")
-        .stdin(Stdio::null())
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
@@ -207,11 +202,8 @@ fn a_stored_name_that_becomes_denied_is_withheld_refused_and_listed() {
 
     // An allow-list naming one is refused, naming it.
     let token = ok(runseal(&d.addr, &key, &["runner-token", "issue"]));
-    let out = Command::new(AGENT)
-        .args(["--only", "APP_KEY,NODE_OPTIONS", "--", "true"])
-        .env_clear()
-        .env("RUNSEAL_ADDR", &d.addr)
-        .env("RUNSEAL_TOKEN", token.trim())
+    let args = ["--only", "APP_KEY,NODE_OPTIONS", "--", "true"];
+    let out = common::agent(&d.addr, token.trim(), &args)
         .env("PATH", "/usr/bin:/bin")
         .output()
         .unwrap();
@@ -291,11 +283,7 @@ fn perl_and_node_under_the_agent_run_no_injected_code() {
             continue;
         }
         let token = ok(runseal(&d.addr, &admin, &["runner-token", "issue"]));
-        let out = Command::new(AGENT)
-            .args(["--", program, "-e", script])
-            .env_clear()
-            .env("RUNSEAL_ADDR", &d.addr)
-            .env("RUNSEAL_TOKEN", token.trim())
+        let out = common::agent(&d.addr, token.trim(), &["--", program, "-e", script])
             .env("PATH", "/usr/bin:/bin:/usr/local/bin")
             .output()
             .unwrap();

@@ -203,12 +203,7 @@ fn metrics_count_calls_snapshots_and_tokens() {
     ));
     let token = ok(runseal(&d.addr, &key, &["runner-token", "issue"]));
     let run = || {
-        Command::new(AGENT)
-            .args(["--", "true"])
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap())
-            .env("RUNSEAL_ADDR", &d.addr)
-            .env("RUNSEAL_TOKEN", token.trim())
+        common::agent(&d.addr, token.trim(), &["--", "true"])
             .output()
             .unwrap()
     };

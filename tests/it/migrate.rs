@@ -8,7 +8,7 @@ use crate::common;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use common::{ok, runseal, stderr, stdout, Daemon, PgDb, AGENT, RUNSEALD};
+use common::{ok, runseal, stderr, stdout, Daemon, PgDb, RUNSEALD};
 
 fn migrate(db: &Path, url: &str) -> Output {
     Command::new(RUNSEALD)
@@ -23,14 +23,7 @@ fn migrate(db: &Path, url: &str) -> Output {
 
 /// What a runner started with `token` sees: its secrets and snapshot revision, sorted.
 fn runner_view(addr: &str, token: &str) -> Vec<String> {
-    let out = Command::new(AGENT)
-        .args(["--", "env"])
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap())
-        .env("RUNSEAL_ADDR", addr)
-        .env("RUNSEAL_TOKEN", token)
-        .output()
-        .unwrap();
+    let out = common::agent(addr, token, &["--", "env"]).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let mut view: Vec<String> = stdout(&out)
         .lines()

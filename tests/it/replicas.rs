@@ -9,10 +9,10 @@ use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 
-use common::{ok, runseal, stderr, stdout, Daemon, PgDb, AGENT};
+use common::{ok, runseal, stderr, stdout, Daemon, PgDb};
 use runseal::auth::Credential;
 use runseal::client::{Client, IssueOptions};
 use runseal::secret::SecretBytes;
@@ -65,16 +65,12 @@ impl Pair {
 }
 
 fn agent(addrs: &str, token: &str, runner_id: &str, script: &str) -> Command {
-    let mut c = Command::new(AGENT);
-    c.args(["--deadline", "20s", "--", "sh", "-c", script])
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap())
-        .env("RUNSEAL_ADDR", addrs)
-        .env("RUNSEAL_TOKEN", token)
-        .env("RUNSEAL_RUNNER_ID", runner_id)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    let mut c = common::agent(
+        addrs,
+        token,
+        &["--deadline", "20s", "--", "sh", "-c", script],
+    );
+    c.env("RUNSEAL_RUNNER_ID", runner_id);
     c
 }
 

@@ -11,13 +11,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use runseal::auth::Credential;
-use runseal::client::Client;
+use runseal::client::{Client, ClientError};
 use runseal::datadir::DataDir;
 use runseal::names::{Limits, NamePolicy};
 use runseal::server::{self, Listener, State};
 use runseal::store::Store;
 use tempfile::TempDir;
 use tokio::net::TcpListener;
+use tonic::{Code, Status};
 
 pub const RUNSEALD: &str = env!("CARGO_BIN_EXE_runseald");
 pub const RUNSEAL: &str = env!("CARGO_BIN_EXE_runseal");
@@ -185,6 +186,8 @@ pub struct Daemon {
     pub addr: String,
     pub data_dir: PathBuf,
     pub log: Arc<Mutex<String>>,
+    /// The thread that copies runseald's stderr into `log`; it ends when that stderr closes.
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Daemon {
@@ -217,7 +220,7 @@ impl Daemon {
         let stderr = child.stderr.take().unwrap();
         let log = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = std::sync::mpsc::channel();
-        {
+        let reader = {
             let log = log.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -228,37 +231,67 @@ impl Daemon {
                     l.push_str(&line);
                     l.push('\n');
                 }
-            });
-        }
+            })
+        };
+        let mut d = Self {
+            child,
+            addr: String::new(),
+            data_dir: data_dir.to_path_buf(),
+            log,
+            reader: Some(reader),
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(line) = rx.recv_timeout(Duration::from_millis(50)) {
-                let addr = if let Some(i) = line.find("addr=") {
-                    let rest = &line[i + 5..];
-                    let end = rest.find([' ', '"']).unwrap_or(rest.len());
-                    format!("http://{}", &rest[..end])
-                } else if let Some(i) = line.find("path=") {
-                    let rest = &line[i + 5..];
-                    let end = rest.find([' ', '"']).unwrap_or(rest.len());
-                    format!("unix:{}", &rest[..end])
-                } else {
-                    continue;
-                };
-                return Ok(Self {
-                    child,
-                    addr,
-                    data_dir: data_dir.to_path_buf(),
-                    log,
-                });
+                if let Some(addr) = listening_addr(&line) {
+                    d.addr = addr;
+                    return Ok(d);
+                }
+                continue;
             }
-            if let Ok(Some(_)) = child.try_wait() {
-                std::thread::sleep(Duration::from_millis(100));
-                return Err(log.lock().unwrap().clone());
+            if let Ok(Some(_)) = d.child.try_wait() {
+                d.drain_log();
+                return Err(d.log());
             }
             if Instant::now() > deadline {
-                let _ = child.kill();
-                return Err(format!("timeout\n{}", log.lock().unwrap()));
+                let _ = d.child.kill();
+                return Err(format!("timeout\n{}", d.log()));
             }
+        }
+    }
+
+    /// Waits (up to 10 s) until runseald's stderr is closed and all of it is in `log`: after
+    /// runseald exited, the log is then complete.
+    fn drain_log(&mut self) {
+        let Some(reader) = self.reader.take() else {
+            return;
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !reader.is_finished() {
+            assert!(
+                Instant::now() < deadline,
+                "runseald's stderr stayed open 10 s after it exited"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        reader.join().unwrap();
+    }
+
+    /// Waits until the log holds `needle`, up to `within`; returns the log. Panics with the log
+    /// when the line does not come.
+    #[track_caller]
+    pub fn wait_for_log(&self, needle: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let log = self.log();
+            if log.contains(needle) {
+                return log;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "runseald did not log {needle:?} within {within:?}:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -277,7 +310,7 @@ impl Daemon {
     pub fn terminate(mut self) -> (bool, String) {
         signal(&self.child, "TERM");
         let status = wait_timeout(&mut self.child, Duration::from_secs(20));
-        std::thread::sleep(Duration::from_millis(100));
+        self.drain_log();
         (status, self.log())
     }
 
@@ -291,6 +324,32 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The address in runseald's "listening" line, text (`addr=…` or `path=…` for a Unix socket)
+/// or JSON (`--log-format json`: the `addr` or `path` field), as a client URL.
+fn listening_addr(line: &str) -> Option<String> {
+    if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
+        let fields = &v["fields"];
+        if fields["message"] != "listening" {
+            return None;
+        }
+        if let Some(addr) = fields["addr"].as_str() {
+            return Some(format!("http://{addr}"));
+        }
+        return fields["path"].as_str().map(|p| format!("unix:{p}"));
+    }
+    let field = |name: &str| {
+        let i = line.find(name)?;
+        let rest = &line[i + name.len()..];
+        let end = rest.find([' ', '"']).unwrap_or(rest.len());
+        Some(rest[..end].to_string())
+    };
+    if let Some(addr) = field("addr=") {
+        Some(format!("http://{addr}"))
+    } else {
+        field("path=").map(|p| format!("unix:{p}"))
     }
 }
 
@@ -318,6 +377,21 @@ fn wait_timeout(child: &mut Child, t: Duration) -> bool {
     }
 }
 
+/// `runseal-agent ARGS` against `addr` with `RUNSEAL_TOKEN=token`, and nothing else of the
+/// test's environment but PATH; stdin empty, stdout and stderr captured.
+pub fn agent(addr: &str, token: &str, args: &[&str]) -> Command {
+    let mut c = Command::new(AGENT);
+    c.args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap())
+        .env("RUNSEAL_ADDR", addr)
+        .env("RUNSEAL_TOKEN", token)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c
+}
+
 /// Runs the `runseal` CLI against `addr` with `RUNSEAL_KEY=key`.
 pub fn runseal(addr: &str, key: &str, args: &[&str]) -> Output {
     runseal_stdin(addr, key, args, None)
@@ -343,6 +417,81 @@ pub fn runseal_stdin(addr: &str, key: &str, args: &[&str], stdin: Option<&[u8]>)
         child.stdin.take().unwrap().write_all(input).unwrap();
     }
     child.wait_with_output().unwrap()
+}
+
+/// What a refused call returns: a gRPC status, or the SDK's error (whose text is what the CLI
+/// prints) around one.
+pub trait Refusal: std::fmt::Display {
+    /// The status the server answered with; `None` when it did not answer.
+    fn status(&self) -> Option<&Status>;
+}
+
+impl Refusal for Status {
+    fn status(&self) -> Option<&Status> {
+        Some(self)
+    }
+}
+
+impl Refusal for ClientError {
+    fn status(&self) -> Option<&Status> {
+        match self {
+            ClientError::Status(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// Asserts that `res` was refused by the server with `code` and a message holding every needle,
+/// and that neither the message nor the error's text holds any of `secrets` (the request's values
+/// or key secrets; one shorter than 3 bytes is too common to look for). `what` names the call in
+/// the failure. Returns the message.
+#[track_caller]
+pub fn refused<T, E: Refusal>(
+    res: Result<T, E>,
+    code: Code,
+    needles: &[&str],
+    secrets: &[&[u8]],
+    what: &str,
+) -> String {
+    let err = match res {
+        Ok(_) => panic!("{what}: was accepted, expected {code:?}"),
+        Err(e) => e,
+    };
+    let text = err.to_string();
+    let Some(status) = err.status() else {
+        panic!("{what}: expected a {code:?} status, got: {text}")
+    };
+    let msg = status.message();
+    for s in secrets.iter().filter(|s| s.len() >= 3) {
+        assert!(
+            !contains(text.as_bytes(), s) && !contains(msg.as_bytes(), s),
+            "{what}: a secret leaked into the error message"
+        );
+    }
+    assert_eq!(status.code(), code, "{what}: wrong code; message: {msg}");
+    for n in needles {
+        assert!(
+            msg.contains(n),
+            "{what}: message lacks {n:?}; message: {msg}"
+        );
+    }
+    msg.to_string()
+}
+
+/// Asserts a refused CLI call: exit 1 and a reason on stderr.
+#[track_caller]
+pub fn cli_refused(out: &Output, reason: &str) {
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "expected a refusal: {}",
+        stderr(out)
+    );
+    assert!(
+        stderr(out).contains(reason),
+        "the error should say {reason:?}: {}",
+        stderr(out)
+    );
 }
 
 pub fn stdout(o: &Output) -> String {
