@@ -753,6 +753,11 @@ fn build_credentials_are_scoped() {
         Some(77),
         "a build token started a runner"
     );
+    assert!(
+        stderr(&out).contains("was minted for build, not for starting a runner"),
+        "{}",
+        stderr(&out)
+    );
 
     let out = f.agent(&f.key, &cmd).output().unwrap();
     assert_eq!(out.status.code(), Some(77), "admin fetched build secrets");
@@ -770,6 +775,7 @@ fn build_credentials_are_scoped() {
     staging.env("RUNSEAL_ENV", "staging");
     let out = staging.output().unwrap();
     assert_eq!(out.status.code(), Some(77), "{}", stderr(&out));
+    assert!(stderr(&out).contains("build:staging"), "{}", stderr(&out));
 
     // Placeholders without their source (and the reverse) are usage errors.
     let out = f

@@ -256,8 +256,7 @@ fn sigterm_and_sigint_shut_down_cleanly() {
         let mut d = d;
         let status = d.child.wait().unwrap();
         assert!(status.success(), "SIG{sig}: {status:?}");
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        assert!(d.log().contains("shut down"), "{}", d.log());
+        d.wait_for_log("shut down", std::time::Duration::from_secs(10));
     }
 }
 
