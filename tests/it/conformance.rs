@@ -6,10 +6,9 @@ use crate::common;
 
 use std::time::Duration;
 
-use common::{refused, Backend, TestServer};
+use common::{refused, v, Backend, TestServer};
 use runseal::client::{Client, ClientError, IssueOptions};
 use runseal::names::{Limits, NamePolicy};
-use runseal::secret::SecretBytes;
 use tonic::Code;
 
 async fn server(backend: Backend) -> TestServer {
@@ -20,10 +19,6 @@ fn code<T: std::fmt::Debug>(r: Result<T, ClientError>) -> Code {
     r.expect_err("expected an error")
         .code()
         .expect("a gRPC status")
-}
-
-fn v(s: &str) -> SecretBytes {
-    SecretBytes::new(s.as_bytes().to_vec())
 }
 
 async fn snapshot(c: &Client, env: &str, only: &[&str]) -> Vec<(String, String)> {

@@ -6,7 +6,7 @@ use crate::common;
 
 use std::process::{Command, Stdio};
 
-use common::{ok, runseal, stderr, stdout, Daemon, TestServer, RUNSEALD};
+use common::{ok, runseal, stderr, stdout, write_config, Daemon, TestServer, RUNSEALD};
 use runseal::secret::SecretBytes;
 use tonic::Code;
 
@@ -80,12 +80,6 @@ async fn a_write_key_cannot_set_a_name_that_loads_code() {
         "only the allowed names were stored: {names:?}"
     );
     server.stop().await;
-}
-
-fn write_config(dir: &std::path::Path, text: &str) -> String {
-    let path = dir.join("runseald.toml");
-    std::fs::write(&path, text).unwrap();
-    path.to_str().unwrap().to_string()
 }
 
 #[test]

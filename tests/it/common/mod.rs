@@ -14,6 +14,7 @@ use runseal::auth::Credential;
 use runseal::client::{Client, ClientError};
 use runseal::datadir::DataDir;
 use runseal::names::{Limits, NamePolicy};
+use runseal::secret::SecretBytes;
 use runseal::server::{self, Listener, State};
 use runseal::store::Store;
 use tempfile::TempDir;
@@ -295,6 +296,18 @@ impl Daemon {
         }
     }
 
+    /// The address of the metrics listener, from runseald's log (it was started with
+    /// `--metrics-listen 127.0.0.1:0`).
+    pub fn metrics_addr(&self) -> String {
+        let log = self.wait_for_log("metrics listening", Duration::from_secs(10));
+        let line = log
+            .lines()
+            .find(|l| l.contains("metrics listening"))
+            .unwrap();
+        let rest = &line[line.find("addr=").expect("addr= in the metrics line") + 5..];
+        rest.split_whitespace().next().unwrap().to_string()
+    }
+
     pub fn admin_key(&self) -> String {
         std::fs::read_to_string(self.data_dir.join("admin.key"))
             .unwrap()
@@ -390,6 +403,32 @@ pub fn agent(addr: &str, token: &str, args: &[&str]) -> Command {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     c
+}
+
+/// A secret value from text.
+pub fn v(s: &str) -> SecretBytes {
+    SecretBytes::new(s.as_bytes().to_vec())
+}
+
+/// Writes `text` as `runseald.toml` in `dir`; returns its path, for `--config`.
+pub fn write_config(dir: &Path, text: &str) -> String {
+    let path = dir.join("runseald.toml");
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+/// `GET path` over HTTP/1.1 from `addr`: the whole response, headers included.
+pub fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    stream.read_to_string(&mut out).unwrap();
+    out
 }
 
 /// Runs the `runseal` CLI against `addr` with `RUNSEAL_KEY=key`.
