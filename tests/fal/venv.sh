@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Creates the Python virtual environment with the real fal CLI and SDK (pinned in
-# requirements.txt next to this script) that tests/fal_cli.rs runs against runseald.
+# requirements.txt next to this script) that tests/it/fal_cli.rs runs against runseald.
 #
 #   tests/fal/venv.sh [VENV_DIR]      # default: target/fal-venv; prints the venv's path
 #

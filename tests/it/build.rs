@@ -3,7 +3,7 @@
 //! index, shells reading secret files). Secret values in these tests are random, and no
 //! assertion prints one: failures describe what leaked where, with values redacted.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -14,8 +14,6 @@ use base64::Engine;
 use common::{all_files, contains, ok, runseal, runseal_stdin, stderr, stdout, Daemon};
 use rand::Rng;
 use sha2::{Digest, Sha256};
-
-const AGENT: &str = env!("CARGO_BIN_EXE_runseal-agent");
 
 struct Fleet {
     dir: tempfile::TempDir,
@@ -64,19 +62,10 @@ impl Fleet {
     /// `runseal-agent build ARGS` in work/, with the server address and the token and nothing
     /// else of the test's environment but PATH; TMPDIR and HOME point into the fleet's dir.
     fn agent(&self, token: &str, args: &[&str]) -> Command {
-        let mut c = Command::new(AGENT);
-        c.arg("build")
-            .args(args)
-            .current_dir(self.path("work"))
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap())
+        let mut c = common::agent(&self.d.addr, token, &[&["build"], args].concat());
+        c.current_dir(self.path("work"))
             .env("HOME", self.path("home"))
-            .env("TMPDIR", self.path("tmp"))
-            .env("RUNSEAL_ADDR", &self.d.addr)
-            .env("RUNSEAL_TOKEN", token)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .env("TMPDIR", self.path("tmp"));
         c
     }
 
@@ -756,18 +745,18 @@ fn build_credentials_are_scoped() {
     assert!(stderr(&out).contains("--purpose build"), "{}", stderr(&out));
 
     let build_token = f.build_token("main");
-    let out = Command::new(AGENT)
-        .args(["--", "true"])
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap())
-        .env("RUNSEAL_ADDR", &f.d.addr)
-        .env("RUNSEAL_TOKEN", &build_token)
+    let out = common::agent(&f.d.addr, &build_token, &["--", "true"])
         .output()
         .unwrap();
     assert_eq!(
         out.status.code(),
         Some(77),
         "a build token started a runner"
+    );
+    assert!(
+        stderr(&out).contains("was minted for build, not for starting a runner"),
+        "{}",
+        stderr(&out)
     );
 
     let out = f.agent(&f.key, &cmd).output().unwrap();
@@ -786,6 +775,7 @@ fn build_credentials_are_scoped() {
     staging.env("RUNSEAL_ENV", "staging");
     let out = staging.output().unwrap();
     assert_eq!(out.status.code(), Some(77), "{}", stderr(&out));
+    assert!(stderr(&out).contains("build:staging"), "{}", stderr(&out));
 
     // Placeholders without their source (and the reverse) are usage errors.
     let out = f

@@ -7,28 +7,18 @@
 //! every PostgreSQL test: that is the switch saying PostgreSQL is installed on this machine.
 #![cfg(runseal_pg_tests)]
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::private_pg::PrivatePg;
 use common::{ok, runseal, stderr, stdout, Daemon};
 
-const AGENT: &str = env!("CARGO_BIN_EXE_runseal-agent");
-
 fn agent(addr: &str, token: &str) -> Command {
-    let mut c = Command::new(AGENT);
-    c.args(["--deadline", "60s", "--", "sh", "-c", "printf %s \"$K\""])
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap())
-        .env("RUNSEAL_ADDR", addr)
-        .env("RUNSEAL_TOKEN", token)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    c
+    let args = ["--deadline", "60s", "--", "sh", "-c", "printf %s \"$K\""];
+    common::agent(addr, token, &args)
 }
 
 fn wait_until(what: &str, mut f: impl FnMut() -> bool) {

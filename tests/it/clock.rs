@@ -1,7 +1,7 @@
 //! The in-process server on a manual clock: time-dependent rules are tested by moving the
 //! clock, not by sleeping.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -2,15 +2,13 @@
 //! the runners' interpreters, loader, shell or TLS stack load code or files, or send traffic
 //! elsewhere; the config keys that change the set; stored names that become denied.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 
-use common::{ok, runseal, stderr, stdout, Daemon, TestServer, RUNSEALD};
+use common::{ok, runseal, stderr, stdout, write_config, Daemon, TestServer, RUNSEALD};
 use runseal::secret::SecretBytes;
 use tonic::Code;
-
-const AGENT: &str = env!("CARGO_BIN_EXE_runseal-agent");
 
 /// The names the review saw accepted, and a few of every family.
 const REFUSED: &[&str] = &[
@@ -82,12 +80,6 @@ async fn a_write_key_cannot_set_a_name_that_loads_code() {
         "only the allowed names were stored: {names:?}"
     );
     server.stop().await;
-}
-
-fn write_config(dir: &std::path::Path, text: &str) -> String {
-    let path = dir.join("runseald.toml");
-    std::fs::write(&path, text).unwrap();
-    path.to_str().unwrap().to_string()
 }
 
 #[test]
@@ -184,13 +176,8 @@ fn a_stored_name_that_becomes_denied_is_withheld_refused_and_listed() {
     // Restarted with the defaults: the names are denied now.
     let d = Daemon::start(&data, &[], &[]);
     let token = ok(runseal(&d.addr, &key, &["runner-token", "issue"]));
-    let out = Command::new(AGENT)
-        .args(["--", "env", "-0"])
-        .env_clear()
-        .env("RUNSEAL_ADDR", &d.addr)
-        .env("RUNSEAL_TOKEN", token.trim())
+    let out = common::agent(&d.addr, token.trim(), &["--", "env", "-0"])
         .env("PATH", "/usr/bin:/bin")
-        .stdin(Stdio::null())
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
@@ -209,11 +196,8 @@ fn a_stored_name_that_becomes_denied_is_withheld_refused_and_listed() {
 
     // An allow-list naming one is refused, naming it.
     let token = ok(runseal(&d.addr, &key, &["runner-token", "issue"]));
-    let out = Command::new(AGENT)
-        .args(["--only", "APP_KEY,NODE_OPTIONS", "--", "true"])
-        .env_clear()
-        .env("RUNSEAL_ADDR", &d.addr)
-        .env("RUNSEAL_TOKEN", token.trim())
+    let args = ["--only", "APP_KEY,NODE_OPTIONS", "--", "true"];
+    let out = common::agent(&d.addr, token.trim(), &args)
         .env("PATH", "/usr/bin:/bin")
         .output()
         .unwrap();
@@ -293,11 +277,7 @@ fn perl_and_node_under_the_agent_run_no_injected_code() {
             continue;
         }
         let token = ok(runseal(&d.addr, &admin, &["runner-token", "issue"]));
-        let out = Command::new(AGENT)
-            .args(["--", program, "-e", script])
-            .env_clear()
-            .env("RUNSEAL_ADDR", &d.addr)
-            .env("RUNSEAL_TOKEN", token.trim())
+        let out = common::agent(&d.addr, token.trim(), &["--", program, "-e", script])
             .env("PATH", "/usr/bin:/bin:/usr/local/bin")
             .output()
             .unwrap();

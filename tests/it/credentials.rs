@@ -3,7 +3,7 @@
 //! ACL judged as such), runseald refusing an exposed master key or data dir, hardening itself
 //! outside systemd, and never creating the parents of a mistyped data dir.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Read};
 use std::os::fd::OwnedFd;
@@ -13,9 +13,8 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{ok, runseal, stderr, Daemon, RUNSEAL, RUNSEALD};
+use common::{ok, runseal, stderr, Daemon, AGENT, RUNSEAL, RUNSEALD};
 
-const AGENT: &str = env!("CARGO_BIN_EXE_runseal-agent");
 const NOBODY: u32 = 65534;
 
 fn is_root() -> bool {

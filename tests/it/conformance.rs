@@ -2,14 +2,13 @@
 //! once and run against each backend (SQLite always; PostgreSQL when RUNSEAL_TEST_DATABASE_URL
 //! is set at build time, as `.ci/run` does).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
-use common::{Backend, TestServer};
+use common::{refused, v, Backend, TestServer};
 use runseal::client::{Client, ClientError, IssueOptions};
 use runseal::names::{Limits, NamePolicy};
-use runseal::secret::SecretBytes;
 use tonic::Code;
 
 async fn server(backend: Backend) -> TestServer {
@@ -20,10 +19,6 @@ fn code<T: std::fmt::Debug>(r: Result<T, ClientError>) -> Code {
     r.expect_err("expected an error")
         .code()
         .expect("a gRPC status")
-}
-
-fn v(s: &str) -> SecretBytes {
-    SecretBytes::new(s.as_bytes().to_vec())
 }
 
 async fn snapshot(c: &Client, env: &str, only: &[&str]) -> Vec<(String, String)> {
@@ -300,19 +295,34 @@ async fn runner_tokens_are_single_use_expire_and_revoke(b: Backend) {
         .await
         .unwrap();
     assert_eq!(fut.secrets.len(), 1);
-    assert_eq!(
-        code(runner(&tokens[0]).runners().snapshot("", "", &[]).await),
-        Code::Unauthenticated
+    refused(
+        runner(&tokens[0]).runners().snapshot("", "", &[]).await,
+        Code::Unauthenticated,
+        &[&format!(
+            "runner token {} has already been used",
+            tokens[0].token_id
+        )],
+        &[],
+        "a used token",
     );
     c.runners().revoke(&tokens[1].token_id).await.unwrap();
-    assert_eq!(
-        code(runner(&tokens[1]).runners().snapshot("", "", &[]).await),
-        Code::Unauthenticated
+    refused(
+        runner(&tokens[1]).runners().snapshot("", "", &[]).await,
+        Code::Unauthenticated,
+        &[&format!(
+            "runner token {} has been revoked",
+            tokens[1].token_id
+        )],
+        &[],
+        "a revoked token",
     );
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(
-        code(runner(&tokens[2]).runners().snapshot("", "", &[]).await),
-        Code::Unauthenticated
+    refused(
+        runner(&tokens[2]).runners().snapshot("", "", &[]).await,
+        Code::Unauthenticated,
+        &[&format!("runner token {} has expired", tokens[2].token_id)],
+        &[],
+        "an expired token",
     );
     // A multi-use token.
     let multi = c
@@ -330,9 +340,15 @@ async fn runner_tokens_are_single_use_expire_and_revoke(b: Backend) {
     let r = runner(&multi);
     r.runners().snapshot("", "", &[]).await.unwrap();
     r.runners().snapshot("", "", &[]).await.unwrap();
-    assert_eq!(
-        code(r.runners().snapshot("", "", &[]).await),
-        Code::Unauthenticated
+    refused(
+        r.runners().snapshot("", "", &[]).await,
+        Code::Unauthenticated,
+        &[&format!(
+            "runner token {} has already been used",
+            multi.token_id
+        )],
+        &[],
+        "a multi-use token used up",
     );
 }
 
@@ -361,12 +377,27 @@ async fn concurrent_redemption_of_one_token_succeeds_once(b: Backend) {
                     .runners()
                     .snapshot("", &format!("racer-{i}"), &[])
                     .await
-                    .is_ok()
+                    .map(drop)
             }));
         }
         let mut wins = 0;
-        for t in tasks {
-            wins += t.await.unwrap() as usize;
+        for (i, task) in tasks.into_iter().enumerate() {
+            match task.await.unwrap() {
+                Ok(()) => wins += 1,
+                // A loser is told the token was used, not some other failure.
+                res => {
+                    refused(
+                        res,
+                        Code::Unauthenticated,
+                        &[&format!(
+                            "runner token {} has already been used",
+                            t.token_id
+                        )],
+                        &[t.token.expose_secret().as_bytes()],
+                        &format!("racer-{i}"),
+                    );
+                }
+            }
         }
         assert_eq!(wins, 1);
     }
@@ -427,7 +458,16 @@ async fn a_burst_of_starts_takes_exactly_the_uses_there_are(b: Backend) {
             }
             (i, Err(e)) => {
                 assert!(i >= 40, "single-use token of burst-{i} refused: {e}");
-                assert_eq!(code::<()>(Err(e)), Code::Unauthenticated);
+                common::refused::<(), _>(
+                    Err(e),
+                    Code::Unauthenticated,
+                    &[&format!(
+                        "runner token {} has already been used",
+                        five.token_id
+                    )],
+                    &[],
+                    &format!("burst-{i}"),
+                );
                 refused += 1;
             }
         }
@@ -691,9 +731,12 @@ async fn deleting_an_environment_takes_its_tokens_and_runner_records(b: Backend)
     c.environments().create("staging").await.unwrap();
     c.secrets().set("NEW", v("new"), "staging").await.unwrap();
     let runner = Client::from_channel(s_channel(&s), &unused.token, &s.addr);
-    assert_eq!(
-        code(runner.runners().snapshot("", "", &[]).await),
-        Code::Unauthenticated
+    refused(
+        runner.runners().snapshot("", "", &[]).await,
+        Code::Unauthenticated,
+        &["invalid runner token: unknown id or wrong secret"],
+        &[],
+        "a token of the deleted environment",
     );
     assert!(c
         .runners()
@@ -782,10 +825,15 @@ async fn build_fetches_are_single_use_named_and_audited(b: Backend) {
     assert_eq!(names, ["A"], "only the requested names");
     assert_eq!(got.get("A").unwrap().expose(), b"alpha-1");
     assert_eq!(got.revision, 1);
-    assert_eq!(
-        code(builder.runners().build_secrets("", &["A".into()]).await),
+    refused(
+        builder.runners().build_secrets("", &["A".into()]).await,
         Code::Unauthenticated,
-        "single-use"
+        &[&format!(
+            "runner token {} has already been used",
+            t.token_id
+        )],
+        &[],
+        "single-use",
     );
     // A run token is refused.
     let run = issue("run").await;
@@ -883,28 +931,42 @@ async fn a_used_token_is_served_again_only_to_its_runner_with_its_retry_key(b: B
         .unwrap();
     c.secrets().set("K", v("v2"), "main").await.unwrap();
     // Someone who learnt the runner id (runners list, logs) but not the key gets nothing.
-    assert_eq!(
-        code(runner().runners().snapshot("", "r-1", &[]).await),
-        Code::Unauthenticated
+    refused(
+        runner().runners().snapshot("", "r-1", &[]).await,
+        Code::Unauthenticated,
+        &[&format!(
+            "runner token {} has already been used",
+            t.token_id
+        )],
+        &[],
+        "the runner id without its retry key",
     );
-    assert_eq!(
-        code(
-            runner()
-                .runners()
-                .snapshot_with_retry_key("", "r-1", &[], &[8u8; 32])
-                .await
-        ),
-        Code::Unauthenticated
+    refused(
+        runner()
+            .runners()
+            .snapshot_with_retry_key("", "r-1", &[], &[8u8; 32])
+            .await,
+        Code::Unauthenticated,
+        &[&format!(
+            "runner token {} has already been used",
+            t.token_id
+        )],
+        &[],
+        "the runner id with a wrong retry key",
     );
     // Nor does another runner id with the key.
-    assert_eq!(
-        code(
-            runner()
-                .runners()
-                .snapshot_with_retry_key("", "r-2", &[], &key)
-                .await
-        ),
-        Code::Unauthenticated
+    refused(
+        runner()
+            .runners()
+            .snapshot_with_retry_key("", "r-2", &[], &key)
+            .await,
+        Code::Unauthenticated,
+        &[&format!(
+            "runner token {} has already been used",
+            t.token_id
+        )],
+        &[],
+        "another runner id with the retry key",
     );
     // The agent retrying after a lost answer: served, with the current values.
     let again = runner()
@@ -1049,9 +1111,15 @@ async fn runner_tokens_are_listed_bounded_and_revoked_per_environment(b: Backend
         .is_empty());
     let runner =
         |t: &runseal::client::IssuedToken| Client::from_channel(s_channel(&s), &t.token, &s.addr);
-    assert_eq!(
-        code(runner(&minted[0]).runners().snapshot("", "", &[]).await),
-        Code::Unauthenticated
+    refused(
+        runner(&minted[0]).runners().snapshot("", "", &[]).await,
+        Code::Unauthenticated,
+        &[&format!(
+            "runner token {} has been revoked",
+            minted[0].token_id
+        )],
+        &[],
+        "a token of staging after revoke_all",
     );
     runner(&in_main[0])
         .runners()

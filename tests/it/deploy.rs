@@ -1,17 +1,15 @@
 //! Deployment: socket activation with sd_notify, systemd credentials, Prometheus metrics, TLS
 //! reload on SIGHUP, and the orchestrator example. Real processes and real sockets throughout.
 
-mod common;
+use crate::common;
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{ok, pki, runseal, stderr, Daemon, RUNSEALD};
-
-const AGENT: &str = env!("CARGO_BIN_EXE_runseal-agent");
+use common::{ok, pki, runseal, stderr, Daemon, AGENT, RUNSEALD};
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -155,18 +153,6 @@ fn master_key_and_agent_token_from_a_credentials_directory() {
     assert!(log.contains("does not match"), "{log}");
 }
 
-fn http_get(addr: &str, path: &str) -> String {
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    stream.read_to_string(&mut out).unwrap();
-    out
-}
-
 fn metric(text: &str, prefix: &str) -> f64 {
     text.lines()
         .find(|l| l.starts_with(prefix))
@@ -183,17 +169,8 @@ fn metrics_count_calls_snapshots_and_tokens() {
         &["--metrics-listen", "127.0.0.1:0"],
         &[],
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let metrics_addr = loop {
-        let log = d.log();
-        if let Some(line) = log.lines().find(|l| l.contains("metrics listening")) {
-            let rest = &line[line.find("addr=").unwrap() + 5..];
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-        assert!(Instant::now() < deadline, "no metrics address in the log");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let before = http_get(&metrics_addr, "/metrics");
+    let metrics_addr = d.metrics_addr();
+    let before = common::http_get(&metrics_addr, "/metrics");
     assert!(before.starts_with("HTTP/1.1 200"), "{before}");
     assert!(before.contains("runseal_build_info{version="));
 
@@ -205,12 +182,7 @@ fn metrics_count_calls_snapshots_and_tokens() {
     ));
     let token = ok(runseal(&d.addr, &key, &["runner-token", "issue"]));
     let run = || {
-        Command::new(AGENT)
-            .args(["--", "true"])
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap())
-            .env("RUNSEAL_ADDR", &d.addr)
-            .env("RUNSEAL_TOKEN", token.trim())
+        common::agent(&d.addr, token.trim(), &["--", "true"])
             .output()
             .unwrap()
     };
@@ -218,7 +190,7 @@ fn metrics_count_calls_snapshots_and_tokens() {
     assert_eq!(run().status.code(), Some(77));
     let _ = runseal(&d.addr, "rk_0000000000000000:wrong", &["secrets", "list"]);
 
-    let after = http_get(&metrics_addr, "/metrics");
+    let after = common::http_get(&metrics_addr, "/metrics");
     let set_ok = "runseal_grpc_calls_total{method=\"runseal.v1.Secrets/SetSecrets\",code=\"Ok\"}";
     assert_eq!(metric(&after, set_ok), 1.0, "{after}");
     let denied =

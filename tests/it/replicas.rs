@@ -5,19 +5,17 @@
 //! Compiled only when `RUNSEAL_TEST_DATABASE_URL` is set (`.ci/run` sets it).
 #![cfg(runseal_pg_tests)]
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 
 use common::{ok, runseal, stderr, stdout, Daemon, PgDb};
 use runseal::auth::Credential;
 use runseal::client::{Client, IssueOptions};
 use runseal::secret::SecretBytes;
-
-const AGENT: &str = env!("CARGO_BIN_EXE_runseal-agent");
 
 /// Two replicas on one fresh database; `a` initialised it, `b` joined with a copy of the key.
 struct Pair {
@@ -67,16 +65,12 @@ impl Pair {
 }
 
 fn agent(addrs: &str, token: &str, runner_id: &str, script: &str) -> Command {
-    let mut c = Command::new(AGENT);
-    c.args(["--deadline", "20s", "--", "sh", "-c", script])
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap())
-        .env("RUNSEAL_ADDR", addrs)
-        .env("RUNSEAL_TOKEN", token)
-        .env("RUNSEAL_RUNNER_ID", runner_id)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    let mut c = common::agent(
+        addrs,
+        token,
+        &["--deadline", "20s", "--", "sh", "-c", script],
+    );
+    c.env("RUNSEAL_RUNNER_ID", runner_id);
     c
 }
 
@@ -326,7 +320,9 @@ fn no_runner_fails_when_a_replica_is_killed_during_a_stream_of_starts() {
     // Both orders, so about half of the runners try the replica that dies first.
     let both = format!("{},{}", p.a.addr, p.b.addr);
 
-    let Pair { a, b: _b, .. } = p;
+    let Pair { a, b, .. } = p;
+    // What the killed replica logged until it died: the starts it served.
+    let a_log = a.log.clone();
     let mut a = Some(a);
     let mut failures = Vec::new();
     let mut running = Vec::new();
@@ -361,4 +357,42 @@ fn no_runner_fails_when_a_replica_is_killed_during_a_stream_of_starts() {
         }
     }
     assert!(failures.is_empty(), "runners failed: {failures:?}");
+
+    // Every start was recorded, once, whichever replica served it.
+    let listed = ok(runseal(
+        &b.addr,
+        &p.admin,
+        &["runners", "list", "--env", "main", "--output", "json"],
+    ));
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    let mut recorded: Vec<String> = listed["runners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["runner_id"].as_str().unwrap().to_string())
+        .collect();
+    recorded.sort();
+    let mut expected: Vec<String> = (0..tokens.len()).map(|i| format!("stream-{i}")).collect();
+    expected.sort();
+    assert_eq!(recorded, expected, "the runner records");
+    // And the killed replica had served some of them: the kill hit a replica in use.
+    let served_by_a: BTreeSet<String> = a_log
+        .lock()
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("snapshot served"))
+        .filter_map(|l| {
+            l.split_whitespace()
+                .find_map(|w| w.strip_prefix("runner_id=stream-"))
+                .map(|n| format!("stream-{n}"))
+        })
+        .collect();
+    assert!(
+        !served_by_a.is_empty(),
+        "no start went to the replica that was killed"
+    );
+    assert!(
+        served_by_a.iter().all(|r| expected.contains(r)),
+        "{served_by_a:?}"
+    );
 }

@@ -7,10 +7,10 @@
 //!
 //! Assertion messages never print a value.
 
-mod common;
+use crate::common;
 
-use common::TestServer;
-use runseal::client::{Client, ClientError};
+use common::{refused, TestServer};
+use runseal::client::Client;
 use runseal::names::{Limits, NamePolicy};
 use runseal::secret::SecretBytes;
 use tonic::Code;
@@ -107,37 +107,6 @@ async fn assert_unchanged(server: &TestServer, before: &StoreState, what: &str) 
         before.audit, after.audit,
         "{what}: an audit entry was written for a refused call"
     );
-}
-
-/// Asserts that `res` failed with `code` and a message containing every `needle`, and that the
-/// message holds none of the `values` of the request. Returns the message.
-#[track_caller]
-fn refused<T>(
-    res: Result<T, ClientError>,
-    code: Code,
-    needles: &[&str],
-    values: &[&[u8]],
-    what: &str,
-) -> String {
-    let err = match res {
-        Ok(_) => panic!("{what}: was accepted, expected {code:?}"),
-        Err(e) => e,
-    };
-    let msg = err.to_string();
-    for v in values.iter().filter(|v| v.len() >= 3) {
-        assert!(
-            !common::contains(msg.as_bytes(), v),
-            "{what}: a value leaked into the error message"
-        );
-    }
-    assert_eq!(err.code(), Some(code), "{what}: wrong code; message: {msg}");
-    for n in needles {
-        assert!(
-            msg.contains(n),
-            "{what}: message lacks {n:?}; message: {msg}"
-        );
-    }
-    msg
 }
 
 fn batch(pairs: &[(&str, &[u8])]) -> Vec<(String, SecretBytes)> {

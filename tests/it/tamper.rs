@@ -8,23 +8,18 @@
 //! (tests/fixtures/v0_1) upgrade in place and keep serving, PostgreSQL replicas upgrading together
 //! do not race, and `rotate-master-key` keeps every MAC valid.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{Backend, TestServer, RUNSEALD};
+use common::{v, Backend, TestServer, RUNSEALD};
 use runseal::auth::generate_key;
 use runseal::client::{Client, ClientError, IssueOptions};
 use runseal::names::{Limits, NamePolicy};
-use runseal::secret::SecretBytes;
 use sqlx::Connection;
 use tonic::Code;
-
-fn v(s: &str) -> SecretBytes {
-    SecretBytes::new(s.as_bytes().to_vec())
-}
 
 fn err<T: std::fmt::Debug>(r: Result<T, ClientError>) -> (Code, String) {
     let e = r.expect_err("the attack must fail");
@@ -554,7 +549,7 @@ fn assert_serves(d: &common::Daemon, dir: &Path, db_url: Option<&str>) {
         &admin,
         &["runner-token", "issue", "--env", "production"],
     ));
-    let out = common::agent(&d.addr, t.trim())
+    let out = common::agent(&d.addr, t.trim(), &[])
         .args(["--", "env"])
         .output()
         .unwrap();
@@ -626,34 +621,13 @@ fn an_old_postgres_database_upgrades_once_with_replicas_starting_together() {
 
 // ---- What an operator sees ----
 
-fn http_get(addr: &str, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    stream.read_to_string(&mut out).unwrap();
-    out
-}
-
 /// A tampered row is logged by its id (never a secret) and counted in the metrics.
 #[test]
 fn a_tampered_row_is_logged_by_id_and_counted() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let d = common::Daemon::start(&data, &["--metrics-listen", "127.0.0.1:0"], &[]);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let metrics_addr = loop {
-        if let Some(line) = d.log().lines().find(|l| l.contains("metrics listening")) {
-            let rest = &line[line.find("addr=").unwrap() + 5..];
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-        assert!(std::time::Instant::now() < deadline, "no metrics address");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let metrics_addr = d.metrics_addr();
     let admin = d.admin_key();
     common::ok(common::runseal(
         &d.addr,
@@ -690,7 +664,7 @@ fn a_tampered_row_is_logged_by_id_and_counted() {
             .and_then(|v| v.parse().ok())
             .unwrap_or_else(|| panic!("no integrity counter in {text}"))
     };
-    assert_eq!(counted(&http_get(&metrics_addr, "/metrics")), 0.0);
+    assert_eq!(counted(&common::http_get(&metrics_addr, "/metrics")), 0.0);
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
@@ -706,7 +680,7 @@ fn a_tampered_row_is_logged_by_id_and_counted() {
         "{}",
         common::stderr(&out)
     );
-    assert_eq!(counted(&http_get(&metrics_addr, "/metrics")), 1.0);
+    assert_eq!(counted(&common::http_get(&metrics_addr, "/metrics")), 1.0);
     let log = d.log();
     let line = log
         .lines()

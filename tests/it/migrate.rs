@@ -3,14 +3,12 @@
 //! snapshot for a runner, a non-empty target refused, progress shown on a terminal.
 #![cfg(runseal_pg_tests)]
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use common::{ok, runseal, stderr, stdout, Daemon, PgDb, RUNSEALD};
-
-const AGENT: &str = env!("CARGO_BIN_EXE_runseal-agent");
 
 fn migrate(db: &Path, url: &str) -> Output {
     Command::new(RUNSEALD)
@@ -25,14 +23,7 @@ fn migrate(db: &Path, url: &str) -> Output {
 
 /// What a runner started with `token` sees: its secrets and snapshot revision, sorted.
 fn runner_view(addr: &str, token: &str) -> Vec<String> {
-    let out = Command::new(AGENT)
-        .args(["--", "env"])
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap())
-        .env("RUNSEAL_ADDR", addr)
-        .env("RUNSEAL_TOKEN", token)
-        .output()
-        .unwrap();
+    let out = common::agent(addr, token, &["--", "env"]).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let mut view: Vec<String> = stdout(&out)
         .lines()

@@ -5,7 +5,7 @@
 //! On SQLite and on PostgreSQL. No secret value appears in any message: values are compared by
 //! SHA-256.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -66,7 +66,7 @@ fn sorted_by(v: &Value, field: &str) -> Vec<Value> {
 /// The environment `runseal-agent` gives the app: each secret's name with the SHA-256 of its
 /// value (the agent's own RUNSEAL_* variables and PATH left out). Never the values.
 fn started_with(addr: &str, credential: &str, agent_args: &[&str]) -> BTreeMap<String, String> {
-    let out = common::agent(addr, credential)
+    let out = common::agent(addr, credential, &[])
         .args(agent_args)
         .args(["--", "/usr/bin/env", "-0"])
         .output()
@@ -240,7 +240,7 @@ fn assert_intact(d: &common::Daemon, m: &Value) {
     want.retain(|n, _| n == "DB_URL" || n == "SIGNING_KEY");
     assert_same_secrets(&got, &want, "allow-list token");
     // That was its last use.
-    let out = common::agent(&d.addr, &credential(m, "allow_list_token"))
+    let out = common::agent(&d.addr, &credential(m, "allow_list_token"), &[])
         .args(["--", "/bin/true"])
         .output()
         .unwrap();
@@ -254,7 +254,7 @@ fn assert_intact(d: &common::Daemon, m: &Value) {
     );
 
     let revoked = credential(m, "revoked_token");
-    let out = common::agent(&d.addr, &revoked)
+    let out = common::agent(&d.addr, &revoked, &[])
         .args(["--", "/bin/sh", "-c", "echo ran"])
         .output()
         .unwrap();

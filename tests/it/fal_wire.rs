@@ -2,12 +2,12 @@
 //! called with a tonic client generated from `proto/fal/controller.proto`, authenticated the way
 //! the fal client does (`auth-key-id` / `auth-key`).
 //!
-//! What the fal CLI and SDK do end to end is in `tests/fal_cli.rs`; here are the exact codes,
+//! What the fal CLI and SDK do end to end is in `tests/it/fal_cli.rs`; here are the exact codes,
 //! field mappings and refusals. Assertion messages never print a key secret or a value.
 
-mod common;
+use crate::common;
 
-use common::TestServer;
+use common::{refused, TestServer};
 use runseal::auth::Credential;
 use runseal::proto::controller::isolate_controller_client::IsolateControllerClient;
 use runseal::proto::controller::{self, Unsupported};
@@ -60,27 +60,6 @@ async fn fal(server: &TestServer) -> IsolateControllerClient<Channel> {
     IsolateControllerClient::connect(server.addr.clone())
         .await
         .unwrap()
-}
-
-/// Asserts the code, that the message holds every needle, and that no secret leaked into it.
-#[track_caller]
-fn refused<T>(res: Result<T, Status>, code: Code, needles: &[&str], secrets: &[&str]) -> String {
-    let status = match res {
-        Ok(_) => panic!("accepted, expected {code:?}"),
-        Err(s) => s,
-    };
-    let msg = status.message().to_string();
-    for s in secrets {
-        assert!(
-            !msg.contains(s),
-            "a secret leaked into the {code:?} message"
-        );
-    }
-    assert_eq!(status.code(), code, "message: {msg}");
-    for n in needles {
-        assert!(msg.contains(n), "message lacks {n:?}: {msg}");
-    }
-    msg
 }
 
 fn set(name: &str, value: Option<&str>, env: Option<&str>) -> controller::SetSecretRequest {
@@ -158,7 +137,8 @@ async fn every_rpc_outside_secrets_and_environments_is_unimplemented_and_says_wh
             res,
             Code::Unimplemented,
             &["runseal serves only secrets and environments", method],
-            &[admin.expose_secret()],
+            &[admin.expose_secret().as_bytes()],
+            method,
         );
         assert!(msg.contains("fal secrets"), "{method}: {msg}");
     }
@@ -186,7 +166,8 @@ async fn every_rpc_outside_secrets_and_environments_is_unimplemented_and_says_wh
                 method,
                 "runseal keys",
             ],
-            &[admin.expose_secret()],
+            &[admin.expose_secret().as_bytes()],
+            method,
         );
     }
     server.stop().await;
@@ -204,12 +185,14 @@ async fn keys_are_checked_like_everywhere_else() {
         Code::Unauthenticated,
         &["missing key", "auth-key-id"],
         &[],
+        "list_secrets",
     );
     refused(
         c.list_secrets(req(list(None), Auth::IdOnly(&admin))).await,
         Code::Unauthenticated,
         &["auth-key"],
         &[],
+        "list_secrets",
     );
     let msg = refused(
         c.set_secret(req(
@@ -220,10 +203,11 @@ async fn keys_are_checked_like_everywhere_else() {
         Code::Unauthenticated,
         &["invalid key", "FAL_KEY"],
         &[
-            admin.expose_secret(),
-            reader.expose_secret(),
-            "hf-wire-value",
+            admin.expose_secret().as_bytes(),
+            reader.expose_secret().as_bytes(),
+            "hf-wire-value".as_bytes(),
         ],
+        "set_secret",
     );
     assert!(!msg.contains("hf-wire-value"));
     // A read key may list but not set or unset.
@@ -238,14 +222,19 @@ async fn keys_are_checked_like_everywhere_else() {
         .await,
         Code::PermissionDenied,
         &["write:main", reader.key_id()],
-        &[reader.expose_secret(), "hf-wire-value"],
+        &[
+            reader.expose_secret().as_bytes(),
+            "hf-wire-value".as_bytes(),
+        ],
+        "set_secret",
     );
     refused(
         c.set_secret(req(set("HF_TOKEN", None, None), Auth::FalPair(&reader)))
             .await,
         Code::PermissionDenied,
         &["write:main"],
-        &[reader.expose_secret()],
+        &[reader.expose_secret().as_bytes()],
+        "set_secret",
     );
     refused(
         c.create_environment(req(
@@ -258,7 +247,8 @@ async fn keys_are_checked_like_everywhere_else() {
         .await,
         Code::PermissionDenied,
         &["admin"],
-        &[reader.expose_secret()],
+        &[reader.expose_secret().as_bytes()],
+        "create_environment",
     );
     // The scopes of a per-environment key hold on the fal side too: read:main sees nothing of
     // staging.
@@ -268,6 +258,7 @@ async fn keys_are_checked_like_everywhere_else() {
         Code::PermissionDenied,
         &["read:staging"],
         &[],
+        "list_secrets",
     );
     // A revoked key is refused.
     server
@@ -282,7 +273,8 @@ async fn keys_are_checked_like_everywhere_else() {
             .await,
         Code::Unauthenticated,
         &["revoked"],
-        &[reader.expose_secret()],
+        &[reader.expose_secret().as_bytes()],
+        "list_secrets",
     );
     server.stop().await;
 }
@@ -325,7 +317,11 @@ async fn the_fal_pair_works_on_runseal_v1_and_bearer_on_the_fal_service() {
         .await,
         Code::Unauthenticated,
         &["invalid key"],
-        &[admin.expose_secret(), other.expose_secret()],
+        &[
+            admin.expose_secret().as_bytes(),
+            other.expose_secret().as_bytes(),
+        ],
+        "list_secrets",
     );
     // A runner token works as the pair too (the credential of GetSnapshot).
     let token = server
@@ -463,6 +459,7 @@ async fn secrets_map_field_by_field() {
         Code::NotFound,
         &["A_DEFAULT", "main"],
         &[],
+        "set_secret",
     );
     server.stop().await;
 }
@@ -478,40 +475,46 @@ async fn bad_input_is_refused_with_the_rule_and_without_the_value() {
         c.set_secret(req(set("1BAD", Some(value), None), a)).await,
         Code::InvalidArgument,
         &["invalid secret name", "1BAD"],
-        &[value],
+        &[value.as_bytes()],
+        "set_secret",
     );
     refused(
         c.set_secret(req(set("RUNSEAL_X", Some(value), None), a))
             .await,
         Code::InvalidArgument,
         &["reserved"],
-        &[value],
+        &[value.as_bytes()],
+        "set_secret",
     );
     refused(
         c.set_secret(req(set("GOOD", Some(value), Some("Bad_Env")), a))
             .await,
         Code::InvalidArgument,
         &["invalid environment name", "Bad_Env"],
-        &[value],
+        &[value.as_bytes()],
+        "set_secret",
     );
     refused(
         c.set_secret(req(set("GOOD", Some(value), Some("nope")), a))
             .await,
         Code::NotFound,
         &["\"nope\" does not exist", "fal environments create nope"],
-        &[value],
+        &[value.as_bytes()],
+        "set_secret",
     );
     refused(
         c.list_secrets(req(list(Some("nope")), a)).await,
         Code::NotFound,
         &["fal environments create nope"],
         &[],
+        "list_secrets",
     );
     refused(
         c.set_secret(req(set("NUL", Some("a\0b"), None), a)).await,
         Code::InvalidArgument,
         &["NUL"],
         &[],
+        "set_secret",
     );
     // Nothing of the refused calls was stored.
     assert!(c
@@ -573,6 +576,7 @@ async fn environments_map_and_delete_takes_the_secrets_with_it() {
         Code::AlreadyExists,
         &["staging"],
         &[],
+        "create_environment",
     );
     refused(
         c.create_environment(req(
@@ -586,6 +590,7 @@ async fn environments_map_and_delete_takes_the_secrets_with_it() {
         Code::InvalidArgument,
         &["invalid environment name"],
         &[],
+        "create_environment",
     );
     refused(
         c.create_environment(req(
@@ -599,6 +604,7 @@ async fn environments_map_and_delete_takes_the_secrets_with_it() {
         Code::InvalidArgument,
         &["description"],
         &[],
+        "create_environment",
     );
 
     // fal deletes an environment with its secrets.
@@ -635,6 +641,7 @@ async fn environments_map_and_delete_takes_the_secrets_with_it() {
         Code::NotFound,
         &["staging"],
         &[],
+        "delete_environment",
     );
     refused(
         c.delete_environment(req(
@@ -647,6 +654,7 @@ async fn environments_map_and_delete_takes_the_secrets_with_it() {
         Code::FailedPrecondition,
         &["main"],
         &[],
+        "delete_environment",
     );
 
     // A key scoped to one environment lists only that one.

@@ -2,7 +2,7 @@
 //! check, CLI usage errors and closed pipes, and connection errors that name the address and the
 //! likely cause.
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::process::{Command, Stdio};

@@ -3,7 +3,7 @@
 //! connections that do nothing. Each must cost runseald little, and service must go on.
 //! The raw HTTP/2 client is the `h2` crate, so the test controls every frame.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -18,9 +18,7 @@ fn decode_cap() -> usize {
 }
 
 fn write_config(dir: &Path, net: &str) -> String {
-    let path = dir.join("runseald.toml");
-    std::fs::write(&path, format!("[net]\n{net}\n")).unwrap();
-    path.to_str().unwrap().to_string()
+    common::write_config(dir, &format!("[net]\n{net}\n"))
 }
 
 fn socket_addr(d: &Daemon) -> SocketAddr {
@@ -65,31 +63,9 @@ fn open_fds(pid: u32) -> usize {
         .count()
 }
 
-/// The metrics address runseald logged (started with `--metrics-listen 127.0.0.1:0`).
-fn metrics_addr(d: &Daemon) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let log = d.log();
-        if let Some(line) = log.lines().find(|l| l.contains("metrics listening")) {
-            let rest = &line[line.find("addr=").unwrap() + 5..];
-            return rest.split_whitespace().next().unwrap().to_string();
-        }
-        assert!(Instant::now() < deadline, "no metrics address in the log");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// The value of one metric (a line `NAME VALUE`) from runseald's /metrics.
 fn metric(addr: &str, name: &str) -> f64 {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
+    let text = common::http_get(addr, "/metrics");
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
         .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))
@@ -232,7 +208,7 @@ fn idle_connections_beyond_the_cap_are_closed_and_service_resumes() {
     );
     let key = d.admin_key();
     service_answers(&d, &key, Duration::from_secs(5));
-    let metrics = metrics_addr(&d);
+    let metrics = d.metrics_addr();
     let idle_closed_before = metric(&metrics, "runseal_connections_idle_closed_total");
     let addr = socket_addr(&d);
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -546,15 +522,8 @@ fn tls_handshakes_in_progress_count_against_the_connection_cap() {
     let silent: Vec<_> = (0..2)
         .map(|_| std::net::TcpStream::connect(addr).unwrap())
         .collect();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !d.log().contains("connection cap reached") {
-        assert!(
-            Instant::now() < deadline,
-            "two pending handshakes did not fill a cap of two:\n{}",
-            d.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // Two pending handshakes fill a cap of two.
+    d.wait_for_log("connection cap reached", Duration::from_secs(5));
     let mut call = std::process::Command::new(common::RUNSEAL)
         .args(["--ca-cert", pki.ca.to_str().unwrap(), "secrets", "list"])
         .env("RUNSEAL_ADDR", &https)

@@ -1,15 +1,13 @@
 //! runseald as deployed: TLS and client certificates (real rustls, certificates made by the
 //! test), the loopback-only plaintext rule, Unix sockets, the config file, health, reflection.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
-use common::{ok, pki, runseal, stderr, Daemon};
-
-const AGENT: &str = env!("CARGO_BIN_EXE_runseal-agent");
+use common::{ok, pki, runseal, stderr, Daemon, AGENT};
 
 fn https(addr: &str) -> String {
     addr.replace("http://127.0.0.1", "https://localhost")
@@ -258,8 +256,7 @@ fn sigterm_and_sigint_shut_down_cleanly() {
         let mut d = d;
         let status = d.child.wait().unwrap();
         assert!(status.success(), "SIG{sig}: {status:?}");
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        assert!(d.log().contains("shut down"), "{}", d.log());
+        d.wait_for_log("shut down", std::time::Duration::from_secs(10));
     }
 }
 

@@ -11,7 +11,7 @@
 //!
 //! Assertion messages never print a secret value or a key secret.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,8 +20,6 @@ use std::sync::OnceLock;
 
 use common::{ok, pki, runseal, Daemon};
 use serde_json::Value;
-
-const AGENT: &str = env!("CARGO_BIN_EXE_runseal-agent");
 
 /// The venv with the pinned fal, created (or reused) once per test binary.
 fn venv() -> &'static Path {
@@ -151,13 +149,8 @@ impl Setup {
     /// The environment `runseal-agent` gives an app started now in `env` (an `env -0` app).
     fn runner_env(&self, env: &str) -> BTreeMap<String, String> {
         let token = self.runseal_ok(&["runner-token", "issue", "--env", env]);
-        let out = Command::new(AGENT)
-            .args(["--", "env", "-0"])
-            .env_clear()
+        let out = common::agent(&self.d.addr, token.trim(), &["--", "env", "-0"])
             .env("PATH", "/usr/bin:/bin")
-            .env("RUNSEAL_ADDR", &self.d.addr)
-            .env("RUNSEAL_TOKEN", token.trim())
-            .stdin(Stdio::null())
             .output()
             .expect("run runseal-agent");
         assert!(

@@ -1,16 +1,14 @@
 //! runseal-agent, through the real binaries: runseald, the runseal CLI to set secrets and mint
 //! runner tokens, and runseal-agent exec'ing real programs.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{ok, runseal, stderr, stdout, Daemon};
-
-const AGENT: &str = env!("CARGO_BIN_EXE_runseal-agent");
+use common::{ok, runseal, stderr, stdout, Daemon, AGENT};
 
 struct Fleet {
     _dir: tempfile::TempDir,
@@ -42,16 +40,7 @@ impl Fleet {
 
     /// An agent command with the server address and a token, nothing else of the test's env.
     fn agent(&self, token: &str, args: &[&str]) -> Command {
-        let mut c = Command::new(AGENT);
-        c.args(args)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap())
-            .env("RUNSEAL_ADDR", &self.d.addr)
-            .env("RUNSEAL_TOKEN", token)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        c
+        common::agent(&self.d.addr, token, args)
     }
 }
 
@@ -268,11 +257,16 @@ fn refused_tokens_exit_77_and_the_app_never_starts() {
     assert!(err.contains("staging"), "{err}");
 
     // Unknown token and wrong secret.
-    let (code, _, started) = try_start(&f, "rt_0000000000000000:nope", &[], tmp.path());
-    assert_eq!((code, started), (Some(77), false));
+    let (code, err, started) = try_start(&f, "rt_0000000000000000:nope", &[], tmp.path());
+    assert_eq!((code, started), (Some(77), false), "{err}");
+    assert!(err.contains("invalid runner token"), "{err}");
     let forged = format!("{}:{}", token.split(':').next().unwrap(), "0".repeat(64));
-    let (code, _, started) = try_start(&f, &forged, &[], tmp.path());
-    assert_eq!((code, started), (Some(77), false));
+    let (code, err, started) = try_start(&f, &forged, &[], tmp.path());
+    assert_eq!((code, started), (Some(77), false), "{err}");
+    assert!(
+        err.contains("invalid runner token: unknown id or wrong secret"),
+        "{err}"
+    );
 
     // None of the refusals used up the staging token.
     let (code, err, started) = try_start(&f, &token, &[], tmp.path());
@@ -288,10 +282,14 @@ fn two_agents_racing_on_one_token_exactly_one_starts() {
         let children: Vec<Child> = (0..4)
             .map(|_| f.agent(&token, &["--", "true"]).spawn().unwrap())
             .collect();
-        let codes: Vec<Option<i32>> = children
+        let outs: Vec<Output> = children
             .into_iter()
-            .map(|c| c.wait_with_output().unwrap().status.code())
+            .map(|c| c.wait_with_output().unwrap())
             .collect();
+        let codes: Vec<Option<i32>> = outs.iter().map(|o| o.status.code()).collect();
+        for o in outs.iter().filter(|o| o.status.code() == Some(77)) {
+            assert!(stderr(o).contains("already been used"), "{}", stderr(o));
+        }
         assert_eq!(
             codes.iter().filter(|c| **c == Some(0)).count(),
             1,
@@ -413,7 +411,7 @@ os.execv(sys.argv[1], sys.argv[1:])";
 struct HungReplica {
     addr: String,
     _listener: std::net::TcpListener,
-    _held: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+    held: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
 }
 
 impl HungReplica {
@@ -430,8 +428,13 @@ impl HungReplica {
         Self {
             addr,
             _listener: listener,
-            _held: held,
+            held,
         }
+    }
+
+    /// How many connections it has accepted (and holds, unanswered).
+    fn connections(&self) -> usize {
+        self.held.lock().unwrap().len()
     }
 }
 
@@ -440,23 +443,35 @@ fn a_hung_replica_does_not_keep_runners_from_a_healthy_one() {
     let f = Fleet::start();
     f.cli(&["secrets", "set", "K=from-the-healthy-one"]);
     let hung = HungReplica::start();
-    // The agent tries the addresses in random order: several runners, so some try the hung
-    // replica first.
-    let runners: Vec<_> = (0..6)
-        .map(|_| {
-            let mut c = f.agent(
-                &f.token(&[]),
-                &["--deadline", "30s", "--", "sh", "-c", "printf %s \"$K\""],
-            );
-            c.env("RUNSEAL_ADDR", format!("{},{}", hung.addr, f.d.addr));
-            c.spawn().unwrap()
-        })
-        .collect();
-    for r in runners {
-        let out = r.wait_with_output().unwrap();
-        assert!(out.status.success(), "{}", stderr(&out));
-        assert_eq!(stdout(&out), "from-the-healthy-one");
+    // The agent tries the addresses in random order: rounds of several runners, until one of
+    // them has tried the hung replica (each runner does so first with odds of one half, so a
+    // round of 6 misses it 1 time in 64; five rounds, 1 in 2^30).
+    for _round in 0..5 {
+        let runners: Vec<_> = (0..6)
+            .map(|_| {
+                let mut c = f.agent(
+                    &f.token(&[]),
+                    &["--deadline", "30s", "--", "sh", "-c", "printf %s \"$K\""],
+                );
+                c.env("RUNSEAL_ADDR", format!("{},{}", hung.addr, f.d.addr));
+                c.spawn().unwrap()
+            })
+            .collect();
+        for r in runners {
+            let out = r.wait_with_output().unwrap();
+            assert!(out.status.success(), "{}", stderr(&out));
+            assert_eq!(stdout(&out), "from-the-healthy-one");
+        }
+        if hung.connections() > 0 {
+            break;
+        }
     }
+    // Every runner started; a runner that connects to the hung replica waits out its try
+    // there before the healthy one serves it, so its connection has been accepted by now.
+    assert!(
+        hung.connections() > 0,
+        "no runner tried the hung replica: the test proved nothing"
+    );
 }
 
 #[test]
@@ -593,9 +608,7 @@ fn values_appear_in_no_log_line_at_trace_level() {
     assert!(out.status.success());
     let agent_log = stderr(&out);
     assert!(!agent_log.is_empty(), "trace logging produced nothing");
-    std::thread::sleep(Duration::from_millis(200));
-    let server_log = f.d.log();
-    assert!(server_log.contains("snapshot served"));
+    let server_log = f.d.wait_for_log("snapshot served", Duration::from_secs(10));
     for (what, log) in [("agent", &agent_log), ("server", &server_log)] {
         assert!(
             !log.contains("value-alpha-7731"),

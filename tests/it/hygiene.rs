@@ -10,14 +10,16 @@
 //!
 //! Assertion messages never print a value: they say where it leaked.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{all_files, ok, runseal, runseal_stdin, stderr, stdout, Daemon, RUNSEALD};
+use common::{
+    all_files, cli_refused, ok, runseal, runseal_stdin, stderr, stdout, Daemon, RUNSEALD,
+};
 use serde_json::Value;
 
 /// A secret value and every rendering of it a leak could take: the bytes, lowercase hex, and
@@ -120,22 +122,6 @@ impl Transcript {
     }
 }
 
-/// Asserts a refused CLI call: exit 1 and a reason on stderr.
-#[track_caller]
-fn refused(out: &Output, reason: &str) {
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "expected a refusal: {}",
-        stderr(out)
-    );
-    assert!(
-        stderr(out).contains(reason),
-        "the error should say {reason:?}: {}",
-        stderr(out)
-    );
-}
-
 fn names_listed(json: &str, key: &str, field: &str) -> Vec<String> {
     let v: Value = serde_json::from_str(json).expect("JSON output");
     v[key]
@@ -146,64 +132,10 @@ fn names_listed(json: &str, key: &str, field: &str) -> Vec<String> {
         .collect()
 }
 
-/// `runseald serve --log-format json` with `RUNSEAL_LOG=trace`. `Daemon::start` finds the
-/// address in a text log line (`addr=…`); here it is the `addr` field of the JSON line
-/// "listening".
+/// `runseald serve --log-format json` with `RUNSEAL_LOG=trace` (`Daemon::start` reads the
+/// address from the `addr` field of the JSON line "listening").
 fn start_with_json_trace_log(data: &Path) -> Daemon {
-    use std::io::{BufRead, BufReader};
-    use std::sync::{Arc, Mutex};
-    let mut child = Command::new(RUNSEALD)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-            "--data-dir",
-        ])
-        .arg(data)
-        .env("RUNSEAL_LOG", "trace")
-        .env_remove("RUNSEALD_DATA_DIR")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn runseald");
-    let stderr = child.stderr.take().unwrap();
-    let log = Arc::new(Mutex::new(String::new()));
-    let (tx, rx) = std::sync::mpsc::channel();
-    {
-        let log = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                    if v["fields"]["message"] == "listening" {
-                        if let Some(addr) = v["fields"]["addr"].as_str() {
-                            let _ = tx.send(addr.to_string());
-                        }
-                    }
-                }
-                let mut l = log.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
-            }
-        });
-    }
-    let addr = match rx.recv_timeout(Duration::from_secs(30)) {
-        Ok(addr) => addr,
-        Err(_) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            std::thread::sleep(Duration::from_millis(100));
-            panic!("runseald did not start:\n{}", log.lock().unwrap());
-        }
-    };
-    Daemon {
-        child,
-        addr: format!("http://{addr}"),
-        data_dir: data.to_path_buf(),
-        log,
-    }
+    Daemon::start(data, &["--log-format", "json"], &[("RUNSEAL_LOG", "trace")])
 }
 
 fn values_never_shown(log_format: &str) {
@@ -297,7 +229,7 @@ fn values_never_shown(log_format: &str) {
     ));
 
     // Error paths that carry values.
-    refused(
+    cli_refused(
         &rs(
             "set into a missing env",
             &[
@@ -311,7 +243,7 @@ fn values_never_shown(log_format: &str) {
         ),
         "nope",
     );
-    refused(
+    cli_refused(
         &rs(
             "set with an invalid name",
             &[
@@ -327,7 +259,7 @@ fn values_never_shown(log_format: &str) {
     let mut big = vec![b'.'; 40 * 1024];
     big.extend_from_slice(big_marker.as_bytes());
     big.extend(vec![b'.'; 40 * 1024]);
-    refused(
+    cli_refused(
         &rs(
             "set a value over 64 KiB",
             &["secrets", "set", "BIG=-"],
@@ -337,7 +269,7 @@ fn values_never_shown(log_format: &str) {
     );
     // The same through argv, where a usage error could echo it.
     let big_arg = format!("BIG={}", String::from_utf8(big.clone()).unwrap());
-    refused(
+    cli_refused(
         &rs(
             "set a value over 64 KiB (argv)",
             &["secrets", "set", &big_arg],
@@ -345,7 +277,7 @@ fn values_never_shown(log_format: &str) {
         ),
         "65536",
     );
-    refused(
+    cli_refused(
         &rs(
             "set a value with NUL",
             &["secrets", "set", "NUL_VALUE=-"],
@@ -353,7 +285,7 @@ fn values_never_shown(log_format: &str) {
         ),
         "NUL",
     );
-    refused(
+    cli_refused(
         &rs(
             "set a denied name",
             &["secrets", "set", &format!("LD_PRELOAD={denied}")],
@@ -361,7 +293,7 @@ fn values_never_shown(log_format: &str) {
         ),
         "LD_PRELOAD",
     );
-    refused(
+    cli_refused(
         &rs(
             "set a reserved name",
             &["secrets", "set", &format!("RUNSEAL_X={reserved}")],
@@ -369,7 +301,7 @@ fn values_never_shown(log_format: &str) {
         ),
         "RUNSEAL_X",
     );
-    refused(
+    cli_refused(
         &rs(
             "set a name twice",
             &[
@@ -403,7 +335,7 @@ fn values_never_shown(log_format: &str) {
             &["secrets", "set", &format!("RO={no_scope}")],
         ),
     );
-    refused(&out, "write:main");
+    cli_refused(&out, "write:main");
     let out = t.record(
         "set with a wrong key",
         runseal(
@@ -412,7 +344,7 @@ fn values_never_shown(log_format: &str) {
             &["secrets", "set", &format!("WRONG={bad_key}")],
         ),
     );
-    refused(&out, "key refused");
+    cli_refused(&out, "key refused");
 
     // What a user reads back. The listings hold what was set (so an empty output cannot pass
     // for a clean one), and nothing of the refused batches.

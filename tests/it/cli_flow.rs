@@ -1,6 +1,6 @@
 //! The seed's CLI flow, through the real binaries exactly as a user runs them.
 
-mod common;
+use crate::common;
 
 use common::{ok, runseal, stderr, Daemon};
 use serde_json::Value;

@@ -1,5 +1,5 @@
 //! Test harness: the real server in-process on port 0, and the real binaries as a user runs
-//! them. Shared by every file in `tests/`.
+//! them. Shared by every module of the suite (`tests/it/`).
 #![allow(dead_code)]
 
 pub mod private_pg;
@@ -11,18 +11,20 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use runseal::auth::Credential;
-use runseal::client::Client;
+use runseal::client::{Client, ClientError};
 use runseal::datadir::DataDir;
 use runseal::grpc::{self, Listener};
 use runseal::names::{Limits, NamePolicy};
+use runseal::secret::SecretBytes;
 use runseal::service::{Clock, Service, SystemClock};
 use runseal::store::Store;
 use tempfile::TempDir;
 use tokio::net::TcpListener;
+use tonic::{Code, Status};
 
 pub const RUNSEALD: &str = env!("CARGO_BIN_EXE_runseald");
 pub const RUNSEAL: &str = env!("CARGO_BIN_EXE_runseal");
-pub const RUNSEAL_AGENT: &str = env!("CARGO_BIN_EXE_runseal-agent");
+pub const AGENT: &str = env!("CARGO_BIN_EXE_runseal-agent");
 
 /// Which store a test server runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -218,6 +220,8 @@ pub struct Daemon {
     pub addr: String,
     pub data_dir: PathBuf,
     pub log: Arc<Mutex<String>>,
+    /// The thread that copies runseald's stderr into `log`; it ends when that stderr closes.
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Daemon {
@@ -250,7 +254,7 @@ impl Daemon {
         let stderr = child.stderr.take().unwrap();
         let log = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = std::sync::mpsc::channel();
-        {
+        let reader = {
             let log = log.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -261,38 +265,80 @@ impl Daemon {
                     l.push_str(&line);
                     l.push('\n');
                 }
-            });
-        }
+            })
+        };
+        let mut d = Self {
+            child,
+            addr: String::new(),
+            data_dir: data_dir.to_path_buf(),
+            log,
+            reader: Some(reader),
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(line) = rx.recv_timeout(Duration::from_millis(50)) {
-                let addr = if let Some(i) = line.find("addr=") {
-                    let rest = &line[i + 5..];
-                    let end = rest.find([' ', '"']).unwrap_or(rest.len());
-                    format!("http://{}", &rest[..end])
-                } else if let Some(i) = line.find("path=") {
-                    let rest = &line[i + 5..];
-                    let end = rest.find([' ', '"']).unwrap_or(rest.len());
-                    format!("unix:{}", &rest[..end])
-                } else {
-                    continue;
-                };
-                return Ok(Self {
-                    child,
-                    addr,
-                    data_dir: data_dir.to_path_buf(),
-                    log,
-                });
+                if let Some(addr) = listening_addr(&line) {
+                    d.addr = addr;
+                    return Ok(d);
+                }
+                continue;
             }
-            if let Ok(Some(_)) = child.try_wait() {
-                std::thread::sleep(Duration::from_millis(100));
-                return Err(log.lock().unwrap().clone());
+            if let Ok(Some(_)) = d.child.try_wait() {
+                d.drain_log();
+                return Err(d.log());
             }
             if Instant::now() > deadline {
-                let _ = child.kill();
-                return Err(format!("timeout\n{}", log.lock().unwrap()));
+                let _ = d.child.kill();
+                return Err(format!("timeout\n{}", d.log()));
             }
         }
+    }
+
+    /// Waits (up to 10 s) until runseald's stderr is closed and all of it is in `log`: after
+    /// runseald exited, the log is then complete.
+    fn drain_log(&mut self) {
+        let Some(reader) = self.reader.take() else {
+            return;
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !reader.is_finished() {
+            assert!(
+                Instant::now() < deadline,
+                "runseald's stderr stayed open 10 s after it exited"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        reader.join().unwrap();
+    }
+
+    /// Waits until the log holds `needle`, up to `within`; returns the log. Panics with the log
+    /// when the line does not come.
+    #[track_caller]
+    pub fn wait_for_log(&self, needle: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let log = self.log();
+            if log.contains(needle) {
+                return log;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "runseald did not log {needle:?} within {within:?}:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The address of the metrics listener, from runseald's log (it was started with
+    /// `--metrics-listen 127.0.0.1:0`).
+    pub fn metrics_addr(&self) -> String {
+        let log = self.wait_for_log("metrics listening", Duration::from_secs(10));
+        let line = log
+            .lines()
+            .find(|l| l.contains("metrics listening"))
+            .unwrap();
+        let rest = &line[line.find("addr=").expect("addr= in the metrics line") + 5..];
+        rest.split_whitespace().next().unwrap().to_string()
     }
 
     pub fn admin_key(&self) -> String {
@@ -310,7 +356,7 @@ impl Daemon {
     pub fn terminate(mut self) -> (bool, String) {
         signal(&self.child, "TERM");
         let status = wait_timeout(&mut self.child, Duration::from_secs(20));
-        std::thread::sleep(Duration::from_millis(100));
+        self.drain_log();
         (status, self.log())
     }
 
@@ -324,6 +370,32 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The address in runseald's "listening" line, text (`addr=…` or `path=…` for a Unix socket)
+/// or JSON (`--log-format json`: the `addr` or `path` field), as a client URL.
+fn listening_addr(line: &str) -> Option<String> {
+    if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
+        let fields = &v["fields"];
+        if fields["message"] != "listening" {
+            return None;
+        }
+        if let Some(addr) = fields["addr"].as_str() {
+            return Some(format!("http://{addr}"));
+        }
+        return fields["path"].as_str().map(|p| format!("unix:{p}"));
+    }
+    let field = |name: &str| {
+        let i = line.find(name)?;
+        let rest = &line[i + name.len()..];
+        let end = rest.find([' ', '"']).unwrap_or(rest.len());
+        Some(rest[..end].to_string())
+    };
+    if let Some(addr) = field("addr=") {
+        Some(format!("http://{addr}"))
+    } else {
+        field("path=").map(|p| format!("unix:{p}"))
     }
 }
 
@@ -351,16 +423,45 @@ fn wait_timeout(child: &mut Child, t: Duration) -> bool {
     }
 }
 
-/// `runseal-agent` as a runner starts it: an empty environment but `PATH`, `RUNSEAL_ADDR=addr`
-/// and `RUNSEAL_TOKEN=credential` (a runner token or a key of snapshot scope).
-pub fn agent(addr: &str, credential: &str) -> Command {
-    let mut cmd = Command::new(RUNSEAL_AGENT);
-    cmd.env_clear()
+/// `runseal-agent ARGS` against `addr` with `RUNSEAL_TOKEN=token`, and nothing else of the
+/// test's environment but PATH; stdin empty, stdout and stderr captured.
+pub fn agent(addr: &str, token: &str, args: &[&str]) -> Command {
+    let mut c = Command::new(AGENT);
+    c.args(args)
+        .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap())
         .env("RUNSEAL_ADDR", addr)
-        .env("RUNSEAL_TOKEN", credential)
-        .stdin(Stdio::null());
-    cmd
+        .env("RUNSEAL_TOKEN", token)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c
+}
+
+/// A secret value from text.
+pub fn v(s: &str) -> SecretBytes {
+    SecretBytes::new(s.as_bytes().to_vec())
+}
+
+/// Writes `text` as `runseald.toml` in `dir`; returns its path, for `--config`.
+pub fn write_config(dir: &Path, text: &str) -> String {
+    let path = dir.join("runseald.toml");
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+/// `GET path` over HTTP/1.1 from `addr`: the whole response, headers included.
+pub fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    stream.read_to_string(&mut out).unwrap();
+    out
 }
 
 /// `runseald verify` on a data dir (and its PostgreSQL database).
@@ -406,6 +507,81 @@ pub fn runseal_stdin(addr: &str, key: &str, args: &[&str], stdin: Option<&[u8]>)
         child.stdin.take().unwrap().write_all(input).unwrap();
     }
     child.wait_with_output().unwrap()
+}
+
+/// What a refused call returns: a gRPC status, or the SDK's error (whose text is what the CLI
+/// prints) around one.
+pub trait Refusal: std::fmt::Display {
+    /// The status the server answered with; `None` when it did not answer.
+    fn status(&self) -> Option<&Status>;
+}
+
+impl Refusal for Status {
+    fn status(&self) -> Option<&Status> {
+        Some(self)
+    }
+}
+
+impl Refusal for ClientError {
+    fn status(&self) -> Option<&Status> {
+        match self {
+            ClientError::Status(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// Asserts that `res` was refused by the server with `code` and a message holding every needle,
+/// and that neither the message nor the error's text holds any of `secrets` (the request's values
+/// or key secrets; one shorter than 3 bytes is too common to look for). `what` names the call in
+/// the failure. Returns the message.
+#[track_caller]
+pub fn refused<T, E: Refusal>(
+    res: Result<T, E>,
+    code: Code,
+    needles: &[&str],
+    secrets: &[&[u8]],
+    what: &str,
+) -> String {
+    let err = match res {
+        Ok(_) => panic!("{what}: was accepted, expected {code:?}"),
+        Err(e) => e,
+    };
+    let text = err.to_string();
+    let Some(status) = err.status() else {
+        panic!("{what}: expected a {code:?} status, got: {text}")
+    };
+    let msg = status.message();
+    for s in secrets.iter().filter(|s| s.len() >= 3) {
+        assert!(
+            !contains(text.as_bytes(), s) && !contains(msg.as_bytes(), s),
+            "{what}: a secret leaked into the error message"
+        );
+    }
+    assert_eq!(status.code(), code, "{what}: wrong code; message: {msg}");
+    for n in needles {
+        assert!(
+            msg.contains(n),
+            "{what}: message lacks {n:?}; message: {msg}"
+        );
+    }
+    msg.to_string()
+}
+
+/// Asserts a refused CLI call: exit 1 and a reason on stderr.
+#[track_caller]
+pub fn cli_refused(out: &Output, reason: &str) {
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "expected a refusal: {}",
+        stderr(out)
+    );
+    assert!(
+        stderr(out).contains(reason),
+        "the error should say {reason:?}: {}",
+        stderr(out)
+    );
 }
 
 pub fn stdout(o: &Output) -> String {

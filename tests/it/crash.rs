@@ -6,7 +6,7 @@
 //! the test checks what a user would check: the listing (real CLI), the audit log, the values
 //! themselves (opened with the library while runseald is stopped) and `runseald verify`.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;

@@ -20,14 +20,14 @@
 //! produced (`revision` in `runseal audit --output json`).
 //!
 //! SQLite: one runseald, killed and restarted several times. PostgreSQL: a private cluster the
-//! test starts itself (initdb in a temp dir, Unix socket only, as tests/pg_outage.rs does; the
+//! test starts itself (initdb in a temp dir, Unix socket only, as tests/it/pg_outage.rs does; the
 //! shared server on 5432 is never touched), two replicas on it, a random replica killed and
 //! restarted at random moments, and the cluster itself restarted once.
 //!
 //! The seed is printed; `RUNSEAL_FAULT_SEED=N` replays the same workload and kill schedule (the
 //! interleaving of calls and kills still depends on timing).
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -45,9 +45,7 @@ use runseal::secret::SecretBytes;
 use serde_json::Value;
 use tonic::Code;
 
-use common::{all_files, ok, runseal, stderr, stdout, Daemon, RUNSEALD};
-
-const AGENT: &str = env!("CARGO_BIN_EXE_runseal-agent");
+use common::{all_files, ok, runseal, stderr, stdout, Daemon, AGENT, RUNSEALD};
 
 /// Concurrent workers; each owns its environments.
 const WORKERS: usize = 3;
