@@ -30,8 +30,33 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         prost::Message::encode_to_vec(&fds),
     )?;
     // Messages that carry a secret value or a credential get a hand-written, redacting `Debug`
-    // (src/proto.rs, src/server/fal.rs) instead of the derived one.
-    tonic_prost_build::configure()
+    // (src/proto.rs, src/server/fal.rs) instead of the derived one, and zeroize their own
+    // fields on drop. That does not reach the bytes tonic, h2 and hyper held while decoding or
+    // encoding them (their buffers are reused or freed without wiping), nor copies prost made
+    // while growing a buffer: it shortens how long plaintext stays in memory, it does not
+    // bound it.
+    let zeroizing = [
+        ".runseal.v1.SecretValue",
+        ".runseal.v1.SetSecretsRequest",
+        ".runseal.v1.CreateKeyResponse",
+        ".runseal.v1.RunnerToken",
+        ".controller.SetSecretRequest",
+    ];
+    let mut config = tonic_prost_build::configure();
+    for message in zeroizing {
+        config = config.type_attribute(
+            message,
+            "#[derive(::zeroize::Zeroize, ::zeroize::ZeroizeOnDrop)]",
+        );
+    }
+    // Fields without a secret whose types cannot be zeroized.
+    for field in [
+        ".runseal.v1.CreateKeyResponse.key",
+        ".runseal.v1.RunnerToken.expires_at",
+    ] {
+        config = config.field_attribute(field, "#[zeroize(skip)]");
+    }
+    config
         .skip_debug([
             ".runseal.v1.SecretValue",
             ".runseal.v1.CreateKeyResponse",

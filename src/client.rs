@@ -478,11 +478,14 @@ impl KeysApi {
             })
             .await?
             .into_inner();
-        let credential = zeroize::Zeroizing::new(res.credential);
+        // The message zeroizes on drop: take its fields (no copy) rather than move them out.
+        let mut res = res;
+        let credential = zeroize::Zeroizing::new(std::mem::take(&mut res.credential));
         let cred = Credential::parse(&credential)
             .map_err(|_| ClientError::Protocol("CreateKey returned a malformed key"))?;
         let info = res
             .key
+            .take()
             .ok_or(ClientError::Protocol("CreateKey returned no key"))?;
         Ok((info, cred))
     }
@@ -603,7 +606,12 @@ impl From<v1::GetSnapshotResponse> for Snapshot {
         let secrets = res
             .secrets
             .drain(..)
-            .map(|s| (s.name, SecretBytes::new(s.value)))
+            .map(|mut s| {
+                (
+                    std::mem::take(&mut s.name),
+                    SecretBytes::new(std::mem::take(&mut s.value)),
+                )
+            })
             .collect();
         Snapshot {
             environment: std::mem::take(&mut res.environment),
@@ -647,7 +655,12 @@ impl From<v1::GetBuildSecretsResponse> for BuildSecrets {
         let secrets = res
             .secrets
             .drain(..)
-            .map(|s| (s.name, SecretBytes::new(s.value)))
+            .map(|mut s| {
+                (
+                    std::mem::take(&mut s.name),
+                    SecretBytes::new(std::mem::take(&mut s.value)),
+                )
+            })
             .collect();
         BuildSecrets {
             environment: std::mem::take(&mut res.environment),
@@ -683,14 +696,14 @@ impl RunnersApi {
             .into_inner();
         res.tokens
             .into_iter()
-            .map(|t| {
-                let line = zeroize::Zeroizing::new(t.token);
+            .map(|mut t| {
+                let line = zeroize::Zeroizing::new(std::mem::take(&mut t.token));
                 Ok(IssuedToken {
                     token: Credential::parse(&line).map_err(|_| {
                         ClientError::Protocol("IssueRunnerTokens returned a malformed token")
                     })?,
-                    token_id: t.token_id,
-                    expires_at: t.expires_at,
+                    token_id: std::mem::take(&mut t.token_id),
+                    expires_at: t.expires_at.take(),
                 })
             })
             .collect()

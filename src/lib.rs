@@ -6,6 +6,7 @@
 //! denied everywhere; the one exception is `exec::sys` (signal dispositions and inherited
 //! descriptors before exec).
 #![deny(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod agent;
 pub mod auth;

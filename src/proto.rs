@@ -1,5 +1,6 @@
 //! The generated gRPC types of `proto/runseal/v1` and `proto/fal` (built into `OUT_DIR` by
-//! `build.rs`).
+//! `proto/compile.rs`). The messages that carry a value or a credential zeroize their fields on
+//! drop (see `proto/compile.rs` for what that does not reach).
 #![allow(clippy::all, missing_docs)]
 
 pub mod v1 {
@@ -44,6 +45,24 @@ pub mod v1 {
     #[cfg(test)]
     mod tests {
         use super::*;
+
+        #[test]
+        fn messages_carrying_plaintext_or_credentials_zeroize_on_drop() {
+            fn zeroizes_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+            zeroizes_on_drop::<SecretValue>();
+            zeroizes_on_drop::<SetSecretsRequest>();
+            zeroizes_on_drop::<CreateKeyResponse>();
+            zeroizes_on_drop::<RunnerToken>();
+            zeroizes_on_drop::<crate::proto::controller::SetSecretRequest>();
+            // And a taken value is the same allocation, so nothing is left behind in a copy.
+            let mut v = SecretValue {
+                name: "A".into(),
+                value: b"plaintext".to_vec(),
+            };
+            let ptr = v.value.as_ptr();
+            let taken = std::mem::take(&mut v.value);
+            assert_eq!(taken.as_ptr(), ptr);
+        }
 
         #[test]
         fn debug_output_of_secret_carrying_messages_is_redacted() {

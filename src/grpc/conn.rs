@@ -258,10 +258,8 @@ pub(crate) async fn serve(
         }
     }
     // Every connection holds a permit until it is closed.
-    let _all = permits
-        .acquire_many(limits.max_connections as u32)
-        .await
-        .expect("the semaphore is never closed");
+    // (The semaphore is never closed, so this only returns once they all are.)
+    let _all = permits.acquire_many(limits.max_connections as u32).await;
 }
 
 async fn accept_loop(
@@ -284,7 +282,11 @@ async fn accept_loop(
                     );
                 }
                 tokio::select! {
-                    p = permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+                    p = permits.clone().acquire_owned() => match p {
+                        Ok(p) => p,
+                        // Closed: nothing will be accepted again.
+                        Err(_) => return,
+                    },
                     _ = stop.wait_for(|s| *s) => return,
                 }
             }

@@ -180,9 +180,14 @@ keyed_rpcs! {
     ) -> std::result::Result<Response<controller::SetSecretResponse>, Status> {
         // Into a zeroizing buffer first (no copy), so no early return, not even a refused key,
         // leaves plaintext behind.
-        let decode = |req: controller::SetSecretRequest| {
-            let value = req.value.map(|v| SecretBytes::new(v.into_bytes()));
-            (req.name, value, req.environment_name, req.default_exposed)
+        let decode = |mut req: controller::SetSecretRequest| {
+            let value = req.value.take().map(|v| SecretBytes::new(v.into_bytes()));
+            (
+                std::mem::take(&mut req.name),
+                value,
+                req.environment_name.take(),
+                req.default_exposed,
+            )
         };
         let (p, (name, value, env, exposed)) = keyed(&self.service, request, decode)
             .await

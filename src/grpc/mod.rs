@@ -325,6 +325,9 @@ pub async fn routes(service: Arc<Service>) -> App {
     health
         .set_serving::<v1::secrets_server::SecretsServer<runseal::RunsealApi>>()
         .await;
+    // The descriptor sets are compiled into the binary (proto/compile.rs, tonic-health): they
+    // cannot be malformed at run time, and every start builds this.
+    #[allow(clippy::expect_used)]
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)

@@ -106,13 +106,18 @@ keyed_rpcs! {
         ) -> std::result::Result<Response<v1::SetSecretsResponse>, Status> {
             // Into zeroizing buffers first, so no early return, not even a refused key, leaves
             // plaintext behind.
-            let decode = |req: v1::SetSecretsRequest| {
+            let decode = |mut req: v1::SetSecretsRequest| {
                 let batch: Vec<_> = req
                     .secrets
-                    .into_iter()
-                    .map(|s| (s.name, SecretBytes::new(s.value)))
+                    .drain(..)
+                    .map(|mut s| {
+                        (
+                            std::mem::take(&mut s.name),
+                            SecretBytes::new(std::mem::take(&mut s.value)),
+                        )
+                    })
                     .collect();
-                (req.environment, batch, req.exposed_by_default)
+                (std::mem::take(&mut req.environment), batch, req.exposed_by_default)
             };
             let (p, (env, batch, exposed)) = keyed(&self.service, request, decode).await?;
             let revision = self.service.set_secrets(&p, &env, batch, exposed).await?;

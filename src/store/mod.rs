@@ -291,7 +291,7 @@ impl SnapshotCache {
         environment: &str,
         version: EnvironmentVersion,
     ) -> Option<Arc<Vec<SealedSecret>>> {
-        let entries = self.entries.lock().expect("snapshot cache poisoned");
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         match entries.get(environment) {
             Some((v, rows)) if *v == version => Some(rows.clone()),
             _ => None,
@@ -306,14 +306,14 @@ impl SnapshotCache {
     ) {
         self.entries
             .lock()
-            .expect("snapshot cache poisoned")
+            .unwrap_or_else(|p| p.into_inner())
             .insert(environment.to_string(), (version, rows));
     }
 
     pub fn forget(&self, environment: &str) {
         self.entries
             .lock()
-            .expect("snapshot cache poisoned")
+            .unwrap_or_else(|p| p.into_inner())
             .remove(environment);
     }
 }
