@@ -338,58 +338,11 @@ where
             call(Client::from_channel(channel, cred, addr)).await
         })
         .await;
-        match result {
+        last_error = match result {
             Ok(Ok(answer)) => return Ok(answer),
-            Ok(Err(ClientError::InvalidAddress(a))) => {
-                return Err(AgentError::new(
-                    Exit::Config,
-                    format!(
-                    "invalid address {a:?}: use http://HOST:PORT, https://HOST:PORT or unix:/path"
-                ),
-                ))
-            }
-            Ok(Err(ClientError::Tls(e))) => return Err(AgentError::new(Exit::Config, e)),
-            Ok(Err(ClientError::Status(s))) => match s.code() {
-                Code::Unavailable
-                | Code::DeadlineExceeded
-                | Code::ResourceExhausted
-                | Code::Aborted
-                | Code::Unknown => {
-                    last_error = format!("{addr}: {}", s.message());
-                }
-                Code::Unauthenticated | Code::PermissionDenied => {
-                    return Err(AgentError::new(
-                        Exit::Refused,
-                        format!("credential refused by {addr}: {}", s.message()),
-                    ))
-                }
-                Code::NotFound => {
-                    return Err(AgentError::new(
-                        Exit::Refused,
-                        format!("cannot fetch {what} from {addr}: {}", s.message()),
-                    ))
-                }
-                Code::FailedPrecondition => {
-                    return Err(AgentError::new(Exit::NotSet, s.message().to_string()))
-                }
-                Code::InvalidArgument => {
-                    return Err(AgentError::new(Exit::Config, s.message().to_string()))
-                }
-                // A replica in trouble (INTERNAL, DATA_LOSS…): the others may be fine, so each
-                // address gets its chance before the agent gives up.
-                _ if attempt < addrs.len() => {
-                    last_error = format!("{addr} could not serve {what}: {}", s.message());
-                }
-                _ => {
-                    return Err(AgentError::new(
-                        Exit::Unavailable,
-                        format!("{addr} could not serve {what}: {}", s.message()),
-                    ))
-                }
-            },
-            Ok(Err(e)) => last_error = e.to_string(),
-            Err(_) => last_error = format!("{addr}: no answer within {per_try:?}"),
-        }
+            Ok(Err(e)) => refusal(e, addr, what, attempt < addrs.len())?,
+            Err(_) => format!("{addr}: no answer within {per_try:?}"),
+        };
         // Full jitter: sleep a random time up to the current backoff, within the deadline.
         let remaining = deadline.saturating_duration_since(Instant::now());
         let sleep = rand::thread_rng()
@@ -406,6 +359,53 @@ where
             args.deadline
         ),
     ))
+}
+
+/// What one failed try means: an error to give up with, or (`Ok`) the text of a failure worth
+/// another try. `others_left`: some address has not been tried yet.
+fn refusal(
+    e: ClientError,
+    addr: &str,
+    what: &str,
+    others_left: bool,
+) -> Result<String, AgentError> {
+    let s =
+        match e {
+            ClientError::InvalidAddress(a) => return Err(AgentError::new(
+                Exit::Config,
+                format!(
+                    "invalid address {a:?}: use http://HOST:PORT, https://HOST:PORT or unix:/path"
+                ),
+            )),
+            ClientError::Tls(e) => return Err(AgentError::new(Exit::Config, e)),
+            ClientError::Status(s) => s,
+            e => return Ok(e.to_string()),
+        };
+    let give_up = |exit, message: String| Err(AgentError::new(exit, message));
+    match s.code() {
+        Code::Unavailable
+        | Code::DeadlineExceeded
+        | Code::ResourceExhausted
+        | Code::Aborted
+        | Code::Unknown => Ok(format!("{addr}: {}", s.message())),
+        Code::Unauthenticated | Code::PermissionDenied => give_up(
+            Exit::Refused,
+            format!("credential refused by {addr}: {}", s.message()),
+        ),
+        Code::NotFound => give_up(
+            Exit::Refused,
+            format!("cannot fetch {what} from {addr}: {}", s.message()),
+        ),
+        Code::FailedPrecondition => give_up(Exit::NotSet, s.message().to_string()),
+        Code::InvalidArgument => give_up(Exit::Config, s.message().to_string()),
+        // A replica in trouble (INTERNAL, DATA_LOSS…): the others may be fine, so each address
+        // gets its chance before the agent gives up.
+        _ if others_left => Ok(format!("{addr} could not serve {what}: {}", s.message())),
+        _ => give_up(
+            Exit::Unavailable,
+            format!("{addr} could not serve {what}: {}", s.message()),
+        ),
+    }
 }
 
 /// Checks the command before any token is spent on it ([`crate::exec::check_command`]).
