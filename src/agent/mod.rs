@@ -369,18 +369,19 @@ fn refusal(
     what: &str,
     others_left: bool,
 ) -> Result<String, AgentError> {
-    let s =
-        match e {
-            ClientError::InvalidAddress(a) => return Err(AgentError::new(
+    let s = match e {
+        ClientError::InvalidAddress(a) => {
+            return Err(AgentError::new(
                 Exit::Config,
                 format!(
                     "invalid address {a:?}: use http://HOST:PORT, https://HOST:PORT or unix:/path"
                 ),
-            )),
-            ClientError::Tls(e) => return Err(AgentError::new(Exit::Config, e)),
-            ClientError::Status(s) => s,
-            e => return Ok(e.to_string()),
-        };
+            ))
+        }
+        ClientError::Tls(e) => return Err(AgentError::new(Exit::Config, e)),
+        ClientError::Status(s) => s,
+        e => return Ok(e.to_string()),
+    };
     let give_up = |exit, message: String| Err(AgentError::new(exit, message));
     match s.code() {
         Code::Unavailable

@@ -4,11 +4,13 @@
 
 use crate::common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::{refused, v, Backend, TestServer};
 use runseal::client::{Client, ClientError, IssueOptions};
 use runseal::names::{Limits, NamePolicy};
+use runseal::service::ManualClock;
 use tonic::Code;
 
 async fn server(backend: Backend) -> TestServer {
@@ -44,7 +46,8 @@ async fn snapshot(c: &Client, env: &str, only: &[&str]) -> Vec<(String, String)>
 }
 
 async fn set_then_list_update_and_unset(b: Backend) {
-    let s = server(b).await;
+    let clock = Arc::new(ManualClock::new());
+    let s = TestServer::start_on_clock(b, clock.clone()).await;
     let c = s.admin_client().await;
     let r1 = c
         .secrets()
@@ -56,7 +59,7 @@ async fn set_then_list_update_and_unset(b: Backend) {
     let names: Vec<&str> = list.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["A", "B"]);
     let created = list[0].created_at;
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    clock.advance(Duration::from_millis(5));
     assert_eq!(c.secrets().set("A", v("1b"), "main").await.unwrap(), 2);
     let list = c.secrets().list("main").await.unwrap();
     assert_eq!(list[0].created_at, created, "an update keeps created_at");
@@ -261,7 +264,8 @@ async fn audit_records_every_change_without_values(b: Backend) {
 }
 
 async fn runner_tokens_are_single_use_expire_and_revoke(b: Backend) {
-    let s = server(b).await;
+    let clock = Arc::new(ManualClock::new());
+    let s = TestServer::start_on_clock(b, clock.clone()).await;
     let c = s.admin_client().await;
     c.secrets().set("K", v("v"), "main").await.unwrap();
     let tokens = c
@@ -316,7 +320,7 @@ async fn runner_tokens_are_single_use_expire_and_revoke(b: Backend) {
         &[],
         "a revoked token",
     );
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    clock.advance(Duration::from_millis(1100));
     refused(
         runner(&tokens[2]).runners().snapshot("", "", &[]).await,
         Code::Unauthenticated,

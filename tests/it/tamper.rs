@@ -12,12 +12,13 @@ use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::{v, Backend, TestServer, RUNSEALD};
 use runseal::auth::generate_key;
 use runseal::client::{Client, ClientError, IssueOptions};
-use runseal::names::{Limits, NamePolicy};
+use runseal::service::ManualClock;
 use sqlx::Connection;
 use tonic::Code;
 
@@ -128,7 +129,14 @@ fn assert_verify_names(s: &TestServer, what: &[&str]) {
 /// A server with environments production (DB_URL, API_TOKEN exposed; SIGNING_KEY only for an
 /// allow-list that names it) and staging.
 async fn setup(b: Backend) -> (TestServer, Client) {
-    let s = TestServer::start_on(b, Limits::default(), NamePolicy::default()).await;
+    let (s, c, _) = setup_clocked(b).await;
+    (s, c)
+}
+
+/// [`setup`] on a manual clock the test moves.
+async fn setup_clocked(b: Backend) -> (TestServer, Client, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new());
+    let s = TestServer::start_on_clock(b, clock.clone()).await;
     let c = s.admin_client().await;
     c.environments().create("production").await.unwrap();
     c.environments().create("staging").await.unwrap();
@@ -154,7 +162,7 @@ async fn setup(b: Backend) -> (TestServer, Client) {
         .set("DB_URL", v("postgres://staging"), "staging")
         .await
         .unwrap();
-    (s, c)
+    (s, c, clock)
 }
 
 fn runner(s: &TestServer, token: &runseal::auth::Credential) -> Client {
@@ -251,7 +259,7 @@ async fn a_rewritten_scope_grants_nothing(b: Backend) {
 }
 
 async fn a_rewritten_runner_token_grants_nothing(b: Backend) {
-    let (s, c) = setup(b).await;
+    let (s, c, clock) = setup_clocked(b).await;
     let db = Db(&s);
     // Uses given back: a single-use token, used, rewritten to one more use.
     let used = token(&c, "production", IssueOptions::default()).await;
@@ -294,7 +302,7 @@ async fn a_rewritten_runner_token_grants_nothing(b: Backend) {
         },
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    clock.advance(Duration::from_millis(1100));
     let sql = format!(
         "UPDATE runner_tokens SET expires_at = expires_at + 86400000 WHERE id = '{}'",
         expired.token_id

@@ -136,13 +136,12 @@ impl TestServer {
 
     /// A server on `clock` (a `runseal::service::ManualClock` the test advances).
     pub async fn start_with_clock(clock: Arc<dyn Clock>) -> Self {
-        Self::start_full(
-            Backend::Sqlite,
-            Limits::default(),
-            NamePolicy::default(),
-            clock,
-        )
-        .await
+        Self::start_on_clock(Backend::Sqlite, clock).await
+    }
+
+    /// [`TestServer::start_with_clock`] on either backend.
+    pub async fn start_on_clock(backend: Backend, clock: Arc<dyn Clock>) -> Self {
+        Self::start_full(backend, Limits::default(), NamePolicy::default(), clock).await
     }
 
     async fn start_full(
