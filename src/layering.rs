@@ -143,3 +143,30 @@ fn the_cli_and_the_client_library_reach_no_server_module_and_not_the_agent() {
     bad.extend(violations("defaults.rs", &forbidden));
     assert!(bad.is_empty(), "layer violations:\n{}", bad.join("\n"));
 }
+
+#[test]
+fn the_service_knows_no_front_end_and_no_wire_type() {
+    let mut bad = violations(
+        "service",
+        &["grpc", "server", "web", "daemon", "cli", "agent"],
+    );
+    bad.extend(violations(
+        "store",
+        &["grpc", "server", "web", "service", "daemon", "cli", "agent"],
+    ));
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    for file in rust_files(&src.join("service")) {
+        let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{e}"));
+        let code: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("//"))
+            .collect();
+        if code
+            .iter()
+            .any(|l| l.contains("tonic::") || l.contains("use tonic"))
+        {
+            bad.push(format!("{} uses a tonic type", file.display()));
+        }
+    }
+    assert!(bad.is_empty(), "layer violations:\n{}", bad.join("\n"));
+}
