@@ -217,8 +217,13 @@ impl Daemon {
             .create(true)
             .append(true)
             .open(&opts.log)?;
+        // Throughput fetches with one token of 1,000,000 uses: above the server's default cap
+        // (runner_tokens.max_uses = 1000), so the benchmark's servers raise it.
+        let config = opts.log.with_extension("toml");
+        std::fs::write(&config, "[runner_tokens]\nmax_uses = 1000000\n")?;
         let mut cmd = Command::new(&opts.bin);
         cmd.arg("serve").arg("--data-dir").arg(&opts.data_dir);
+        cmd.arg("--config").arg(&config);
         if let Some(port) = opts.tcp_port {
             cmd.arg("--listen").arg(format!("127.0.0.1:{port}"));
         }
