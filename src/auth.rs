@@ -81,6 +81,9 @@ impl fmt::Display for Scope {
 pub struct Principal {
     pub key_id: String,
     pub scopes: Vec<Scope>,
+    /// The front-end the key acts through, when it is not the gRPC API (`dashboard`): its
+    /// changes are audited with it.
+    pub via: Option<&'static str>,
 }
 
 impl Principal {
@@ -258,6 +261,7 @@ mod tests {
         let p = Principal {
             key_id: "k".into(),
             scopes: vec![Scope::Write("staging".into())],
+            via: None,
         };
         assert!(p.allows(&Scope::Read("staging".into())));
         assert!(!p.allows(&Scope::Read("main".into())));
@@ -269,6 +273,7 @@ mod tests {
         let admin = Principal {
             key_id: "k".into(),
             scopes: vec![Scope::Admin],
+            via: None,
         };
         assert!(admin.allows(&Scope::Write("main".into())));
         assert!(!admin.allows(&Scope::Snapshot("main".into())));
@@ -276,6 +281,7 @@ mod tests {
         let build = Principal {
             key_id: "k".into(),
             scopes: vec![Scope::Build("staging".into())],
+            via: None,
         };
         assert!(build.allows(&Scope::Build("staging".into())));
         assert!(!build.allows(&Scope::Build("main".into())));

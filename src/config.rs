@@ -49,6 +49,25 @@ pub struct RawConfig {
     pub runner_tokens: Option<RawTokenLimits>,
     /// Connection limits (`[net]`).
     pub net: Option<RawNet>,
+    /// The dashboard's address, or `off` (default: 127.0.0.1:7444 when free).
+    pub web_listen: Option<String>,
+    /// Allow the dashboard without TLS on a non-loopback address (behind a TLS proxy).
+    pub web_insecure_plaintext: Option<bool>,
+    /// The dashboard (`[web]`).
+    pub web: Option<RawWeb>,
+}
+
+/// `[web]`: the dashboard's sessions and the host names it answers.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWeb {
+    /// A session ends after this long without a request, e.g. "30m".
+    pub session_idle: Option<String>,
+    /// A session ends this long after its sign-in at the latest, e.g. "12h".
+    pub session_lifetime: Option<String>,
+    /// Host names (`name[:port]`) the dashboard answers besides its listen address, e.g. the
+    /// name a proxy forwards: any other `Host` is refused (DNS rebinding).
+    pub hosts: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -112,6 +131,26 @@ pub enum ConfigError {
     ZeroNet(&'static str),
     #[error("[net] {0}: {1}")]
     NetDuration(&'static str, crate::duration::InvalidDuration),
+    #[error("invalid web_listen {0:?}: expected IP:PORT (e.g. 127.0.0.1:7444) or off")]
+    WebListen(String),
+    #[error("refusing the dashboard in plaintext on the non-loopback address {0}: give --tls-cert and --tls-key, or --web-insecure-plaintext if a trusted proxy terminates TLS")]
+    WebPlaintextOnNetwork(SocketAddr),
+    #[error("[web] {0}: {1}")]
+    WebDuration(&'static str, crate::duration::InvalidDuration),
+    #[error("[web] {0} must be greater than zero")]
+    ZeroWeb(&'static str),
+    #[error("[web] hosts: {0:?} is not a host name or host:port")]
+    WebHost(String),
+}
+
+/// Where the dashboard listens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebListen {
+    Off,
+    /// The default address: a warning, not an error, when it is taken.
+    Default(SocketAddr),
+    /// Given by the operator: failing to bind it is fatal.
+    Explicit(SocketAddr),
 }
 
 impl RawConfig {
@@ -147,6 +186,9 @@ pub struct Config {
     pub audit_retention: std::time::Duration,
     pub token_limits: TokenLimits,
     pub net: NetLimits,
+    pub web_listen: WebListen,
+    pub web_hosts: Vec<String>,
+    pub session_limits: crate::service::SessionLimits,
 }
 
 pub const DEFAULT_RUNNER_RETENTION: &str = "7d";
@@ -199,7 +241,25 @@ impl Config {
         let limits = limits(raw.limits)?;
         let token_limits = token_limits(raw.runner_tokens)?;
         let net = net_limits(raw.net.unwrap_or_default())?;
+        let web_listen = match raw.web_listen.as_deref() {
+            Some("off") => WebListen::Off,
+            Some(a) => WebListen::Explicit(
+                a.parse()
+                    .map_err(|_| ConfigError::WebListen(a.to_string()))?,
+            ),
+            None => WebListen::Default(parse_addr(crate::defaults::DEFAULT_WEB_LISTEN)?),
+        };
+        if let WebListen::Explicit(addr) = web_listen {
+            if tls.is_none() && !addr.ip().is_loopback() && raw.web_insecure_plaintext != Some(true)
+            {
+                return Err(ConfigError::WebPlaintextOnNetwork(addr));
+            }
+        }
+        let (web_hosts, session_limits) = web_settings(raw.web.unwrap_or_default())?;
         Ok(Self {
+            web_listen,
+            web_hosts,
+            session_limits,
             net,
             data_dir: raw
                 .data_dir
@@ -230,6 +290,36 @@ impl Config {
             token_limits,
         })
     }
+}
+
+/// `[web]` over the defaults.
+fn web_settings(raw: RawWeb) -> Result<(Vec<String>, crate::service::SessionLimits), ConfigError> {
+    let mut limits = crate::service::SessionLimits::default();
+    for (name, value, slot) in [
+        ("session_idle", raw.session_idle, &mut limits.idle),
+        (
+            "session_lifetime",
+            raw.session_lifetime,
+            &mut limits.absolute,
+        ),
+    ] {
+        if let Some(v) = value {
+            *slot = crate::duration::parse(&v).map_err(|e| ConfigError::WebDuration(name, e))?;
+            if slot.is_zero() {
+                return Err(ConfigError::ZeroWeb(name));
+            }
+        }
+    }
+    let hosts = raw.hosts.unwrap_or_default();
+    if let Some(bad) = hosts.iter().find(|h| {
+        h.is_empty()
+            || !h
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+    }) {
+        return Err(ConfigError::WebHost(bad.clone()));
+    }
+    Ok((hosts, limits))
 }
 
 /// The secret-name policy: the default denied set (or `denied_names` instead of it), plus

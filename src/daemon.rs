@@ -109,6 +109,13 @@ pub struct ServeArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics.
     #[arg(long)]
     pub metrics_listen: Option<String>,
+    /// Serve the web dashboard on ADDR, or `off` [default: 127.0.0.1:7444, skipped with a
+    /// warning when taken].
+    #[arg(long, value_name = "ADDR|off")]
+    pub web_listen: Option<String>,
+    /// Allow the dashboard without TLS on a non-loopback address (behind a TLS proxy).
+    #[arg(long)]
+    pub web_insecure_plaintext: bool,
 }
 
 impl ServeArgs {
@@ -131,8 +138,12 @@ impl ServeArgs {
             tls_key,
             tls_client_ca,
             log_format,
-            metrics_listen
+            metrics_listen,
+            web_listen
         );
+        if self.web_insecure_plaintext {
+            raw.web_insecure_plaintext = Some(true);
+        }
         if self.insecure_plaintext {
             raw.insecure_plaintext = Some(true);
         }
@@ -302,6 +313,7 @@ pub async fn serve(
     );
     service.expose_by_default = config.expose_by_default;
     service.token_limits = config.token_limits;
+    service.session_limits = config.session_limits;
     let service = Arc::new(service);
     tokio::spawn(prune(
         service.clone(),
@@ -314,11 +326,26 @@ pub async fn serve(
         None => None,
     };
     let mut listeners = Vec::new();
+    let mut web_listener = None;
     let mut activated = listenfd::ListenFd::from_env();
+    // systemd names each socket (FileDescriptorName=): the one named `web` is the dashboard's.
+    let fd_names: Vec<String> = std::env::var("LISTEN_FDNAMES")
+        .map(|n| n.split(':').map(str::to_string).collect())
+        .unwrap_or_default();
     if activated.len() > 0 {
         // Socket activation: serve on the inherited sockets instead of binding.
         for i in 0..activated.len() {
-            if let Ok(Some(l)) = activated.take_tcp_listener(i) {
+            if fd_names.get(i).map(String::as_str) == Some("web") {
+                let l = activated
+                    .take_tcp_listener(i)
+                    .ok()
+                    .flatten()
+                    .with_context(|| {
+                        format!("inherited socket {} (named web) is not a TCP socket", i + 3)
+                    })?;
+                l.set_nonblocking(true)?;
+                web_listener = Some(TcpListener::from_std(l)?);
+            } else if let Ok(Some(l)) = activated.take_tcp_listener(i) {
                 l.set_nonblocking(true)?;
                 listeners.push(tcp_listener(TcpListener::from_std(l)?, &config, &acceptor)?);
             } else if let Ok(Some(l)) = activated.take_unix_listener(i) {
@@ -332,6 +359,12 @@ pub async fn serve(
                 );
             }
         }
+        // Without an inherited dashboard socket, only an explicit address is bound.
+        if web_listener.is_none()
+            && matches!(config.web_listen, crate::config::WebListen::Explicit(_))
+        {
+            web_listener = bind_web(config.web_listen)?;
+        }
     } else {
         if let Some(addr) = config.listen {
             let l = bind_tcp(addr).with_context(|| format!("cannot listen on {addr}"))?;
@@ -340,6 +373,7 @@ pub async fn serve(
         if let Some(path) = &config.unix {
             listeners.push(Listener::Unix(bind_unix(path)?));
         }
+        web_listener = bind_web(config.web_listen)?;
     }
     if let Some(addr) = config.metrics_listen {
         let l = crate::metrics::bind(addr)
@@ -355,17 +389,64 @@ pub async fn serve(
     if let Some(acceptor) = acceptor.clone() {
         tokio::spawn(reload_tls_on_sighup(acceptor));
     }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    if let Some(l) = web_listener {
+        let web_tls = match &config.tls {
+            Some(files) => Some(TlsAcceptor::with_alpn(
+                files.clone(),
+                crate::tls::ALPN_HTTP1,
+            )?),
+            None => None,
+        };
+        let local = l.local_addr()?;
+        if web_tls.is_none() && !local.ip().is_loopback() {
+            tracing::warn!(addr = %local, "serving the dashboard in PLAINTEXT on a non-loopback address (--web-insecure-plaintext): keys cross the network unencrypted");
+        }
+        let scheme = if web_tls.is_some() { "https" } else { "http" };
+        let web_config = crate::web::WebConfig::for_addr(
+            local,
+            web_tls.is_some(),
+            &config.web_hosts,
+            crate::web::body_limit(&config.limits),
+        );
+        tracing::info!(url = %format!("{scheme}://{local}/"), "dashboard listening");
+        if let Some(acceptor) = web_tls.clone() {
+            tokio::spawn(reload_tls_on_sighup(acceptor));
+        }
+        let web = crate::web::Web::new(service.clone(), web_config);
+        tokio::spawn(crate::web::serve(l, web_tls, web, stop_rx.clone()));
+    }
     let routes = grpc::routes(service).await;
     // Listening sockets are bound: tell systemd (Type=notify) we are ready.
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     let shutdown = async move {
         shutdown.await;
+        let _ = stop_tx.send(true);
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     };
     grpc::serve_with(routes, listeners, config.net.clone(), shutdown).await?;
     opened.store.close().await;
     tracing::info!("shut down");
     Ok(())
+}
+
+/// Binds the dashboard's listener: the default address only when free (a warning otherwise,
+/// e.g. a second replica on one host), an explicit one or nothing.
+fn bind_web(listen: crate::config::WebListen) -> anyhow::Result<Option<TcpListener>> {
+    use crate::config::WebListen;
+    match listen {
+        WebListen::Off => Ok(None),
+        WebListen::Explicit(addr) => bind_tcp(addr)
+            .map(Some)
+            .with_context(|| format!("cannot listen for the dashboard on {addr}")),
+        WebListen::Default(addr) => match bind_tcp(addr) {
+            Ok(l) => Ok(Some(l)),
+            Err(e) => {
+                tracing::warn!(addr = %addr, error = %e, "serving without the dashboard: its default address is taken (give --web-listen ADDR, or --web-listen off)");
+                Ok(None)
+            }
+        },
+    }
 }
 
 /// SIGHUP: re-read the TLS certificate and key; open connections keep theirs.

@@ -9,6 +9,9 @@ pub const DEFAULT_ADDR: &str = "http://127.0.0.1:7443";
 /// What runseald listens on by default (the address of [`DEFAULT_ADDR`]).
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7443";
 
+/// Where runseald serves the web dashboard by default (beside gRPC's port).
+pub const DEFAULT_WEB_LISTEN: &str = "127.0.0.1:7444";
+
 /// A fresh runner id (`r-` and 16 hex digits from the OS's random source), for a runner that
 /// names none: the agent makes one, and the server one for a start that came without.
 pub fn generate_runner_id() -> String {

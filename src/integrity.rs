@@ -25,6 +25,7 @@ use std::sync::{Arc, RwLock};
 
 use crate::records::{
     EnvironmentVersion, IntegrityRows, KeyRow, RunnerRecord, RunnerTokenRow, SealedSecret,
+    SessionRow,
 };
 use crate::store::{Result, StoreError};
 
@@ -38,6 +39,7 @@ pub const TABLE_API_KEYS: &str = "api_keys";
 pub const TABLE_RUNNER_TOKENS: &str = "runner_tokens";
 pub const TABLE_RUNNERS: &str = "runners";
 pub const TABLE_ENVIRONMENTS: &str = "environments";
+pub const TABLE_WEB_SESSIONS: &str = "web_sessions";
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -194,6 +196,25 @@ impl IntegrityKey {
 
     pub fn verify_runner(&self, r: &RunnerRecord, mac: &[u8]) -> bool {
         self.runner_encoder(r).verify(mac)
+    }
+
+    fn session_encoder(&self, s: &SessionRow) -> Encoder {
+        let mut e = Encoder::new(self, TABLE_WEB_SESSIONS, &s.id);
+        e.str(&s.key_id)
+            .i64(crate::records::to_millis(s.created_at))
+            .i64(crate::records::to_millis(s.expires_at));
+        e
+    }
+
+    /// MAC of a dashboard session: its id (the hash of its secret), its key, when it began and
+    /// when it ends at the latest. `last_seen_at` is not covered (it changes on every use): a
+    /// changed one can keep a session from idling out, never past its `expires_at`.
+    pub fn session_mac(&self, s: &SessionRow) -> Vec<u8> {
+        self.session_encoder(s).finish()
+    }
+
+    pub fn verify_session(&self, s: &SessionRow, mac: &[u8]) -> bool {
+        self.session_encoder(s).verify(mac)
     }
 
     fn environment_encoder(

@@ -35,6 +35,7 @@ pub mod telemetry;
 pub mod template;
 pub mod time_fmt;
 pub mod tls;
+pub mod web;
 
 /// The environment every installation has and that cannot be deleted.
 pub const MAIN_ENV: &str = "main";

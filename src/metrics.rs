@@ -46,6 +46,9 @@ pub struct Metrics {
     pub connections_idle_closed: Counter,
     /// Stored secrets left out of a snapshot because their name is denied now.
     pub denied_names_withheld: Counter,
+    /// Dashboard sign-ins refused (any reason), and those refused by the rate limit.
+    pub web_sign_in_failures: Counter,
+    pub web_sign_in_throttled: Counter,
     registry: Registry,
     methods: HashSet<String>,
 }
@@ -69,6 +72,18 @@ impl Metrics {
         let accept_failures = Counter::default();
         let connections_idle_closed = Counter::default();
         let denied_names_withheld = Counter::default();
+        let web_sign_in_failures = Counter::default();
+        let web_sign_in_throttled = Counter::default();
+        registry.register(
+            "web_sign_in_failures",
+            "Dashboard sign-ins refused (unknown, wrong or revoked key, runner token)",
+            web_sign_in_failures.clone(),
+        );
+        registry.register(
+            "web_sign_in_throttled",
+            "Dashboard sign-in attempts refused by the per-address rate limit",
+            web_sign_in_throttled.clone(),
+        );
         let build = Family::<BuildLabels, Gauge>::default();
         build
             .get_or_create(&BuildLabels {
@@ -143,6 +158,8 @@ impl Metrics {
             accept_failures,
             connections_idle_closed,
             denied_names_withheld,
+            web_sign_in_failures,
+            web_sign_in_throttled,
             registry,
             methods: known_methods(),
         }

@@ -29,6 +29,8 @@ pub struct AuditRecord {
     pub runner_id: Option<String>,
     /// How many values a snapshot or build fetch served (never the values).
     pub values: Option<u32>,
+    /// The front-end the change came through when it is not the gRPC API (`dashboard`).
+    pub via: Option<&'static str>,
 }
 
 impl AuditRecord {
@@ -49,6 +51,7 @@ impl AuditRecord {
             revision: None,
             runner_id: None,
             values: None,
+            via: None,
         }
     }
 
@@ -79,6 +82,8 @@ pub struct AuditRow {
     pub revision: Option<u64>,
     pub runner_id: Option<String>,
     pub values: Option<u32>,
+    /// `dashboard` for a change made through the dashboard; `None` for the gRPC APIs.
+    pub via: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -163,6 +168,17 @@ pub struct KeyRow {
     pub created_at: OffsetDateTime,
     pub last_used_at: Option<OffsetDateTime>,
     pub revoked_at: Option<OffsetDateTime>,
+}
+
+/// A dashboard session. `id` is the SHA-256 (hex) of the cookie's secret: the secret itself is
+/// never stored. It ends at `expires_at` (absolute) or when idle too long after `last_seen_at`.
+#[derive(Debug, Clone)]
+pub struct SessionRow {
+    pub id: String,
+    pub key_id: String,
+    pub created_at: OffsetDateTime,
+    pub last_seen_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
 }
 
 /// Everything written on first start, in one transaction.

@@ -63,8 +63,13 @@ fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
         .ok_or_else(|| TlsError::NoKey(path.to_path_buf()))
 }
 
-/// Builds a rustls server configuration (ALPN h2) from the files.
-pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
+/// ALPN of the gRPC listeners.
+pub const ALPN_H2: &[u8] = b"h2";
+/// ALPN of the dashboard's listener.
+pub const ALPN_HTTP1: &[u8] = b"http/1.1";
+
+/// Builds a rustls server configuration (offering the protocol `alpn`) from the files.
+pub fn server_config(files: &TlsFiles, alpn: &[u8]) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()?;
@@ -88,7 +93,7 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
         None => builder.with_no_client_auth(),
     };
     let mut config = builder.with_single_cert(load_certs(&files.cert)?, load_key(&files.key)?)?;
-    config.alpn_protocols = vec![b"h2".to_vec()];
+    config.alpn_protocols = vec![alpn.to_vec()];
     Ok(Arc::new(config))
 }
 
@@ -97,21 +102,29 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
 #[derive(Clone)]
 pub struct TlsAcceptor {
     files: TlsFiles,
+    alpn: &'static [u8],
     config: Arc<RwLock<Arc<ServerConfig>>>,
 }
 
 impl TlsAcceptor {
+    /// An acceptor for gRPC (ALPN `h2`).
     pub fn new(files: TlsFiles) -> Result<Self, TlsError> {
-        let config = server_config(&files)?;
+        Self::with_alpn(files, ALPN_H2)
+    }
+
+    /// An acceptor offering the protocol `alpn` (the dashboard: [`ALPN_HTTP1`]).
+    pub fn with_alpn(files: TlsFiles, alpn: &'static [u8]) -> Result<Self, TlsError> {
+        let config = server_config(&files, alpn)?;
         Ok(Self {
             files,
+            alpn,
             config: Arc::new(RwLock::new(config)),
         })
     }
 
     /// Re-reads the certificate and key; on error the old configuration stays in use.
     pub fn reload(&self) -> Result<(), TlsError> {
-        let config = server_config(&self.files)?;
+        let config = server_config(&self.files, self.alpn)?;
         *self.config.write().unwrap_or_else(|p| p.into_inner()) = config;
         Ok(())
     }

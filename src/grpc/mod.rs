@@ -14,7 +14,7 @@ mod fal;
 mod runseal;
 
 pub use crate::service::MAX_NAME_LIST;
-pub use conn::NetLimits;
+pub use conn::{NetLimits, ACCEPT_BACKOFF};
 
 use std::convert::Infallible;
 use std::future::Future;

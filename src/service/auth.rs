@@ -23,6 +23,25 @@ pub fn require(p: &Principal, needed: Scope) -> Result<()> {
     }
 }
 
+/// The principal of a stored key that is not revoked.
+pub(super) fn principal_of(row: crate::store::KeyRow) -> Result<Principal> {
+    if row.revoked_at.is_some() {
+        return Err(ServiceError::Unauthenticated(format!(
+            "key {} has been revoked",
+            row.id
+        )));
+    }
+    let scopes = parse_scopes(&row.scopes).map_err(|e| {
+        tracing::error!(key_id = %row.id, error = %e, "stored key has unreadable scopes");
+        ServiceError::Internal("stored key is unreadable; see the server log")
+    })?;
+    Ok(Principal {
+        key_id: row.id,
+        scopes,
+        via: None,
+    })
+}
+
 fn invalid_token() -> ServiceError {
     ServiceError::Unauthenticated("invalid runner token: unknown id or wrong secret".into())
 }
@@ -43,21 +62,9 @@ impl Service {
         if !cred.matches_hash(&row.secret_hash) {
             return Err(invalid());
         }
-        if row.revoked_at.is_some() {
-            return Err(ServiceError::Unauthenticated(format!(
-                "key {} has been revoked",
-                row.id
-            )));
-        }
-        let scopes = parse_scopes(&row.scopes).map_err(|e| {
-            tracing::error!(key_id = %row.id, error = %e, "stored key has unreadable scopes");
-            ServiceError::Internal("stored key is unreadable; see the server log")
-        })?;
-        self.touch(&row.id).await;
-        Ok(Principal {
-            key_id: row.id,
-            scopes,
-        })
+        let principal = principal_of(row)?;
+        self.touch(&principal.key_id).await;
+        Ok(principal)
     }
 
     /// The row of a runner token whose id exists and whose secret matches. Revocation,

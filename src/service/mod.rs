@@ -12,11 +12,13 @@
 mod audit;
 mod auth;
 mod clock;
+pub mod dotenv;
 mod environments;
 mod fetch;
 mod keys;
 mod runners;
 mod secrets;
+mod sessions;
 mod tokens;
 
 pub use crate::defaults::generate_runner_id;
@@ -24,6 +26,7 @@ pub use auth::require;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use fetch::{FetchRequest, Fetched, Fetcher, Purpose};
 pub use keys::label_char;
+pub use sessions::{NewSession, SessionLimits};
 pub use tokens::{IssueRequest, IssuedToken};
 
 use std::collections::HashMap;
@@ -50,6 +53,8 @@ pub struct Service {
     pub expose_by_default: bool,
     /// What a runner token may be minted with.
     pub token_limits: TokenLimits,
+    /// How long a dashboard session lasts.
+    pub session_limits: SessionLimits,
     clock: Arc<dyn Clock>,
     /// When each key's `last_used_at` was last written (see `auth::TOUCH_INTERVAL`).
     touched: Mutex<HashMap<String, OffsetDateTime>>,
@@ -66,6 +71,7 @@ impl Service {
             limits,
             expose_by_default: true,
             token_limits: TokenLimits::default(),
+            session_limits: SessionLimits::default(),
             clock: Arc::new(SystemClock),
             touched: Mutex::new(HashMap::new()),
         }
@@ -90,13 +96,16 @@ impl Service {
         environment: Option<&str>,
         names: Vec<String>,
     ) -> AuditRecord {
-        AuditRecord::new(
-            self.now(),
-            p.key_id.clone(),
-            action,
-            environment.map(str::to_string),
-            names,
-        )
+        AuditRecord {
+            via: p.via,
+            ..AuditRecord::new(
+                self.now(),
+                p.key_id.clone(),
+                action,
+                environment.map(str::to_string),
+                names,
+            )
+        }
     }
 }
 

@@ -75,6 +75,29 @@ impl Service {
         Ok(revision)
     }
 
+    /// Sets one secret's exposure (`None`: back to the server's default) without its value;
+    /// returns the new revision.
+    pub async fn set_exposure(
+        &self,
+        principal: &Principal,
+        environment: &str,
+        name: &str,
+        exposed: Option<bool>,
+    ) -> Result<u64> {
+        let env = environment_of(environment)?;
+        require(principal, Scope::Write(env.clone()))?;
+        crate::names::check_secret_name_syntax(name)?;
+        let audit = self.audit(
+            principal,
+            "secrets.expose",
+            Some(&env),
+            vec![name.to_string()],
+        );
+        let revision = self.store.set_exposure(&env, name, exposed, audit).await?;
+        tracing::info!(key_id = %principal.key_id, environment = %env, name = %name, ?exposed, revision, "secret exposure set");
+        Ok(revision)
+    }
+
     /// The revision and the metadata (never values) of one environment's secrets.
     pub async fn list_secrets(
         &self,

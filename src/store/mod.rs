@@ -266,6 +266,24 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes runner records started before `before` and tokens expired before it.
     async fn prune_runners(&self, before: OffsetDateTime) -> Result<u64>;
     /// Runner starts, newest first, with each environment's current revision.
+    /// Sets (or with `None`, clears) one secret's exposure without touching its value; returns
+    /// the new revision.
+    async fn set_exposure(
+        &self,
+        environment: &str,
+        name: &str,
+        exposed: Option<bool>,
+        audit: AuditRecord,
+    ) -> Result<u64>;
+
+    /// Stores a new dashboard session (with its audit entry: a sign-in).
+    async fn insert_session(&self, session: SessionRow, audit: AuditRecord) -> Result<()>;
+    /// A session by id (the hash of its secret), if its MAC passes.
+    async fn session(&self, id: &str) -> Result<Option<SessionRow>>;
+    async fn touch_session(&self, id: &str, at: OffsetDateTime) -> Result<()>;
+    /// Ends a session (with `audit`: a sign-out; without: an expired or orphaned session).
+    async fn delete_session(&self, id: &str, audit: Option<AuditRecord>) -> Result<()>;
+
     async fn list_runners(
         &self,
         environment: Option<&str>,

@@ -57,8 +57,9 @@ const KEY_COLS: &str = "id, secret_hash, label, scopes, created_at, last_used_at
 const RUNNER_COLS: &str =
     "id, runner_id, environment, revision, started_at, credential_id, retry_hash, mac";
 const SEALED_COLS: &str = "name, key_id, nonce, ciphertext, value_len, exposed";
-const AUDIT_COLS: &str =
-    "id, at, key_id, action, environment, names, revision, runner_id, value_count, names_total";
+const AUDIT_COLS: &str = "id, at, key_id, action, environment, names, revision, runner_id, \
+     value_count, names_total, via";
+const SESSION_COLS: &str = "id, key_id, created_at, last_seen_at, expires_at, mac";
 const ENV_SELECT: &str = "SELECT e.name, e.revision, e.created_at, \
      (SELECT COUNT(*) FROM secrets s WHERE s.environment = e.name) AS secret_count \
      FROM environments e";
@@ -148,7 +149,28 @@ fn audit_row(r: &Row) -> Result<AuditRow> {
         revision: r.opt_int(6)?.map(|n| n.max(0) as u64),
         runner_id: r.opt_text(7)?,
         values: r.opt_int(8)?.map(|n| n.clamp(0, u32::MAX as i64) as u32),
+        via: r.opt_text(10)?,
     })
+}
+
+/// A [`SESSION_COLS`] row and its MAC.
+fn session_row(r: &Row) -> Result<WithMac<SessionRow>> {
+    let s = SessionRow {
+        id: r.text(0)?,
+        key_id: r.text(1)?,
+        created_at: r.time(2)?,
+        last_seen_at: r.time(3)?,
+        expires_at: r.time(4)?,
+    };
+    Ok((s, r.blob(5)?))
+}
+
+fn checked_session(key: &IntegrityKey, row: SessionRow, mac: &[u8]) -> Result<SessionRow> {
+    if key.verify_session(&row, mac) {
+        Ok(row)
+    } else {
+        Err(tampered(crate::integrity::TABLE_WEB_SESSIONS, &row.id))
+    }
 }
 
 fn environment_row(r: &Row) -> Result<EnvironmentRow> {
@@ -170,7 +192,7 @@ async fn lock(tx: &mut dyn Tx, what: Lock) -> Result<()> {
 pub(super) async fn append_audit(tx: &mut dyn Tx, a: &AuditRecord) -> Result<()> {
     let (names, names_total) = a.stored_names();
     let sql = "INSERT INTO audit (at, key_id, action, environment, names, revision, runner_id, \
-               value_count, names_total) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+               value_count, names_total, via) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
     let revision = a.revision.map(|r| r as i64);
     let args = [
         to_millis(a.at).into(),
@@ -182,6 +204,7 @@ pub(super) async fn append_audit(tx: &mut dyn Tx, a: &AuditRecord) -> Result<()>
         a.runner_id.as_deref().into(),
         a.values.map(i64::from).into(),
         names_total.into(),
+        a.via.into(),
     ];
     tx.exec(sql, &args).await.map(drop)
 }
@@ -927,8 +950,11 @@ impl<B: Backend> Store for Db<B> {
             tx.exec(sql, &[to_millis(audit.at).into(), (&mac).into(), id.into()])
                 .await?;
         }
-        // The runner tokens it minted go with it: they were its authority, delegated.
+        // The runner tokens it minted go with it: they were its authority, delegated. So do its
+        // dashboard sessions.
         let tokens = revoke_tokens(&mut *tx, &key, "created_by", id, audit.at).await?;
+        tx.exec("DELETE FROM web_sessions WHERE key_id = $1", &[id.into()])
+            .await?;
         append_audit(&mut *tx, &audit).await?;
         done(tx, tokens).await
     }
@@ -1118,11 +1144,10 @@ impl<B: Backend> Store for Db<B> {
                 &[before.into()],
             )
             .await?;
-        tx.exec(
-            "DELETE FROM runner_tokens WHERE expires_at < $1",
-            &[before.into()],
-        )
-        .await?;
+        for table in ["runner_tokens", "web_sessions"] {
+            let sql = format!("DELETE FROM {table} WHERE expires_at < $1");
+            tx.exec(&sql, &[before.into()]).await?;
+        }
         done(tx, n).await
     }
 
@@ -1162,5 +1187,74 @@ impl<B: Backend> Store for Db<B> {
                 })
             })
             .collect()
+    }
+
+    async fn set_exposure(
+        &self,
+        environment: &str,
+        name: &str,
+        exposed: Option<bool>,
+        audit: AuditRecord,
+    ) -> Result<u64> {
+        let key = self.integrity.get()?;
+        let mut tx = self.write().await?;
+        let revision = bump_revision(&mut *tx, environment).await?;
+        let sql = "UPDATE secrets SET exposed = $1 WHERE environment = $2 AND name = $3";
+        if tx
+            .exec(sql, &[exposed.into(), environment.into(), name.into()])
+            .await?
+            == 0
+        {
+            return Err(StoreError::SecretNotFound {
+                environment: environment.to_string(),
+                name: name.to_string(),
+            });
+        }
+        seal_environment(&mut *tx, &key, environment).await?;
+        append_audit(&mut *tx, &audit.at_revision(revision)).await?;
+        done(tx, revision).await
+    }
+
+    async fn insert_session(&self, session: SessionRow, audit: AuditRecord) -> Result<()> {
+        let key = self.integrity.get()?;
+        let mut tx = self.write().await?;
+        let sql =
+            format!("INSERT INTO web_sessions ({SESSION_COLS}) VALUES ($1, $2, $3, $4, $5, $6)");
+        let s = &session;
+        let mac = key.session_mac(s);
+        let args = [
+            (&s.id).into(),
+            (&s.key_id).into(),
+            to_millis(s.created_at).into(),
+            to_millis(s.last_seen_at).into(),
+            to_millis(s.expires_at).into(),
+            (&mac).into(),
+        ];
+        tx.exec(&sql, &args).await?;
+        append_audit(&mut *tx, &audit).await?;
+        done(tx, ()).await
+    }
+
+    async fn session(&self, id: &str) -> Result<Option<SessionRow>> {
+        let sql = format!("SELECT {SESSION_COLS} FROM web_sessions WHERE id = $1");
+        self.checked_by_id(&sql, id, session_row, checked_session)
+            .await
+    }
+
+    async fn touch_session(&self, id: &str, at: OffsetDateTime) -> Result<()> {
+        let mut tx = self.write().await?;
+        let sql = "UPDATE web_sessions SET last_seen_at = $1 WHERE id = $2";
+        tx.exec(sql, &[to_millis(at).into(), id.into()]).await?;
+        done(tx, ()).await
+    }
+
+    async fn delete_session(&self, id: &str, audit: Option<AuditRecord>) -> Result<()> {
+        let mut tx = self.write().await?;
+        tx.exec("DELETE FROM web_sessions WHERE id = $1", &[id.into()])
+            .await?;
+        if let Some(audit) = audit {
+            append_audit(&mut *tx, &audit).await?;
+        }
+        done(tx, ()).await
     }
 }

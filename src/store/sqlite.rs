@@ -74,6 +74,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "audit detail",
         include_str!("../../migrations/sqlite/0005_audit_detail.sql"),
     ),
+    (
+        6,
+        "web sessions",
+        include_str!("../../migrations/sqlite/0006_web_sessions.sql"),
+    ),
 ];
 
 type Conn = Arc<Mutex<Option<Connection>>>;

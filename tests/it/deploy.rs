@@ -305,3 +305,46 @@ fn orchestrator_example_starts_twenty_runners() {
     );
     assert!(text.contains("20 runners started, 0 failed"), "{text}");
 }
+
+#[test]
+fn socket_activation_serves_the_dashboard_on_the_socket_named_web() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let key = init(&data, &[]);
+    let sock = dir.path().join("runseald.sock");
+    // A free loopback port for the dashboard's socket (systemd would own it).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let web = format!("127.0.0.1:{port}");
+    let mut activator = Command::new("systemd-socket-activate")
+        .args(["-l", s(&sock), "-l", &web, "--fdname=grpc:web"])
+        .args([RUNSEALD, "serve", "--data-dir", s(&data)])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("systemd-socket-activate (Debian package systemd) is needed");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sock.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let addr = format!("unix:{}", sock.display());
+    ok(runseal(&addr, &key, &["secrets", "list"]));
+    let page = common::http_get(&web, "/login");
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(page.contains("Sign in to runseal"));
+    common::signal(&activator, "TERM");
+    let status = activator.wait().unwrap();
+    let mut log = String::new();
+    activator
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    assert!(status.success(), "{status:?}: {log}");
+    assert!(log.contains("dashboard listening"), "{log}");
+}

@@ -16,6 +16,7 @@ mod clock;
 mod conformance;
 mod crash;
 mod credentials;
+mod dashboard;
 mod denied_names;
 mod deploy;
 mod fal_cli;

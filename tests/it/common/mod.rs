@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod private_pg;
+pub mod web;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -117,6 +118,8 @@ pub struct TestServer {
     pub addr: String,
     pub admin: Credential,
     pub store: Arc<dyn Store>,
+    /// The dashboard of this server (`host:port`).
+    pub web_addr: String,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -162,6 +165,18 @@ impl TestServer {
             Arc::new(Service::new(opened.store, opened.sealer, policy, limits).with_clock(clock));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = format!("http://{}", listener.local_addr().unwrap());
+        let web_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let web_local = web_listener.local_addr().unwrap();
+        let web_addr = web_local.to_string();
+        let web_config = runseal::web::WebConfig::for_addr(
+            web_local,
+            false,
+            &[],
+            runseal::web::body_limit(&limits),
+        );
+        let web = runseal::web::Web::new(service.clone(), web_config);
+        let (web_stop, web_stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(runseal::web::serve(web_listener, None, web, web_stopped));
         let routes = grpc::routes(service).await;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -170,6 +185,7 @@ impl TestServer {
             })
             .await
             .unwrap();
+            let _ = web_stop.send(true);
         });
         Self {
             pg,
@@ -177,6 +193,7 @@ impl TestServer {
             addr,
             admin,
             store,
+            web_addr,
             shutdown: Some(tx),
             task: Some(task),
         }
@@ -338,6 +355,17 @@ impl Daemon {
             .unwrap();
         let rest = &line[line.find("addr=").expect("addr= in the metrics line") + 5..];
         rest.split_whitespace().next().unwrap().to_string()
+    }
+
+    /// The dashboard's `host:port`, from its start-up line (`url=http://HOST:PORT/`).
+    pub fn web_addr(&self) -> String {
+        let log = self.wait_for_log("dashboard listening", Duration::from_secs(10));
+        let line = log
+            .lines()
+            .find(|l| l.contains("dashboard listening"))
+            .unwrap();
+        let rest = &line[line.find("://").expect("a URL in the dashboard line") + 3..];
+        rest.split(['/', ' ']).next().unwrap().to_string()
     }
 
     pub fn admin_key(&self) -> String {
