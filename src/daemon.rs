@@ -386,9 +386,7 @@ pub async fn serve(
             }
         });
     }
-    if let Some(acceptor) = acceptor.clone() {
-        tokio::spawn(reload_tls_on_sighup(acceptor));
-    }
+    let mut reloaded: Vec<TlsAcceptor> = acceptor.iter().cloned().collect();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     if let Some(l) = web_listener {
         let web_tls = match &config.tls {
@@ -410,11 +408,12 @@ pub async fn serve(
             crate::web::body_limit(&config.limits),
         );
         tracing::info!(url = %format!("{scheme}://{local}/"), "dashboard listening");
-        if let Some(acceptor) = web_tls.clone() {
-            tokio::spawn(reload_tls_on_sighup(acceptor));
-        }
+        reloaded.extend(web_tls.clone());
         let web = crate::web::Web::new(service.clone(), web_config);
         tokio::spawn(crate::web::serve(l, web_tls, web, stop_rx.clone()));
+    }
+    if !reloaded.is_empty() {
+        tokio::spawn(reload_tls_on_sighup(reloaded));
     }
     let routes = grpc::routes(service).await;
     // Listening sockets are bound: tell systemd (Type=notify) we are ready.
@@ -450,14 +449,15 @@ fn bind_web(listen: crate::config::WebListen) -> anyhow::Result<Option<TcpListen
 }
 
 /// SIGHUP: re-read the TLS certificate and key; open connections keep theirs.
-async fn reload_tls_on_sighup(acceptor: TlsAcceptor) {
+/// Every listener's acceptor (gRPC and the dashboard) is reloaded before the reload is logged.
+async fn reload_tls_on_sighup(acceptors: Vec<TlsAcceptor>) {
     use tokio::signal::unix::{signal, SignalKind};
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
         tracing::warn!("cannot handle SIGHUP; TLS reload disabled");
         return;
     };
     while hup.recv().await.is_some() {
-        match acceptor.reload() {
+        match acceptors.iter().try_for_each(TlsAcceptor::reload) {
             Ok(()) => tracing::info!("SIGHUP: TLS certificate and key reloaded"),
             Err(e) => {
                 tracing::error!(error = %e, "SIGHUP: TLS reload failed; keeping the previous certificate")

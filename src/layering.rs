@@ -170,3 +170,23 @@ fn the_service_knows_no_front_end_and_no_wire_type() {
     }
     assert!(bad.is_empty(), "layer violations:\n{}", bad.join("\n"));
 }
+
+#[test]
+fn the_dashboard_goes_through_the_service_only() {
+    // The one shared thing it takes from the gRPC front-end is the accept back-off constant.
+    let bad: Vec<String> = violations(
+        "web",
+        &[
+            "store",
+            "server",
+            "daemon",
+            "seal",
+            "integrity",
+            "cli",
+            "agent",
+            "datadir",
+            "config",
+        ],
+    );
+    assert!(bad.is_empty(), "layer violations:\n{}", bad.join("\n"));
+}

@@ -16,9 +16,9 @@ use super::session::{self, LoginPosted, Posted, Signed};
 use super::views::{self, Chrome, Flash, SecretsView};
 use super::{error_page, Web};
 use crate::auth::{Credential, Principal, Scope};
+use crate::records::EnvironmentRow;
 use crate::secret::SecretBytes;
 use crate::service::{dotenv, IssueRequest, ServiceError};
-use crate::store::EnvironmentRow;
 
 type Web_ = State<Arc<Web>>;
 

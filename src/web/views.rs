@@ -7,7 +7,7 @@ use axum::response::{Html, IntoResponse, Response};
 use maud::{html, Markup, DOCTYPE};
 use time::OffsetDateTime;
 
-use crate::store::{AuditRow, EnvironmentRow, KeyRow, RunnerRow, SecretMeta};
+use crate::records::{AuditRow, EnvironmentRow, KeyRow, RunnerRow, SecretMeta};
 
 /// What every signed-in page shows in its header.
 pub struct Chrome<'a> {

@@ -396,3 +396,40 @@ fn no_runner_fails_when_a_replica_is_killed_during_a_stream_of_starts() {
         "{served_by_a:?}"
     );
 }
+
+/// A dashboard session lives in the database: signed in through one replica, it keeps working
+/// through the other (the Host differs, the cookie and its CSRF token are the same).
+#[tokio::test]
+async fn a_dashboard_session_from_one_replica_works_on_the_other() {
+    use common::web::WebClient;
+    let pg = PgDb::create();
+    let dir = tempfile::tempdir().unwrap();
+    let (da, db) = (dir.path().join("a"), dir.path().join("b"));
+    let web = ["--database-url", &pg.url, "--web-listen", "127.0.0.1:0"];
+    let a = Daemon::start(&da, &web, &[]);
+    let admin = a.admin_key();
+    join_dir(&da, &db);
+    let b = Daemon::start(&db, &web, &[]);
+    let mut on_a = WebClient::new(&a.web_addr());
+    assert_eq!(on_a.sign_in(&admin).await.status, 303);
+    let csrf = on_a.csrf().await;
+    let mut on_b = WebClient::new(&b.web_addr());
+    on_b.cookies = on_a.cookies.clone();
+    let res = on_b
+        .post(
+            "/environments/main/secrets",
+            &[
+                ("csrf", &csrf),
+                ("name", "VIA_B"),
+                ("value", "replica-value-0001"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status, 303, "{}", res.body);
+    let page = on_a.get("/environments/main").await;
+    assert!(page.body.contains("VIA_B"));
+    // Signing out through b ends it on a too.
+    assert_eq!(on_b.post("/logout", &[("csrf", &csrf)]).await.status, 303);
+    assert_eq!(on_a.get("/environments/main").await.status, 401);
+    drop((a, b));
+}
