@@ -156,7 +156,7 @@ async fn guard(State(web): State<Arc<Web>>, req: Request, next: Next) -> Respons
         .and_then(|h| h.to_str().ok())
         .map(str::to_ascii_lowercase);
     let mut res = match host {
-        Some(host) if web.config.hosts.iter().any(|h| *h == host) => {
+        Some(host) if web.config.hosts.contains(&host) => {
             let safe = matches!(*req.method(), Method::GET | Method::HEAD);
             let origin = req.headers().get(header::ORIGIN).and_then(|o| o.to_str().ok());
             if safe || origin == Some(web.config.origin_of(&host).as_str()) {

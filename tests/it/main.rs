@@ -10,6 +10,7 @@
 mod common;
 
 mod agent;
+mod browser_harness;
 mod build;
 mod cli_flow;
 mod clock;
@@ -17,6 +18,7 @@ mod conformance;
 mod crash;
 mod credentials;
 mod dashboard;
+mod dashboard_browser;
 mod denied_names;
 mod deploy;
 mod fal_cli;

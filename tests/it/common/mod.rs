@@ -2,6 +2,7 @@
 //! them. Shared by every module of the suite (`tests/it/`).
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod private_pg;
 pub mod web;
 
