@@ -448,6 +448,61 @@ fn parse_addr(s: &str) -> Result<SocketAddr, ConfigError> {
 mod tests {
     use super::*;
 
+    fn web(text: &str) -> Result<Config, ConfigError> {
+        Config::from_raw(toml::from_str::<RawConfig>(text).unwrap())
+    }
+
+    #[test]
+    fn the_dashboard_listens_on_its_default_unless_told_otherwise() {
+        let c = web("").unwrap();
+        assert_eq!(
+            c.web_listen,
+            WebListen::Default("127.0.0.1:7444".parse().unwrap())
+        );
+        assert_eq!(
+            web("web_listen = \"off\"").unwrap().web_listen,
+            WebListen::Off
+        );
+        let c = web("web_listen = \"127.0.0.1:9000\"").unwrap();
+        assert_eq!(
+            c.web_listen,
+            WebListen::Explicit("127.0.0.1:9000".parse().unwrap())
+        );
+        let err = web("web_listen = \"everywhere\"").unwrap_err().to_string();
+        assert!(
+            err.contains("expected IP:PORT") && err.contains("off"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_non_loopback_dashboard_needs_tls_or_the_insecure_flag() {
+        let err = web("web_listen = \"0.0.0.0:7444\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--web-insecure-plaintext"), "{err}");
+        assert!(web("web_listen = \"0.0.0.0:7444\"\nweb_insecure_plaintext = true").is_ok());
+        let tls = "tls_cert = \"c.pem\"\ntls_key = \"k.pem\"\nlisten = \"127.0.0.1:7443\"\n";
+        assert!(web(&format!("{tls}web_listen = \"0.0.0.0:7444\"")).is_ok());
+    }
+
+    #[test]
+    fn web_session_settings_and_hosts_are_checked() {
+        let c = web("[web]\nsession_idle = \"5m\"\nsession_lifetime = \"1h\"\nhosts = [\"secrets.internal:7444\"]").unwrap();
+        assert_eq!(c.session_limits.idle, std::time::Duration::from_secs(300));
+        assert_eq!(
+            c.session_limits.absolute,
+            std::time::Duration::from_secs(3600)
+        );
+        assert_eq!(c.web_hosts, vec!["secrets.internal:7444".to_string()]);
+        let err = web("[web]\nsession_idle = \"0s\"").unwrap_err().to_string();
+        assert!(err.contains("session_idle"), "{err}");
+        let err = web("[web]\nhosts = [\"evil host/\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("hosts"), "{err}");
+    }
+
     #[test]
     fn unknown_fields_are_errors() {
         let err =

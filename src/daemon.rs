@@ -366,6 +366,9 @@ pub async fn serve(
             web_listener = bind_web(config.web_listen)?;
         }
     } else {
+        // The dashboard's address first: a fatal failure to bind it comes before runseald
+        // announces any listener.
+        web_listener = bind_web(config.web_listen)?;
         if let Some(addr) = config.listen {
             let l = bind_tcp(addr).with_context(|| format!("cannot listen on {addr}"))?;
             listeners.push(tcp_listener(l, &config, &acceptor)?);
@@ -373,7 +376,6 @@ pub async fn serve(
         if let Some(path) = &config.unix {
             listeners.push(Listener::Unix(bind_unix(path)?));
         }
-        web_listener = bind_web(config.web_listen)?;
     }
     if let Some(addr) = config.metrics_listen {
         let l = crate::metrics::bind(addr)

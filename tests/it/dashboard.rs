@@ -609,3 +609,397 @@ async fn a_body_over_the_limit_gets_a_413_that_names_it() {
     assert!(res.body.contains(&limit.to_string()), "{}", res.body);
     assert!(values(&s, "main").await.is_empty());
 }
+
+#[tokio::test]
+async fn exposure_is_toggled_without_the_value() {
+    let s = TestServer::start().await;
+    let mut web = signed_in(&s).await;
+    let csrf = web.csrf().await;
+    web.post(
+        "/environments/main/secrets",
+        &[
+            ("csrf", &csrf),
+            ("name", "HIDDEN"),
+            ("value", "exposure-value-0001"),
+        ],
+    )
+    .await;
+    let page = web.get("/environments/main").await;
+    assert!(page.body.contains("Yes (server default)"));
+    let res = web
+        .post(
+            "/environments/main/secrets/HIDDEN/exposure",
+            &[("csrf", &csrf), ("exposed", "off")],
+        )
+        .await;
+    assert_eq!(res.status, 303, "{}", res.body);
+    let list = s.store.list_secrets("main").await.unwrap().1;
+    assert_eq!(list[0].exposed, Some(false));
+    // The value is the same; a runner without an allow-list no longer gets it.
+    assert!(values(&s, "main").await.is_empty());
+    let page = web.get("/environments/main").await;
+    assert!(
+        page.body.contains(">No<") || page.body.contains("<span>No</span>"),
+        "{}",
+        page.body
+    );
+    let res = web
+        .post(
+            "/environments/main/secrets/HIDDEN/exposure",
+            &[("csrf", &csrf), ("exposed", "maybe")],
+        )
+        .await;
+    assert_eq!(res.status, 400);
+    assert!(res.body.contains("on, off or default"));
+    let audit = s.store.list_audit(Some("main"), 10).await.unwrap();
+    assert!(audit
+        .iter()
+        .any(|a| a.action == "secrets.expose" && a.via.as_deref() == Some("dashboard")));
+    assert_no_values(&web, &["exposure-value-0001"]);
+}
+
+#[tokio::test]
+async fn a_runner_token_minted_on_the_page_is_shown_once_and_starts_a_runner() {
+    let s = TestServer::start().await;
+    let mut web = signed_in(&s).await;
+    let csrf = web.csrf().await;
+    web.post(
+        "/environments/main/secrets",
+        &[
+            ("csrf", &csrf),
+            ("name", "K"),
+            ("value", "minted-value-0001"),
+        ],
+    )
+    .await;
+    let res = web
+        .post(
+            "/environments/main/tokens",
+            &[("csrf", &csrf), ("ttl", "60"), ("uses", "1")],
+        )
+        .await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    assert!(res.body.contains("will not be shown again"));
+    let at = res
+        .body
+        .find(r#"value="rt_"#)
+        .expect("the token in the page");
+    let token = &res.body[at + 7..];
+    let token = runseal::auth::Credential::parse(&token[..token.find('"').unwrap()]).unwrap();
+    let runner = Client::connect(&s.addr, token.clone()).await.unwrap();
+    let snap = runner.runners().snapshot("", "r-dash", &[]).await.unwrap();
+    assert_eq!(snap.secrets.len(), 1);
+    // The runners page shows the start.
+    let page = web.get("/runners").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("r-dash") && page.body.contains("current"));
+    let res = web
+        .post(
+            "/environments/main/tokens",
+            &[("csrf", &csrf), ("ttl", "soon")],
+        )
+        .await;
+    assert_eq!(res.status, 400);
+    assert!(res.body.contains("ttl: give a whole number"));
+    assert!(!web
+        .get("/runners")
+        .await
+        .body
+        .contains(token.expose_secret()));
+    assert_no_values(&web, &["minted-value-0001"]);
+}
+
+#[tokio::test]
+async fn stale_runners_are_marked_and_filtered() {
+    let s = TestServer::start().await;
+    let admin = s.admin_client().await;
+    admin
+        .secrets()
+        .set("K", common::v("v1"), "main")
+        .await
+        .unwrap();
+    let token = admin
+        .runners()
+        .issue("main", Default::default())
+        .await
+        .unwrap()
+        .remove(0);
+    let runner = Client::connect(&s.addr, token.token.clone()).await.unwrap();
+    runner.runners().snapshot("", "r-old", &[]).await.unwrap();
+    admin
+        .secrets()
+        .set("K", common::v("v2"), "main")
+        .await
+        .unwrap();
+    let mut web = signed_in(&s).await;
+    let page = web.get("/runners?env=main&stale=1").await;
+    assert!(
+        page.body.contains("r-old") && page.body.contains("stale (now 2)"),
+        "{}",
+        page.body
+    );
+    let envs = web.get("/environments").await;
+    // main: 1 secret, revision 2, 1 stale runner.
+    assert!(
+        envs.body
+            .contains(r#"<td class="num">1</td><td class="num">2</td>"#),
+        "{}",
+        envs.body
+    );
+}
+
+#[tokio::test]
+async fn the_audit_page_filters_by_environment_and_action_and_pages() {
+    let s = TestServer::start().await;
+    let admin = s.admin_client().await;
+    admin.environments().create("staging").await.unwrap();
+    for i in 0..120 {
+        admin
+            .secrets()
+            .set(&format!("K{i}"), common::v("x"), "staging")
+            .await
+            .unwrap();
+    }
+    admin
+        .secrets()
+        .set("ONLY_MAIN", common::v("x"), "main")
+        .await
+        .unwrap();
+    let mut web = signed_in(&s).await;
+    let page = web.get("/audit?env=staging&action=secrets.set").await;
+    assert_eq!(page.status, 200);
+    assert_eq!(page.body.matches("<td>secrets.set</td>").count(), 100);
+    assert!(!page.body.contains("ONLY_MAIN"));
+    let next = page
+        .body
+        .find("/audit?before=")
+        .expect("a link to older entries");
+    let href = &page.body[next..];
+    let href = href[..href.find('"').unwrap()].replace("&amp;", "&");
+    let older = web.get(&href).await;
+    assert_eq!(older.body.matches("<td>secrets.set</td>").count(), 20);
+    assert!(older.body.contains("K0<") || older.body.contains(">K0"));
+    let main = web.get("/audit?env=main").await;
+    assert!(main.body.contains("ONLY_MAIN") && !main.body.contains(">K1<"));
+}
+
+#[tokio::test]
+async fn a_key_is_revoked_from_the_keys_page_after_a_confirmation() {
+    let s = TestServer::start().await;
+    let other = s.key_with(&["read:main"]).await;
+    let mut web = signed_in(&s).await;
+    let confirm = web.get(&format!("/keys/{}/revoke", other.key_id())).await;
+    assert_eq!(confirm.status, 200);
+    assert!(confirm.body.contains("cannot be undone"));
+    let csrf = confirm.csrf();
+    // Without the confirmation field nothing happens.
+    let res = web
+        .post(
+            &format!("/keys/{}/revoke", other.key_id()),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(res.status, 303);
+    assert!(s
+        .store
+        .key(other.key_id())
+        .await
+        .unwrap()
+        .unwrap()
+        .revoked_at
+        .is_none());
+    let res = web
+        .post(
+            &format!("/keys/{}/revoke", other.key_id()),
+            &[("csrf", &csrf), ("confirm", "yes")],
+        )
+        .await;
+    assert_eq!(res.status, 303);
+    let page = web.get(res.header("location").unwrap()).await;
+    assert!(page
+        .body
+        .contains(&format!("Revoked key {}", other.key_id())));
+    assert!(s
+        .store
+        .key(other.key_id())
+        .await
+        .unwrap()
+        .unwrap()
+        .revoked_at
+        .is_some());
+    // The last admin key cannot go: the page says so.
+    let res = web
+        .post(
+            &format!("/keys/{}/revoke", s.admin.key_id()),
+            &[("csrf", &csrf), ("confirm", "yes")],
+        )
+        .await;
+    assert_eq!(res.status, 409, "{}", res.body);
+    assert!(res.body.contains("last active admin key"));
+}
+
+#[tokio::test]
+async fn an_environment_is_deleted_after_a_confirmation_that_names_what_goes() {
+    let s = TestServer::start().await;
+    let admin = s.admin_client().await;
+    admin.environments().create("scratch").await.unwrap();
+    admin
+        .secrets()
+        .set("A", common::v("x"), "scratch")
+        .await
+        .unwrap();
+    let mut web = signed_in(&s).await;
+    let confirm = web.get("/environments/scratch/delete").await;
+    assert!(confirm.body.contains("1 secret(s)"), "{}", confirm.body);
+    let csrf = confirm.csrf();
+    let res = web
+        .post(
+            "/environments/scratch/delete",
+            &[("csrf", &csrf), ("confirm", "yes")],
+        )
+        .await;
+    assert_eq!(res.status, 303);
+    assert!(s.store.environment("scratch").await.unwrap().is_none());
+    let res = web
+        .post(
+            "/environments/main/delete",
+            &[("csrf", &csrf), ("confirm", "yes")],
+        )
+        .await;
+    assert_eq!(res.status, 409);
+    assert!(res.body.contains("cannot be deleted"));
+}
+
+/// runseald's own listeners, as a process: where the dashboard is served and when it is not.
+mod listener {
+    use super::*;
+    use common::{pki, Daemon};
+
+    #[test]
+    fn an_explicit_dashboard_address_that_is_taken_is_fatal() {
+        let dir = tempfile::tempdir().unwrap();
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap().to_string();
+        let log = Daemon::try_start(&dir.path().join("data"), &["--web-listen", &addr], &[])
+            .err()
+            .expect("runseald must not start without its explicit dashboard address");
+        assert!(
+            log.contains(&format!("cannot listen for the dashboard on {addr}")),
+            "{log}"
+        );
+    }
+
+    #[test]
+    fn a_taken_default_dashboard_port_is_a_warning_and_off_serves_none() {
+        // Hold the default port (unless another test's runseald already holds it: taken either way).
+        let _held = std::net::TcpListener::bind(runseal::defaults::DEFAULT_WEB_LISTEN);
+        let dir = tempfile::tempdir().unwrap();
+        let d = Daemon::start(&dir.path().join("data"), &[], &[]);
+        let log = d.wait_for_log("its default address is taken", Duration::from_secs(10));
+        assert!(log.contains("serving without the dashboard"), "{log}");
+        assert!(!log.contains("dashboard listening"), "{log}");
+        let dir = tempfile::tempdir().unwrap();
+        let d = Daemon::start(&dir.path().join("data"), &["--web-listen", "off"], &[]);
+        d.wait_for_log("listening", Duration::from_secs(10));
+        assert!(!d.log().contains("dashboard"), "{}", d.log());
+    }
+
+    #[tokio::test]
+    async fn over_tls_the_dashboard_speaks_https_with_secure_host_only_cookies() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = pki(dir.path());
+        let d = Daemon::start(
+            &dir.path().join("data"),
+            &[
+                "--tls-cert",
+                p.server_cert.to_str().unwrap(),
+                "--tls-key",
+                p.server_key.to_str().unwrap(),
+                "--web-listen",
+                "127.0.0.1:0",
+            ],
+            &[],
+        );
+        let mut web = WebClient::with_tls(&d.web_addr(), &p.ca);
+        assert!(
+            d.log().contains("dashboard listening url=https://"),
+            "{}",
+            d.log()
+        );
+        let login = web.get("/login").await;
+        assert_eq!(login.status, 200);
+        assert_eq!(web.alpn.as_deref(), Some(&b"http/1.1"[..]));
+        assert!(login.header("strict-transport-security").is_some());
+        let pre = login.set_cookies().join("\n");
+        assert!(
+            pre.contains("__Host-runseal_login=") && pre.contains("; Secure"),
+            "{pre}"
+        );
+        let res = web.sign_in(&d.admin_key()).await;
+        assert_eq!(res.status, 303, "{}", res.body);
+        let cookie = res
+            .set_cookies()
+            .into_iter()
+            .find(|c| c.starts_with("__Host-runseal_session="))
+            .expect("a __Host- session cookie")
+            .to_string();
+        for flag in ["Secure", "HttpOnly", "SameSite=Strict", "Path=/"] {
+            assert!(cookie.contains(flag), "{flag}");
+        }
+        assert_eq!(web.get("/environments/main").await.status, 200);
+        // An http:// origin is not this dashboard's.
+        let csrf = web.csrf().await;
+        let body = form(&[("csrf", &csrf), ("name", "staging")]);
+        let plain_origin = format!("http://{}", web.addr);
+        let res = web
+            .post_with(
+                "/environments",
+                &[("Origin", &plain_origin)],
+                body.as_bytes(),
+            )
+            .await;
+        assert_eq!(res.status, 403);
+    }
+}
+
+/// The dashboard listener's caps, on an in-process server with small ones: a client that opens
+/// connections and sends nothing holds no more than the cap, and loses them at the header
+/// deadline.
+#[tokio::test]
+async fn idle_connections_are_capped_and_dropped_at_the_header_deadline() {
+    use tokio::io::AsyncReadExt;
+    let s = TestServer::start().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut config = runseal::web::WebConfig::for_addr(addr, false, &[], 64 * 1024);
+    config.max_connections = 2;
+    config.header_timeout = Duration::from_millis(300);
+    let web = runseal::web::Web::new(s.service.clone(), config);
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(runseal::web::serve(listener, None, web, stopped));
+    // Two silent connections take both slots.
+    let mut silent = Vec::new();
+    for _ in 0..2 {
+        silent.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // A third client waits (in the kernel's backlog) while they hold them...
+    let mut third = WebClient::new(&addr.to_string());
+    let started = std::time::Instant::now();
+    let res = third.get("/login").await;
+    assert_eq!(res.status, 200);
+    // ...until the header deadline closes the silent ones.
+    assert!(
+        started.elapsed() >= Duration::from_millis(200),
+        "{:?}",
+        started.elapsed()
+    );
+    for mut c in silent {
+        let mut buf = [0u8; 1];
+        let n = tokio::time::timeout(Duration::from_secs(5), c.read(&mut buf))
+            .await
+            .expect("closed by the server")
+            .unwrap_or(0);
+        assert_eq!(n, 0, "a silent connection got an answer");
+    }
+}

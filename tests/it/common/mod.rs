@@ -121,6 +121,7 @@ pub struct TestServer {
     pub store: Arc<dyn Store>,
     /// The dashboard of this server (`host:port`).
     pub web_addr: String,
+    pub service: Arc<Service>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -176,6 +177,7 @@ impl TestServer {
             runseal::web::body_limit(&limits),
         );
         let web = runseal::web::Web::new(service.clone(), web_config);
+        let service_handle = service.clone();
         let (web_stop, web_stopped) = tokio::sync::watch::channel(false);
         tokio::spawn(runseal::web::serve(web_listener, None, web, web_stopped));
         let routes = grpc::routes(service).await;
@@ -195,6 +197,7 @@ impl TestServer {
             admin,
             store,
             web_addr,
+            service: service_handle,
             shutdown: Some(tx),
             task: Some(task),
         }

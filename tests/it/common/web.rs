@@ -4,6 +4,9 @@
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
+
 pub struct WebResponse {
     pub status: u16,
     pub headers: Vec<(String, String)>,
@@ -48,6 +51,9 @@ impl WebResponse {
 
 pub struct WebClient {
     pub addr: String,
+    /// Over TLS, trusting this CA (PEM) only; the ALPN protocol of the last connection.
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    pub alpn: Option<Vec<u8>>,
     pub cookies: Vec<(String, String)>,
     /// Every response received, in order.
     pub seen: Vec<String>,
@@ -66,13 +72,36 @@ impl WebClient {
     pub fn new(addr: &str) -> Self {
         Self {
             addr: addr.to_string(),
+            tls: None,
+            alpn: None,
             cookies: Vec::new(),
             seen: Vec::new(),
         }
     }
 
+    /// A client speaking HTTPS (offering `http/1.1` and `h2`), trusting only the CA in `ca`.
+    pub fn with_tls(addr: &str, ca: &std::path::Path) -> Self {
+        let mut roots = rustls::RootCertStore::empty();
+        let pem = std::fs::read(ca).unwrap();
+        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Self {
+            tls: Some(std::sync::Arc::new(config)),
+            ..Self::new(addr)
+        }
+    }
+
     pub fn origin(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     pub async fn get(&mut self, path: &str) -> WebResponse {
@@ -104,7 +133,19 @@ impl WebClient {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> WebResponse {
-        let mut stream = tokio::net::TcpStream::connect(&self.addr).await.unwrap();
+        let tcp = tokio::net::TcpStream::connect(&self.addr).await.unwrap();
+        let mut stream: Box<dyn Stream> = match &self.tls {
+            Some(config) => {
+                let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+                let tls = tokio_rustls::TlsConnector::from(config.clone())
+                    .connect(name, tcp)
+                    .await
+                    .unwrap();
+                self.alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+                Box::new(tls)
+            }
+            None => Box::new(tcp),
+        };
         let mut req = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
         if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
             req.push_str(&format!("Host: {}\r\n", self.addr));
