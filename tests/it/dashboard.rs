@@ -905,6 +905,34 @@ mod listener {
     }
 
     #[tokio::test]
+    async fn failed_sign_ins_are_counted_in_metrics() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = Daemon::start(
+            &dir.path().join("data"),
+            &[
+                "--web-listen",
+                "127.0.0.1:0",
+                "--metrics-listen",
+                "127.0.0.1:0",
+            ],
+            &[],
+        );
+        let mut web = WebClient::new(&d.web_addr());
+        for _ in 0..3 {
+            assert_eq!(web.sign_in("rk_nosuch:wrong").await.status, 401);
+        }
+        let metrics = common::http_get(&d.metrics_addr(), "/metrics");
+        assert!(
+            metrics.contains("runseal_web_sign_in_failures_total 3"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("runseal_web_sign_in_throttled_total 0"),
+            "{metrics}"
+        );
+    }
+
+    #[tokio::test]
     async fn over_tls_the_dashboard_speaks_https_with_secure_host_only_cookies() {
         let dir = tempfile::tempdir().unwrap();
         let p = pki(dir.path());

@@ -316,3 +316,100 @@ async fn the_sign_in_page_is_screenshot_for_the_readme() {
     screenshot(&b, "sign-in").await;
     b.close().await;
 }
+
+#[tokio::test]
+async fn labels_are_text_and_form_errors_are_shown_and_store_nothing() {
+    let Some(b) = browser(true).await else { return };
+    let s = Setup::start();
+    s.cli(&[
+        "keys",
+        "create",
+        "--scope",
+        "read:main",
+        "--label",
+        "<img src=x onerror=alert(1)>",
+    ]);
+    sign_in(&b, &s, &s.admin).await;
+    b.goto(&s.url("/keys")).await.unwrap();
+    let table = text_of(&b, "table tbody").await;
+    assert!(
+        table.contains("<img src=x onerror=alert(1)>"),
+        "the label is shown as text"
+    );
+    assert!(
+        b.find(Locator::Css("table img")).await.is_err(),
+        "no element was made of it"
+    );
+    // A denied name and a broken pasted line: the page says what is wrong, nothing is stored.
+    b.goto(&s.url("/environments/main")).await.unwrap();
+    save_refused(&b, "LD_PRELOAD", "refused-value-71aa").await;
+    assert!(text_of(&b, "p.flash.error").await.contains("LD_PRELOAD"));
+    click(&b, "details summary").await;
+    fill(
+        &b,
+        "#bulk",
+        "OK_NAME=refused-value-71ab\nno equals sign here\n",
+    )
+    .await;
+    click(&b, "details button.primary").await;
+    let error = text_of(&b, "p.flash.error").await;
+    assert!(
+        error.contains("line 2") && !error.contains("no equals"),
+        "the error names the line only"
+    );
+    assert!(!s.cli(&["secrets", "list"]).contains("OK_NAME"));
+    // On a phone-sized screen the page still fits.
+    b.set_window_size(390, 844).await.unwrap();
+    b.goto(&s.url("/environments/main")).await.unwrap();
+    wait_for(&b, "form.stack").await;
+    screenshot(&b, "secrets-phone").await;
+    s.proxy
+        .assert_never_contains(&["refused-value-71aa", "refused-value-71ab"]);
+    b.close().await;
+}
+
+/// Submits the single-value form expecting a refusal (no "Saved" message).
+async fn save_refused(b: &Browser, name: &str, value: &str) {
+    fill(b, "#name", name).await;
+    fill(b, "#value", value).await;
+    click(b, "form.stack button.primary").await;
+    wait_for(b, "p.flash.error").await;
+}
+
+/// Two replicas on one PostgreSQL database: signed in on one, the browser keeps working on the
+/// other (cookies are per host, not per port, so it carries the session there).
+#[cfg(runseal_pg_tests)]
+#[tokio::test]
+async fn a_browser_session_from_one_replica_keeps_working_on_the_other() {
+    let Some(b) = browser(true).await else { return };
+    let pg = common::PgDb::create();
+    let dir = tempfile::tempdir().unwrap();
+    let (da, db) = (dir.path().join("a"), dir.path().join("b"));
+    let a = Daemon::start(
+        &da,
+        &["--database-url", &pg.url, "--web-listen", "127.0.0.1:0"],
+        &[],
+    );
+    let admin = a.admin_key();
+    common::private_pg::join_dir(&da, &db);
+    let bd = Daemon::start(
+        &db,
+        &["--database-url", &pg.url, "--web-listen", "127.0.0.1:0"],
+        &[],
+    );
+    let (wa, wb) = (a.web_addr(), bd.web_addr());
+    b.goto(&format!("http://{wa}/login")).await.unwrap();
+    fill(&b, "#key", &admin).await;
+    click(&b, "button.primary").await;
+    assert_eq!(h1(&b).await, "main");
+    b.goto(&format!("http://{wb}/environments/main"))
+        .await
+        .unwrap();
+    assert_eq!(h1(&b).await, "main");
+    save(&b, "FROM_B", "replica-browser-0001", false).await;
+    b.goto(&format!("http://{wa}/environments/main"))
+        .await
+        .unwrap();
+    assert!(text_of(&b, "table tbody").await.contains("FROM_B"));
+    b.close().await;
+}
