@@ -1031,3 +1031,41 @@ async fn idle_connections_are_capped_and_dropped_at_the_header_deadline() {
         assert_eq!(n, 0, "a silent connection got an answer");
     }
 }
+
+/// Someone who can write the database cannot make a session: a row written outside runseald
+/// has no valid MAC, and one copied onto another key no longer matches its own.
+#[tokio::test]
+async fn a_session_row_written_into_the_database_grants_nothing() {
+    use sha2::Digest;
+    let s = TestServer::start().await;
+    let db = s.dir.path().join("data/runseal.db");
+    let secret = "A".repeat(43);
+    let id = hex::encode(sha2::Sha256::digest(secret.as_bytes()));
+    let now = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
+    {
+        let c = rusqlite::Connection::open(&db).unwrap();
+        c.execute(
+            "INSERT INTO web_sessions (id, key_id, created_at, last_seen_at, expires_at, mac) \
+             VALUES (?1, ?2, ?3, ?3, ?4, x'00')",
+            rusqlite::params![id, s.admin.key_id(), now, now + 3_600_000],
+        )
+        .unwrap();
+    }
+    let mut forged = WebClient::new(&s.web_addr);
+    forged.cookies.push(("runseal_session".into(), secret));
+    let res = forged.get("/environments").await;
+    assert_eq!(res.status, 401, "{}", res.body);
+    // A real session moved onto another key (the admin's) by rewriting its key_id.
+    let reader = s.key_with(&["read:main"]).await;
+    let mut web = WebClient::new(&s.web_addr);
+    web.sign_in(&reader.to_line()).await;
+    {
+        let c = rusqlite::Connection::open(&db).unwrap();
+        c.execute(
+            "UPDATE web_sessions SET key_id = ?1 WHERE key_id = ?2",
+            rusqlite::params![s.admin.key_id(), reader.key_id()],
+        )
+        .unwrap();
+    }
+    assert_eq!(web.get("/keys").await.status, 401);
+}
