@@ -61,15 +61,7 @@ impl Service {
         environment: &str,
         name: &str,
     ) -> Result<u64> {
-        let env = environment_of(environment)?;
-        require(principal, Scope::Write(env.clone()))?;
-        crate::names::check_secret_name_syntax(name)?;
-        let audit = self.audit(
-            principal,
-            "secrets.unset",
-            Some(&env),
-            vec![name.to_string()],
-        );
+        let (env, audit) = self.one_secret(principal, environment, name, "secrets.unset")?;
         let revision = self.store.unset_secret(&env, name, audit).await?;
         tracing::info!(key_id = %principal.key_id, environment = %env, name = %name, revision, "secret unset");
         Ok(revision)
@@ -84,18 +76,26 @@ impl Service {
         name: &str,
         exposed: Option<bool>,
     ) -> Result<u64> {
-        let env = environment_of(environment)?;
-        require(principal, Scope::Write(env.clone()))?;
-        crate::names::check_secret_name_syntax(name)?;
-        let audit = self.audit(
-            principal,
-            "secrets.expose",
-            Some(&env),
-            vec![name.to_string()],
-        );
+        let (env, audit) = self.one_secret(principal, environment, name, "secrets.expose")?;
         let revision = self.store.set_exposure(&env, name, exposed, audit).await?;
         tracing::info!(key_id = %principal.key_id, environment = %env, name = %name, ?exposed, revision, "secret exposure set");
         Ok(revision)
+    }
+
+    /// The checks of a change to one named secret (`write:ENV`, the name's syntax) and its
+    /// audit entry.
+    fn one_secret(
+        &self,
+        principal: &Principal,
+        environment: &str,
+        name: &str,
+        action: &'static str,
+    ) -> Result<(String, crate::store::AuditRecord)> {
+        let env = environment_of(environment)?;
+        require(principal, Scope::Write(env.clone()))?;
+        crate::names::check_secret_name_syntax(name)?;
+        let audit = self.audit(principal, action, Some(&env), vec![name.to_string()]);
+        Ok((env, audit))
     }
 
     /// The revision and the metadata (never values) of one environment's secrets.

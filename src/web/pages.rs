@@ -334,6 +334,23 @@ async fn secrets_page(
     res
 }
 
+/// The secrets page again, with the service's refusal.
+async fn secrets_refused(web: &Web, s: &Signed, env: &str, e: &ServiceError) -> Response {
+    secrets_page(web, s, env, Some(Flash::Error(e.to_string())), status_of(e)).await
+}
+
+/// The secrets page again, with a refusal of the form itself (400).
+async fn secrets_refused_with(web: &Web, s: &Signed, env: &str, msg: String) -> Response {
+    secrets_page(
+        web,
+        s,
+        env,
+        Some(Flash::Error(msg)),
+        StatusCode::BAD_REQUEST,
+    )
+    .await
+}
+
 fn status_of(e: &ServiceError) -> StatusCode {
     match e {
         ServiceError::PermissionDenied(_) => StatusCode::FORBIDDEN,
@@ -394,16 +411,7 @@ pub async fn set_secrets(State(web): Web_, Path(env): Path<String>, posted: Post
     };
     let batch = match batch {
         Ok(b) => b,
-        Err(msg) => {
-            return secrets_page(
-                &web,
-                s,
-                &env,
-                Some(Flash::Error(msg)),
-                StatusCode::BAD_REQUEST,
-            )
-            .await
-        }
+        Err(msg) => return secrets_refused_with(&web, s, &env, msg).await,
     };
     let names: Vec<String> = batch.iter().map(|(n, _)| n.clone()).collect();
     match web
@@ -457,16 +465,7 @@ pub async fn delete_secret(
     }
     match web.service.unset_secret(&s.principal, &env, &name).await {
         Ok(_) => done(&format!("/environments/{env}"), "deleted", &name),
-        Err(e) => {
-            secrets_page(
-                &web,
-                s,
-                &env,
-                Some(Flash::Error(e.to_string())),
-                status_of(&e),
-            )
-            .await
-        }
+        Err(e) => secrets_refused(&web, s, &env, &e).await,
     }
 }
 
@@ -482,14 +481,7 @@ pub async fn set_exposure(
         "default" => None,
         _ => {
             let msg = "exposed: give on, off or default".to_string();
-            return secrets_page(
-                &web,
-                s,
-                &env,
-                Some(Flash::Error(msg)),
-                StatusCode::BAD_REQUEST,
-            )
-            .await;
+            return secrets_refused_with(&web, s, &env, msg).await;
         }
     };
     match web
@@ -498,16 +490,7 @@ pub async fn set_exposure(
         .await
     {
         Ok(_) => done(&format!("/environments/{env}"), "exposure", &name),
-        Err(e) => {
-            secrets_page(
-                &web,
-                s,
-                &env,
-                Some(Flash::Error(e.to_string())),
-                status_of(&e),
-            )
-            .await
-        }
+        Err(e) => secrets_refused(&web, s, &env, &e).await,
     }
 }
 
@@ -523,16 +506,7 @@ pub async fn mint_token(State(web): Web_, Path(env): Path<String>, posted: Poste
     };
     let (ttl, uses) = match (number("ttl"), number("uses")) {
         (Ok(t), Ok(u)) => (t, u),
-        (Err(m), _) | (_, Err(m)) => {
-            return secrets_page(
-                &web,
-                s,
-                &env,
-                Some(Flash::Error(m)),
-                StatusCode::BAD_REQUEST,
-            )
-            .await
-        }
+        (Err(m), _) | (_, Err(m)) => return secrets_refused_with(&web, s, &env, m).await,
     };
     let req = IssueRequest {
         environment: env.clone(),
@@ -553,16 +527,7 @@ pub async fn mint_token(State(web): Web_, Path(env): Path<String>, posted: Poste
             .into_response(),
             None => error_page(Some(s), &ServiceError::Internal("no token was minted")),
         },
-        Err(e) => {
-            secrets_page(
-                &web,
-                s,
-                &env,
-                Some(Flash::Error(e.to_string())),
-                status_of(&e),
-            )
-            .await
-        }
+        Err(e) => secrets_refused(&web, s, &env, &e).await,
     }
 }
 
