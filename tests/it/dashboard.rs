@@ -894,7 +894,9 @@ mod listener {
         // Hold the default port (unless another test's runseald already holds it: taken either way).
         let _held = std::net::TcpListener::bind(runseal::defaults::DEFAULT_WEB_LISTEN);
         let dir = tempfile::tempdir().unwrap();
-        let d = Daemon::start(&dir.path().join("data"), &[], &[]);
+        // No --web-listen: the default (a config file keeps the helper from turning it off).
+        let config = common::write_config(dir.path(), "");
+        let d = Daemon::start(&dir.path().join("data"), &["--config", &config], &[]);
         let log = d.wait_for_log("its default address is taken", Duration::from_secs(10));
         assert!(log.contains("serving without the dashboard"), "{log}");
         assert!(!log.contains("dashboard listening"), "{log}");

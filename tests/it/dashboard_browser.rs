@@ -100,8 +100,24 @@ fn runner_values(child: Child, names: &[&str]) -> Vec<String> {
 async fn sign_in(b: &Browser, s: &Setup, key: &str) {
     b.goto(&s.url("/login")).await.unwrap();
     fill(b, "#key", key).await;
-    click(b, "button.primary").await;
+    navigate(b, "button.primary").await;
     wait_for(b, "header.top").await;
+}
+
+/// Clicks what submits a form or follows a link, and waits until the next page has replaced
+/// this one (so nothing is read from the page being left).
+async fn navigate(b: &Browser, css: &str) {
+    let old = b.find(Locator::Css("html")).await.unwrap();
+    click(b, css).await;
+    let deadline = std::time::Instant::now() + common::browser::WAIT;
+    while old.tag_name().await.is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no new page after clicking {css:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    wait_for(b, "body").await;
 }
 
 async fn h1(b: &Browser) -> String {
@@ -112,7 +128,7 @@ async fn h1(b: &Browser) -> String {
 async fn save(b: &Browser, name: &str, value: &str, multiline: bool) {
     fill(b, "#name", name).await;
     fill(b, if multiline { "#value-multi" } else { "#value" }, value).await;
-    click(b, "form.stack button.primary").await;
+    navigate(b, "form.stack button.primary").await;
     let flash = text_of(b, "p.flash").await;
     assert!(
         flash.starts_with("Saved"),
@@ -123,7 +139,7 @@ async fn save(b: &Browser, name: &str, value: &str, multiline: bool) {
 async fn switch_to(b: &Browser, env: &str) {
     let select = wait_for(b, "#env").await;
     select.select_by_value(env).await.unwrap();
-    click(b, "form.switch button").await;
+    navigate(b, "form.switch button").await;
     assert_eq!(h1(b).await, env);
 }
 
@@ -148,7 +164,7 @@ async fn an_admin_manages_staging_in_the_browser_and_runners_see_exactly_that() 
     // Create staging.
     b.goto(&s.url("/environments")).await.unwrap();
     fill(&b, "#name", "staging").await;
-    click(&b, "form.inline button.primary").await;
+    navigate(&b, "form.inline button.primary").await;
     assert_eq!(h1(&b).await, "staging");
 
     // Two secrets through the form, one of them multi-line.
@@ -171,16 +187,16 @@ async fn an_admin_manages_staging_in_the_browser_and_runners_see_exactly_that() 
         ),
     )
     .await;
-    click(&b, "details button.primary").await;
+    navigate(&b, "details button.primary").await;
     assert!(text_of(&b, "p.flash")
         .await
         .starts_with("Saved BULK_ONE, BULK_TWO, BULK_THREE"));
 
     // Overwrite one, delete one (with its confirmation).
     save(&b, "FIRST", VALUES[6], false).await;
-    click(&b, r#"a[aria-label="Delete SECOND"]"#).await;
+    navigate(&b, r#"a[aria-label="Delete SECOND"]"#).await;
     assert!(text_of(&b, "section.confirm").await.contains("SECOND"));
-    click(&b, "button.danger").await;
+    navigate(&b, "button.danger").await;
     assert_eq!(text_of(&b, "p.flash").await, "Deleted SECOND.");
     let names = text_of(&b, "table tbody").await;
     assert!(names.contains("FIRST") && names.contains("BULK_TWO") && !names.contains("SECOND"));
@@ -351,7 +367,7 @@ async fn labels_are_text_and_form_errors_are_shown_and_store_nothing() {
         "OK_NAME=refused-value-71ab\nno equals sign here\n",
     )
     .await;
-    click(&b, "details button.primary").await;
+    navigate(&b, "details button.primary").await;
     let error = text_of(&b, "p.flash.error").await;
     assert!(
         error.contains("line 2") && !error.contains("no equals"),
@@ -372,7 +388,7 @@ async fn labels_are_text_and_form_errors_are_shown_and_store_nothing() {
 async fn save_refused(b: &Browser, name: &str, value: &str) {
     fill(b, "#name", name).await;
     fill(b, "#value", value).await;
-    click(b, "form.stack button.primary").await;
+    navigate(b, "form.stack button.primary").await;
     wait_for(b, "p.flash.error").await;
 }
 
@@ -400,7 +416,7 @@ async fn a_browser_session_from_one_replica_keeps_working_on_the_other() {
     let (wa, wb) = (a.web_addr(), bd.web_addr());
     b.goto(&format!("http://{wa}/login")).await.unwrap();
     fill(&b, "#key", &admin).await;
-    click(&b, "button.primary").await;
+    navigate(&b, "button.primary").await;
     assert_eq!(h1(&b).await, "main");
     b.goto(&format!("http://{wb}/environments/main"))
         .await

@@ -245,8 +245,9 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Starts `runseald serve --data-dir DIR --listen 127.0.0.1:0 ARGS…` and waits until it
-    /// listens.
+    /// Starts `runseald serve --data-dir DIR --listen 127.0.0.1:0 ARGS…` (with
+    /// `--web-listen off` unless ARGS name the dashboard's address or a config file) and waits
+    /// until it listens.
     pub fn start(data_dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Self {
         Self::try_start(data_dir, args, envs)
             .unwrap_or_else(|log| panic!("runseald did not start:\n{log}"))
@@ -262,6 +263,11 @@ impl Daemon {
         cmd.arg("serve").arg("--data-dir").arg(data_dir);
         if !args.contains(&"--listen") && !args.contains(&"--unix") {
             cmd.args(["--listen", "127.0.0.1:0"]);
+        }
+        // Tests never take the dashboard's default port unless they mean to (they say so with
+        // a config file of their own).
+        if !args.contains(&"--web-listen") && !args.contains(&"--config") {
+            cmd.args(["--web-listen", "off"]);
         }
         cmd.args(args)
             .env_remove("RUNSEAL_LOG")
