@@ -102,6 +102,20 @@ pub enum SecretsCmd {
         #[arg(long, value_enum, default_value = "pretty")]
         output: Output,
     },
+    /// Set every NAME=VALUE of a dotenv file (or `-`: stdin) as one atomic batch. `$` is always
+    /// literal (no variable substitution); errors name FILE:LINE and the rule, never the text.
+    Import {
+        #[arg(value_name = "FILE|-")]
+        file: PathBuf,
+        #[arg(long, default_value = MAIN_ENV)]
+        env: String,
+        /// Runners without an allow-list get these secrets.
+        #[arg(long, conflicts_with = "not_exposed_by_default")]
+        exposed_by_default: bool,
+        /// Only runners whose allow-list names these secrets get them.
+        #[arg(long)]
+        not_exposed_by_default: bool,
+    },
     /// Remove a secret.
     Unset {
         name: String,
@@ -130,6 +144,11 @@ impl std::fmt::Debug for SecretsCmd {
                 .debug_struct("List")
                 .field("env", env)
                 .field("output", output)
+                .finish(),
+            SecretsCmd::Import { file, env, .. } => f
+                .debug_struct("Import")
+                .field("file", file)
+                .field("env", env)
                 .finish(),
             SecretsCmd::Unset { name, env } => f
                 .debug_struct("Unset")
@@ -416,6 +435,33 @@ fn parse_pairs(pairs: Vec<OsString>) -> Result<Vec<(String, SecretBytes)>, CliEr
     Ok(out)
 }
 
+/// The pairs of a dotenv file (`-`: stdin), read into zeroizing buffers only. Errors name the
+/// file and the line, never the file's text.
+fn import_file(path: &std::path::Path) -> Result<Vec<(String, SecretBytes)>, CliError> {
+    let shown = path.display().to_string();
+    let mut bytes = Zeroizing::new(Vec::new());
+    let read = if shown == "-" {
+        std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut bytes)
+    } else {
+        std::fs::File::open(path).and_then(|mut f| std::io::Read::read_to_end(&mut f, &mut bytes))
+    };
+    read.map_err(|e| fail(format!("cannot read {shown}: {e}")))?;
+    let text = std::str::from_utf8(&bytes).map_err(|e| {
+        fail(format!(
+            "{shown}: not UTF-8 text (byte {})",
+            e.valid_up_to()
+        ))
+    })?;
+    let pairs = crate::dotenv::parse(text)
+        .map_err(|e| fail(format!("{shown}:{}: {}; nothing was set", e.line, e.rule)))?;
+    if pairs.is_empty() {
+        return Err(fail(format!(
+            "{shown}: no NAME=VALUE line; nothing was set"
+        )));
+    }
+    Ok(pairs)
+}
+
 /// Reads stdin to the end; one trailing newline (from `echo` or a file) is dropped. The value
 /// grows in zeroizing buffers only: each outgrown one is wiped as it is replaced.
 fn read_stdin_value() -> Result<SecretBytes, CliError> {
@@ -532,6 +578,27 @@ async fn secrets(client: &Client, cmd: SecretsCmd, out: &mut impl Write) -> Resu
                         .collect::<Vec<_>>(),
                 ),
             }
+        }
+        SecretsCmd::Import {
+            file,
+            env,
+            exposed_by_default,
+            not_exposed_by_default,
+        } => {
+            let pairs = import_file(&file)?;
+            let names: Vec<String> = pairs.iter().map(|(n, _)| n.clone()).collect();
+            let exposed = match (exposed_by_default, not_exposed_by_default) {
+                (true, _) => Some(true),
+                (_, true) => Some(false),
+                _ => None,
+            };
+            let revision = client.secrets().set_many_with(&env, pairs, exposed).await?;
+            writeln!(
+                out,
+                "set {} in {env} (revision {revision})",
+                names.join(", ")
+            )
+            .map_err(io)
         }
         SecretsCmd::Unset { name, env } => {
             let revision = client.secrets().unset(&name, &env).await?;

@@ -16,6 +16,7 @@ pub mod config;
 pub mod daemon;
 pub mod datadir;
 pub mod defaults;
+pub mod dotenv;
 pub mod duration;
 pub mod exec;
 pub mod file_mode;

@@ -12,7 +12,6 @@
 mod audit;
 mod auth;
 mod clock;
-pub mod dotenv;
 mod environments;
 mod fetch;
 mod keys;

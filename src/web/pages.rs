@@ -16,9 +16,10 @@ use super::session::{self, LoginPosted, Posted, Signed};
 use super::views::{self, Chrome, Flash, SecretsView};
 use super::{error_page, Web};
 use crate::auth::{Credential, Principal, Scope};
+use crate::dotenv;
 use crate::records::EnvironmentRow;
 use crate::secret::SecretBytes;
-use crate::service::{dotenv, IssueRequest, ServiceError};
+use crate::service::{IssueRequest, ServiceError};
 
 type Web_ = State<Arc<Web>>;
 

@@ -417,3 +417,95 @@ fn runner_tokens_are_listed_and_revoked_from_the_cli_and_audited() {
     assert_eq!(started["value_count"], 1);
     assert_eq!(started["key_id"], tokens[0].split_once(':').unwrap().0);
 }
+
+/// `runseal secrets import`: a dotenv file (or stdin) as one atomic batch, `$` literal, errors
+/// with FILE:LINE and the rule but never the file's text, nothing stored on any refusal.
+#[test]
+fn secrets_import_sets_a_dotenv_file_atomically() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(&dir.path().join("data"), &[], &[]);
+    let key = d.admin_key();
+    let rs = |args: &[&str]| runseal(&d.addr, &key, args);
+    let file = dir.path().join("app.env");
+    std::fs::write(
+        &file,
+        "\u{feff}# app settings\r\nexport API_KEY=import-value-0001\r\nPASSWORD='pa$word'\r\n\
+         HOME_REF=${HOME}\r\nPEM=\"-----BEGIN-----\nimport-line-0002\n-----END-----\"\r\n",
+    )
+    .unwrap();
+    let out = ok(rs(&["secrets", "import", file.to_str().unwrap()]));
+    assert!(
+        out.contains("set API_KEY, PASSWORD, HOME_REF, PEM in main"),
+        "{out}"
+    );
+    let token = ok(rs(&["runner-token", "issue"]));
+    let printed = common::agent(
+        &d.addr,
+        token.trim(),
+        &[
+            "--",
+            "sh",
+            "-c",
+            "printf '%s|%s|%s|%s' \"$API_KEY\" \"$PASSWORD\" \"$HOME_REF\" \"$PEM\"",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(printed.status.success());
+    assert!(
+        printed.stdout
+            == b"import-value-0001|pa$word|${HOME}|-----BEGIN-----\nimport-line-0002\n-----END-----",
+        "the runner's values differ from the file's"
+    );
+
+    // From stdin, into another environment.
+    ok(rs(&["env", "create", "staging"]));
+    let out = common::runseal_stdin(
+        &d.addr,
+        &key,
+        &["secrets", "import", "-", "--env", "staging"],
+        Some(b"FROM_STDIN=stdin-value-0003\n"),
+    );
+    assert!(ok(out).contains("set FROM_STDIN in staging"));
+
+    // A broken line, a denied name, a name twice: refused, nothing stored, no text shown.
+    let before = ok(rs(&["secrets", "list", "--env", "staging"]));
+    for (text, says) in [
+        (
+            "GOOD=refused-value-0004\nthis is not a pair refused-0005\n",
+            ":2: expected NAME=VALUE",
+        ),
+        (
+            "GOOD=refused-value-0004\nLD_PRELOAD=refused-0005\n",
+            "LD_PRELOAD",
+        ),
+        (
+            "GOOD=refused-value-0004\nGOOD=refused-0005\n",
+            ":2: GOOD is set twice (first on line 1)",
+        ),
+        ("GOOD=\"refused-value-0004\n", ":1:"),
+    ] {
+        let bad = dir.path().join("bad.env");
+        std::fs::write(&bad, text).unwrap();
+        let out = rs(&[
+            "secrets",
+            "import",
+            bad.to_str().unwrap(),
+            "--env",
+            "staging",
+        ]);
+        common::cli_refused(&out, says);
+        let shown = format!("{}{}", stderr(&out), common::stdout(&out));
+        assert!(
+            !shown.contains("refused-value-0004") && !shown.contains("refused-0005"),
+            "a refusal showed text of the file"
+        );
+    }
+    assert_eq!(ok(rs(&["secrets", "list", "--env", "staging"])), before);
+    let out = rs(&[
+        "secrets",
+        "import",
+        dir.path().join("missing.env").to_str().unwrap(),
+    ]);
+    common::cli_refused(&out, "cannot read");
+}

@@ -1,6 +1,7 @@
 //! The one dotenv parser of runseal: a pasted or imported block of `NAME=VALUE` lines becomes
 //! names and values, so the dashboard's bulk paste and `runseal secrets import` cannot disagree
-//! about what a block means.
+//! about what a block means. A common module (the dashboard is a server front-end, the CLI a
+//! client: both may use it, neither imports the other's layer).
 //!
 //! It checks only the syntax of names; the denied-name policy and the value limits are applied
 //! afterwards by the service, like for any other write. It never substitutes variables: `$X`
@@ -586,5 +587,58 @@ D=""
         // Nor does a parsed block's Debug.
         let parsed = parse(&format!("A={MARK}\nB=\"{MARK}\"\n")).unwrap();
         assert!(!format!("{parsed:?}").contains(MARK));
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::parse;
+    use proptest::prelude::*;
+
+    /// A value as a double-quoted dotenv value: `\`, `"` escaped, newlines as `\n`.
+    fn quoted(v: &str) -> String {
+        let mut s = String::from("\"");
+        for c in v.chars() {
+            match c {
+                '\\' => s.push_str("\\\\"),
+                '"' => s.push_str("\\\""),
+                '\n' => s.push_str("\\n"),
+                c => s.push(c),
+            }
+        }
+        s.push('"');
+        s
+    }
+
+    proptest! {
+        /// Any names and values (without NUL or CR) written as a block parse back exactly,
+        /// whatever `$`, quotes or `#` they hold.
+        #[test]
+        fn a_written_block_parses_back(
+            pairs in proptest::collection::btree_map("[A-Z_][A-Z0-9_]{0,12}", "[^\0\r]{0,40}", 0..8)
+        ) {
+            let block: String = pairs
+                .iter()
+                .map(|(n, v)| format!("{n}={}\n", quoted(v)))
+                .collect();
+            let parsed = parse(&block).unwrap();
+            let got: Vec<(String, Vec<u8>)> = parsed
+                .iter()
+                .map(|(n, v)| (n.clone(), v.expose().to_vec()))
+                .collect();
+            let want: Vec<(String, Vec<u8>)> = pairs
+                .iter()
+                .map(|(n, v)| (n.clone(), v.as_bytes().to_vec()))
+                .collect();
+            prop_assert_eq!(got, want);
+        }
+
+        /// Parsing never panics, and an error never holds more of the input than a name.
+        #[test]
+        fn any_text_parses_or_fails_without_showing_it(text in "[^\0]{0,200}") {
+            if let Err(e) = parse(&format!("{text}\nX=\"never-shown-0xA1")) {
+                prop_assert!(!e.to_string().contains("never-shown-0xA1"));
+            }
+        }
     }
 }
