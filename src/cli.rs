@@ -18,6 +18,8 @@ use crate::MAIN_ENV;
 
 pub use crate::defaults::DEFAULT_ADDR;
 
+mod lifecycle;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "runseal",
@@ -66,6 +68,8 @@ pub enum Command {
     /// Build-time helpers (no server needed).
     #[command(subcommand)]
     Build(BuildCmd),
+    /// Print one line per change of the watched environments, as it happens (never values).
+    Watch(lifecycle::WatchArgs),
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]
@@ -122,6 +126,14 @@ pub enum SecretsCmd {
         #[arg(long, default_value = MAIN_ENV)]
         env: String,
     },
+    /// List the kept versions of a secret: number, time, key, current (never values).
+    History(lifecycle::HistoryArgs),
+    /// Make a kept version current again (as a new version); sets an unset secret again.
+    Rollback(lifecycle::RollbackArgs),
+    /// Destroy a secret's kept versions for good: one (--version N), or all and its value.
+    Purge(lifecycle::PurgeArgs),
+    /// Copy secrets from one environment to another on the server (values never leave it).
+    Copy(lifecycle::CopyArgs),
 }
 
 /// `NAME=VALUE` pairs hold values: `Debug` shows how many there are, never what they are.
@@ -155,6 +167,10 @@ impl std::fmt::Debug for SecretsCmd {
                 .field("name", name)
                 .field("env", env)
                 .finish(),
+            SecretsCmd::History(a) => a.fmt(f),
+            SecretsCmd::Rollback(a) => a.fmt(f),
+            SecretsCmd::Purge(a) => a.fmt(f),
+            SecretsCmd::Copy(a) => a.fmt(f),
         }
     }
 }
@@ -174,6 +190,9 @@ pub enum EnvCmd {
         #[arg(long)]
         force: bool,
     },
+    /// Compare two environments: names only in one, in both, and (with snapshot: on both)
+    /// whether their values are equal, computed on the server.
+    Diff(lifecycle::DiffArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -361,6 +380,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::RunnerToken(cmd) => runner_tokens(&client, cmd, &mut out).await,
         Command::Runners(cmd) => runners(&client, cmd, &mut out).await,
         Command::Audit(args) => audit(&client, args, &mut out).await,
+        Command::Watch(args) => lifecycle::watch(&client, args, &mut out).await,
         Command::Completions { .. } | Command::Build(_) => unreachable!("handled above"),
     };
     match result {
@@ -604,6 +624,10 @@ async fn secrets(client: &Client, cmd: SecretsCmd, out: &mut impl Write) -> Resu
             let revision = client.secrets().unset(&name, &env).await?;
             writeln!(out, "unset {name} in {env} (revision {revision})").map_err(io)
         }
+        SecretsCmd::History(a) => lifecycle::history(client, a, out).await,
+        SecretsCmd::Rollback(a) => lifecycle::rollback(client, a, out).await,
+        SecretsCmd::Purge(a) => lifecycle::purge(client, a, out).await,
+        SecretsCmd::Copy(a) => lifecycle::copy(client, a, out).await,
     }
 }
 
@@ -646,6 +670,7 @@ async fn envs(client: &Client, cmd: EnvCmd, out: &mut impl Write) -> Result<(), 
             let n = client.environments().delete(&name, force).await?;
             writeln!(out, "deleted environment {name} ({n} secrets deleted)").map_err(io)
         }
+        EnvCmd::Diff(a) => lifecycle::diff(client, a, out).await,
     }
 }
 

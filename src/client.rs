@@ -32,7 +32,10 @@ use crate::auth::Credential;
 use crate::proto::v1;
 use crate::secret::SecretBytes;
 
-pub use crate::proto::v1::{AuditEntry, Environment, KeyInfo, Runner, RunnerTokenInfo, SecretInfo};
+pub use crate::proto::v1::{
+    AuditEntry, DiffEnvironmentsResponse as Diff, Environment, EnvironmentChange, KeyInfo, Runner,
+    RunnerTokenInfo, SecretInfo, SecretVersionInfo,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -351,6 +354,10 @@ impl Client {
     pub fn audit(&self) -> AuditApi {
         AuditApi(v1::audit_client::AuditClient::new(self.svc()))
     }
+
+    pub fn lifecycle(&self) -> LifecycleApi {
+        LifecycleApi(v1::lifecycle_client::LifecycleClient::new(self.svc()))
+    }
 }
 
 pub struct SecretsApi(v1::secrets_client::SecretsClient<Svc>);
@@ -548,6 +555,98 @@ impl AuditApi {
             }
         }
         Ok(entries)
+    }
+}
+
+/// History, rollback and purge of a secret; diff and copy between environments; the change
+/// feed. Nothing here returns a value.
+pub struct LifecycleApi(v1::lifecycle_client::LifecycleClient<Svc>);
+
+impl LifecycleApi {
+    /// The kept versions of `name`, newest first.
+    pub async fn history(
+        &mut self,
+        name: &str,
+        environment: &str,
+    ) -> Result<Vec<SecretVersionInfo>, ClientError> {
+        let req = v1::SecretHistoryRequest {
+            environment: environment.to_string(),
+            name: name.to_string(),
+        };
+        Ok(self.0.secret_history(req).await?.into_inner().versions)
+    }
+
+    /// Makes `version` of `name` current again; the new revision.
+    pub async fn rollback(
+        &mut self,
+        name: &str,
+        version: u64,
+        environment: &str,
+    ) -> Result<u64, ClientError> {
+        let req = v1::RollbackSecretRequest {
+            environment: environment.to_string(),
+            name: name.to_string(),
+            version,
+        };
+        Ok(self.0.rollback_secret(req).await?.into_inner().revision)
+    }
+
+    /// Destroys one kept version, or (`None`) every version and the current value; the new
+    /// revision when the current value went.
+    pub async fn purge(
+        &mut self,
+        name: &str,
+        version: Option<u64>,
+        environment: &str,
+    ) -> Result<Option<u64>, ClientError> {
+        let req = v1::PurgeSecretRequest {
+            environment: environment.to_string(),
+            name: name.to_string(),
+            version,
+        };
+        Ok(self.0.purge_secret(req).await?.into_inner().revision)
+    }
+
+    /// The names of `a` and `b` compared.
+    pub async fn diff(&mut self, a: &str, b: &str) -> Result<Diff, ClientError> {
+        let req = v1::DiffEnvironmentsRequest {
+            a: a.to_string(),
+            b: b.to_string(),
+        };
+        Ok(self.0.diff_environments(req).await?.into_inner())
+    }
+
+    /// Copies `names` from `from` to `to` on the server; `to`'s new revision.
+    pub async fn copy(
+        &mut self,
+        names: &[String],
+        from: &str,
+        to: &str,
+    ) -> Result<u64, ClientError> {
+        let req = v1::CopySecretsRequest {
+            from: from.to_string(),
+            to: to.to_string(),
+            names: names.to_vec(),
+        };
+        Ok(self.0.copy_secrets(req).await?.into_inner().revision)
+    }
+
+    /// The change feed of `environments` (name, resume revision; `None`: from now); empty:
+    /// every environment the key may read, from now.
+    pub async fn watch(
+        &mut self,
+        environments: Vec<(String, Option<u64>)>,
+    ) -> Result<tonic::Streaming<EnvironmentChange>, ClientError> {
+        let req = v1::WatchEnvironmentsRequest {
+            environments: environments
+                .into_iter()
+                .map(|(environment, after_revision)| v1::WatchFrom {
+                    environment,
+                    after_revision,
+                })
+                .collect(),
+        };
+        Ok(self.0.watch_environments(req).await?.into_inner())
     }
 }
 

@@ -96,6 +96,7 @@ pub struct RawLimits {
     pub max_value_bytes: Option<usize>,
     pub max_environment_bytes: Option<usize>,
     pub max_secrets_per_environment: Option<usize>,
+    pub versions_kept: Option<usize>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -378,6 +379,7 @@ fn limits(raw: Option<RawLimits>) -> Result<Limits, ConfigError> {
             "max_secrets_per_environment",
             default.max_secrets_per_environment,
         )?,
+        versions_kept: nz(l.versions_kept, "versions_kept", default.versions_kept)?,
     })
 }
 

@@ -219,17 +219,36 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
                 }
             }
             println!("{} sealed values checked, {bad} failed", rows.len());
-            // The MACs of every key, runner token, runner start and environment revision.
+            // The MACs of every key, runner token, runner start, kept version and environment
+            // revision.
             let integrity = opened.integrity.clone();
             let macs = opened.store.integrity_rows().await?;
+            let mut bad_versions = 0;
+            for (v, _) in &macs.versions {
+                if let Err(e) = opened.sealer.open(&v.environment, &v.name, &v.sealed) {
+                    bad_versions += 1;
+                    println!(
+                        "FAILED {}/{} version {}: {e}",
+                        v.environment, v.name, v.version
+                    );
+                }
+            }
+            println!(
+                "{} kept versions checked, {bad_versions} failed",
+                macs.versions.len()
+            );
+            bad += bad_versions;
             let tampered = macs.failures(&integrity);
             for row in &tampered {
                 println!(
                     "TAMPERED {row}: its integrity MAC does not match (changed outside runseald)"
                 );
             }
-            let checked =
-                macs.keys.len() + macs.tokens.len() + macs.runners.len() + macs.environments.len();
+            let checked = macs.keys.len()
+                + macs.tokens.len()
+                + macs.runners.len()
+                + macs.versions.len()
+                + macs.environments.len();
             println!("{checked} rows checked, {} failed", tampered.len());
             // Stored names the default denied set refuses now: snapshots leave them out.
             let policy = crate::names::NamePolicy::default();
@@ -417,12 +436,14 @@ pub async fn serve(
     if !reloaded.is_empty() {
         tokio::spawn(reload_tls_on_sighup(reloaded));
     }
+    let watched = service.clone();
     let routes = grpc::routes(service).await;
     // Listening sockets are bound: tell systemd (Type=notify) we are ready.
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     let shutdown = async move {
         shutdown.await;
         let _ = stop_tx.send(true);
+        watched.stop_watches();
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     };
     grpc::serve_with(routes, listeners, config.net.clone(), shutdown).await?;

@@ -327,6 +327,13 @@ impl DataDir {
         };
         let integrity = Arc::new(integrity);
         store.set_integrity_key(integrity.clone());
+        let kept = store.backfill_versions().await?;
+        if kept > 0 {
+            tracing::info!(
+                values = kept,
+                "kept the values set before history as their version 1"
+            );
+        }
         let sealer = Sealer::new(active, keys)?;
         // Finish a first start that committed but was stopped before renaming the admin key.
         // On a shared database the pending key may instead be one that lost the race to another

@@ -25,7 +25,7 @@ use std::sync::{Arc, RwLock};
 
 use crate::records::{
     EnvironmentVersion, IntegrityRows, KeyRow, RunnerRecord, RunnerTokenRow, SealedSecret,
-    SessionRow,
+    SecretVersion, SessionRow,
 };
 use crate::store::{Result, StoreError};
 
@@ -40,6 +40,7 @@ pub const TABLE_RUNNER_TOKENS: &str = "runner_tokens";
 pub const TABLE_RUNNERS: &str = "runners";
 pub const TABLE_ENVIRONMENTS: &str = "environments";
 pub const TABLE_WEB_SESSIONS: &str = "web_sessions";
+pub const TABLE_SECRET_VERSIONS: &str = "secret_versions";
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -217,6 +218,30 @@ impl IntegrityKey {
         self.session_encoder(s).verify(mac)
     }
 
+    fn version_encoder(&self, v: &SecretVersion) -> Encoder {
+        let mut e = Encoder::new(self, TABLE_SECRET_VERSIONS, &v.environment);
+        e.str(&v.name)
+            .i64(v.version as i64)
+            .str(&v.sealed.key_id)
+            .bytes(&v.sealed.nonce)
+            .bytes(&v.sealed.ciphertext)
+            .i64(v.value_len as i64)
+            .i64(crate::records::to_millis(v.created_at))
+            .str(&v.created_by);
+        e
+    }
+
+    /// MAC of a kept version of a secret: environment, name, version number, the sealed value
+    /// (data key, nonce, ciphertext, length), when and by whom it was set. A version renumbered,
+    /// moved to another name or given another version's bytes no longer matches.
+    pub fn version_mac(&self, v: &SecretVersion) -> Vec<u8> {
+        self.version_encoder(v).finish()
+    }
+
+    pub fn verify_version(&self, v: &SecretVersion, mac: &[u8]) -> bool {
+        self.version_encoder(v).verify(mac)
+    }
+
     fn environment_encoder(
         &self,
         environment: &str,
@@ -326,6 +351,14 @@ impl IntegrityRows {
                     crate::integrity::TABLE_RUNNERS,
                     r.runner_id,
                     r.credential_id
+                ));
+            }
+        }
+        for (v, mac) in &self.versions {
+            if !key.verify_version(v, mac) {
+                bad.push(format!(
+                    "{TABLE_SECRET_VERSIONS} {}/{} version {}",
+                    v.environment, v.name, v.version
                 ));
             }
         }

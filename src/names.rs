@@ -374,6 +374,8 @@ pub struct Limits {
     pub max_value_bytes: usize,
     pub max_environment_bytes: usize,
     pub max_secrets_per_environment: usize,
+    /// How many versions of each secret are kept, the current one included.
+    pub versions_kept: usize,
 }
 
 impl Default for Limits {
@@ -382,6 +384,7 @@ impl Default for Limits {
             max_value_bytes: 64 * 1024,
             max_environment_bytes: 1024 * 1024,
             max_secrets_per_environment: 1000,
+            versions_kept: 10,
         }
     }
 }

@@ -123,6 +123,31 @@ pub struct SealedSecret {
     pub exposed: Option<bool>,
 }
 
+/// One kept version of a secret: its sealed value as it was stored, who wrote it and when.
+#[derive(Debug, Clone)]
+pub struct SecretVersion {
+    pub environment: String,
+    pub name: String,
+    pub version: u64,
+    pub sealed: Sealed,
+    pub value_len: u64,
+    pub created_at: OffsetDateTime,
+    /// The key id that set it (empty for a value set before history was kept).
+    pub created_by: String,
+    /// Whether it is the secret's current value.
+    pub current: bool,
+}
+
+/// One change of an environment, as the change feed reports it (never a value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub environment: String,
+    pub revision: u64,
+    pub action: String,
+    pub names: Vec<String>,
+    pub at: OffsetDateTime,
+}
+
 /// A runner token as stored: only the hash of its secret.
 #[derive(Debug, Clone)]
 pub struct RunnerTokenRow {
@@ -211,6 +236,8 @@ pub struct IntegrityRows {
     pub environments: Vec<(String, u64, i64, Vec<u8>)>,
     /// Every secret with its environment.
     pub secrets: Vec<(String, SealedSecret)>,
+    /// Every kept version of a secret, with its MAC.
+    pub versions: Vec<(SecretVersion, Vec<u8>)>,
 }
 
 /// Which state of an environment a set of rows belongs to: every change bumps the revision, and

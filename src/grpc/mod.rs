@@ -349,7 +349,8 @@ pub async fn routes(service: Arc<Service>) -> App {
         .add_service(
             v1::runners_server::RunnersServer::new(api.clone()).max_decoding_message_size(cap),
         )
-        .add_service(v1::audit_server::AuditServer::new(api).max_decoding_message_size(cap))
+        .add_service(v1::audit_server::AuditServer::new(api.clone()).max_decoding_message_size(cap))
+        .add_service(v1::lifecycle_server::LifecycleServer::new(api).max_decoding_message_size(cap))
         .add_service(
             controller::isolate_controller_server::IsolateControllerServer::new(fal::FalApi::new(
                 service.clone(),

@@ -11,7 +11,9 @@ use crate::auth::{parse_scopes, Principal};
 use crate::proto::v1;
 use crate::secret::SecretBytes;
 use crate::service::{self, FetchRequest, Fetcher, IssueRequest, IssuedToken, Purpose, Service};
-use crate::store::{AuditRow, EnvironmentRow, KeyRow, RunnerRow, RunnerTokenRow, SecretMeta};
+use crate::store::{
+    AuditRow, Change, EnvironmentRow, KeyRow, RunnerRow, RunnerTokenRow, SecretMeta, SecretVersion,
+};
 
 /// Every `runseal.v1` service, on one service layer.
 #[derive(Clone)]
@@ -313,5 +315,138 @@ fn audit_entry(r: AuditRow) -> v1::AuditEntry {
         runner_id: r.runner_id.unwrap_or_default(),
         value_count: r.values,
         names_total: r.names_total,
+    }
+}
+
+fn version_info(v: SecretVersion) -> v1::SecretVersionInfo {
+    v1::SecretVersionInfo {
+        version: v.version,
+        created_at: Some(timestamp(v.created_at)),
+        created_by: v.created_by,
+        current: v.current,
+    }
+}
+
+fn change(c: Change) -> v1::EnvironmentChange {
+    v1::EnvironmentChange {
+        environment: c.environment,
+        revision: c.revision,
+        action: c.action,
+        names: c.names,
+        at: Some(timestamp(c.at)),
+    }
+}
+
+fn diff(d: service::Diff) -> v1::DiffEnvironmentsResponse {
+    v1::DiffEnvironmentsResponse {
+        only_in_a: d.only_in_a,
+        only_in_b: d.only_in_b,
+        in_both: d
+            .in_both
+            .into_iter()
+            .map(|e| v1::DiffEntry {
+                name: e.name,
+                a_updated_at: Some(timestamp(e.a_updated_at)),
+                b_updated_at: Some(timestamp(e.b_updated_at)),
+                equal: e.equal,
+            })
+            .collect(),
+        values_compared: d.values_compared,
+    }
+}
+
+/// How often a watch looks for changes made through other replicas (changes made through this
+/// one wake it at once).
+const WATCH_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+type ChangeStream = std::pin::Pin<
+    Box<dyn tokio_stream::Stream<Item = Result<v1::EnvironmentChange, Status>> + Send>,
+>;
+
+// The life of a secret: history, rollback, purge, diff, copy, and the change feed.
+keyed_rpcs! {
+    RunsealApi: v1::lifecycle_server::Lifecycle {
+        secret_history(v1::SecretHistoryRequest) -> v1::SecretHistoryResponse = |s, p, req| {
+            let versions = s.secret_history(&p, &req.environment, &req.name).await?;
+            Ok(v1::SecretHistoryResponse { versions: versions.into_iter().map(version_info).collect() })
+        };
+        rollback_secret(v1::RollbackSecretRequest) -> v1::RollbackSecretResponse = |s, p, req| {
+            let revision = s.rollback_secret(&p, &req.environment, &req.name, req.version).await?;
+            Ok(v1::RollbackSecretResponse { revision })
+        };
+        purge_secret(v1::PurgeSecretRequest) -> v1::PurgeSecretResponse = |s, p, req| {
+            let revision = s.purge_secret(&p, &req.environment, &req.name, req.version).await?;
+            Ok(v1::PurgeSecretResponse { revision })
+        };
+        diff_environments(v1::DiffEnvironmentsRequest) -> v1::DiffEnvironmentsResponse =
+            |s, p, req| {
+                let d = s.diff_environments(&p, &req.a, &req.b).await?;
+                Ok(diff(d))
+            };
+        copy_secrets(v1::CopySecretsRequest) -> v1::CopySecretsResponse = |s, p, req| {
+            let revision = s.copy_secrets(&p, &req.from, &req.to, &req.names).await?;
+            Ok(v1::CopySecretsResponse { revision })
+        };
+    }
+    also {
+        type WatchEnvironmentsStream = ChangeStream;
+
+        async fn watch_environments(
+            &self,
+            request: Request<v1::WatchEnvironmentsRequest>,
+        ) -> std::result::Result<Response<ChangeStream>, Status> {
+            let (p, req) = self.keyed(request).await?;
+            let points = req
+                .environments
+                .into_iter()
+                .map(|w| (w.environment, w.after_revision))
+                .collect();
+            let watch = self.service.watch(&p, points).await?;
+            let (tx, rx) = tokio::sync::mpsc::channel(64);
+            tokio::spawn(feed(self.service.clone(), watch, tx));
+            Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+        }
+    }
+}
+
+/// Sends the changes of `watch` to `tx` as they are committed, until the watcher goes away, an
+/// error ends the watch, or runseald stops.
+async fn feed(
+    service: Arc<Service>,
+    mut watch: service::Watch,
+    tx: tokio::sync::mpsc::Sender<Result<v1::EnvironmentChange, Status>>,
+) {
+    let mut stopping = service.stopping();
+    loop {
+        // Registered before the poll, so a change committed during it still wakes us.
+        let woken = service.changes_notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        match service.poll_watch(&mut watch).await {
+            Ok(changes) => {
+                for c in changes {
+                    if tx.send(Ok(change(c))).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            Err(e) => {
+                let _ = tx.send(Err(e.into())).await;
+                return;
+            }
+        }
+        tokio::select! {
+            _ = woken => {}
+            _ = tokio::time::sleep(WATCH_POLL) => {}
+            _ = tx.closed() => return,
+            _ = async { drop(stopping.wait_for(|s| *s).await) } => {
+                let _ = tx
+                    .send(Err(Status::unavailable(
+                        "runseald is shutting down; watch again from the last revision you received",
+                    )))
+                    .await;
+                return;
+            }
+        }
     }
 }

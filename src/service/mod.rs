@@ -11,9 +11,12 @@
 
 mod audit;
 mod auth;
+mod changes;
 mod clock;
+mod compare;
 mod environments;
 mod fetch;
+mod history;
 mod keys;
 mod runners;
 mod secrets;
@@ -22,7 +25,9 @@ mod tokens;
 
 pub use crate::defaults::generate_runner_id;
 pub use auth::require;
+pub use changes::{Watch, MAX_WATCHES_PER_KEY};
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use compare::{Diff, InBoth};
 pub use fetch::{FetchRequest, Fetched, Fetcher, Purpose};
 pub use keys::label_char;
 pub use sessions::{NewSession, SessionLimits};
@@ -54,6 +59,8 @@ pub struct Service {
     pub token_limits: TokenLimits,
     /// How long a dashboard session lasts.
     pub session_limits: SessionLimits,
+    /// The open change-feed watches.
+    watches: changes::Watches,
     clock: Arc<dyn Clock>,
     /// When each key's `last_used_at` was last written (see `auth::TOUCH_INTERVAL`).
     touched: Mutex<HashMap<String, OffsetDateTime>>,
@@ -71,6 +78,7 @@ impl Service {
             expose_by_default: true,
             token_limits: TokenLimits::default(),
             session_limits: SessionLimits::default(),
+            watches: changes::Watches::default(),
             clock: Arc::new(SystemClock),
             touched: Mutex::new(HashMap::new()),
         }
@@ -164,11 +172,13 @@ impl From<StoreError> for ServiceError {
         match e {
             StoreError::EnvironmentNotFound(env) => S::EnvironmentNotFound(env),
             StoreError::SecretNotFound { .. }
+            | StoreError::VersionNotFound { .. }
             | StoreError::KeyNotFound(_)
             | StoreError::RunnerTokenNotFound(_) => S::NotFound(message),
             StoreError::EnvironmentExists(_) => S::AlreadyExists(message),
             StoreError::EnvironmentNotEmpty { .. }
             | StoreError::MainEnvironment
+            | StoreError::CurrentVersion { .. }
             | StoreError::LastAdminKey(_) => S::FailedPrecondition(message),
             StoreError::TooManySecrets { .. } | StoreError::EnvironmentTooLarge { .. } => {
                 S::ResourceExhausted(message)
@@ -178,6 +188,11 @@ impl From<StoreError> for ServiceError {
             StoreError::Tampered { table, id } if table == crate::integrity::TABLE_ENVIRONMENTS => {
                 S::DataLoss(format!(
                     "environment {id:?} failed its integrity check: its secrets were changed outside runseald (deleted, flipped or put back); nothing is served from it (run `runseald verify`)"
+                ))
+            }
+            StoreError::Tampered { table, id } if table == crate::integrity::TABLE_SECRET_VERSIONS => {
+                S::DataLoss(format!(
+                    "a kept version of {id} failed its integrity check (changed outside runseald); its history is not served (run `runseald verify`)"
                 ))
             }
             StoreError::Tampered { .. } => S::Unauthenticated(

@@ -50,6 +50,7 @@ impl Service {
             .store
             .set_secrets(&env, sealed, &self.limits, audit)
             .await?;
+        self.changed();
         tracing::info!(key_id = %principal.key_id, environment = %env, revision, "secrets set");
         Ok(revision)
     }
@@ -63,6 +64,7 @@ impl Service {
     ) -> Result<u64> {
         let (env, audit) = self.one_secret(principal, environment, name, "secrets.unset")?;
         let revision = self.store.unset_secret(&env, name, audit).await?;
+        self.changed();
         tracing::info!(key_id = %principal.key_id, environment = %env, name = %name, revision, "secret unset");
         Ok(revision)
     }
@@ -78,13 +80,14 @@ impl Service {
     ) -> Result<u64> {
         let (env, audit) = self.one_secret(principal, environment, name, "secrets.expose")?;
         let revision = self.store.set_exposure(&env, name, exposed, audit).await?;
+        self.changed();
         tracing::info!(key_id = %principal.key_id, environment = %env, name = %name, ?exposed, revision, "secret exposure set");
         Ok(revision)
     }
 
     /// The checks of a change to one named secret (`write:ENV`, the name's syntax) and its
     /// audit entry.
-    fn one_secret(
+    pub(super) fn one_secret(
         &self,
         principal: &Principal,
         environment: &str,

@@ -18,13 +18,19 @@ const TABLES: &[(&str, &str)] = &[
     ("environments", "name revision created_at mac"),
     ("secrets", "environment name key_id nonce ciphertext value_len created_at updated_at exposed:o"),
     ("api_keys", "id secret_hash label scopes created_at last_used_at revoked_at mac"),
-    ("audit", "id at key_id action environment:t names revision runner_id:t value_count names_total"),
+    ("audit", "id at key_id action environment:t names revision runner_id:t value_count names_total via:t"),
     (
         "runner_tokens",
         "id secret_hash environment only_names:t purpose uses_left expires_at created_at created_by \
          revoked_at mac",
     ),
     ("runners", "id runner_id environment revision started_at credential_id retry_hash:b mac"),
+    (
+        "secret_versions",
+        "environment name version key_id nonce ciphertext value_len created_at created_by mac",
+    ),
+    ("secret_counters", "environment name last_version"),
+    ("changes", "environment revision action names at key_id"),
 ];
 
 /// What was copied, per table.

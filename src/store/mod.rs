@@ -12,6 +12,7 @@
 //! writes them and checked when they are read to grant anything: a row that fails is
 //! [`StoreError::Tampered`].
 
+mod history;
 pub mod migrate;
 pub mod postgres;
 pub mod rules;
@@ -48,6 +49,18 @@ pub enum StoreError {
     MainEnvironment,
     #[error("secret {name:?} is not set in environment {environment:?}")]
     SecretNotFound { environment: String, name: String },
+    #[error("version {version} of secret {name:?} in environment {environment:?} is not kept (never set, purged, or older than the retention of `versions_kept`); see `runseal secrets history {name}`")]
+    VersionNotFound {
+        environment: String,
+        name: String,
+        version: u64,
+    },
+    #[error("version {version} is the current value of secret {name:?} in environment {environment:?}: set a new value (or unset it) before purging it, or purge every version")]
+    CurrentVersion {
+        environment: String,
+        name: String,
+        version: u64,
+    },
     #[error("key {0:?} does not exist")]
     KeyNotFound(String),
     #[error("runner token {0:?} does not exist")]
@@ -195,6 +208,36 @@ pub trait Store: Send + Sync + 'static {
     }
     /// Every sealed value of every environment (for `runseald verify`).
     async fn all_sealed_secrets(&self) -> Result<Vec<(String, SealedSecret)>>;
+
+    /// Every kept version of one secret, newest first, MACs checked (`SecretNotFound` when it
+    /// has neither a value nor a kept version).
+    async fn secret_history(&self, environment: &str, name: &str) -> Result<Vec<SecretVersion>>;
+    /// One kept version, its MAC checked.
+    async fn secret_version(
+        &self,
+        environment: &str,
+        name: &str,
+        version: u64,
+    ) -> Result<SecretVersion>;
+    /// Destroys one kept version (never the current one), or with `None` every version and the
+    /// current value; the new revision when the current value went.
+    async fn purge_secret(
+        &self,
+        environment: &str,
+        name: &str,
+        version: Option<u64>,
+        audit: AuditRecord,
+    ) -> Result<Option<u64>>;
+    /// Keeps each current value set before history existed as its version 1; how many.
+    async fn backfill_versions(&self) -> Result<u64>;
+    /// The current version of `environment` and its changes after revision `after`, in
+    /// revision order, at most `limit`.
+    async fn changes_since(
+        &self,
+        environment: &str,
+        after: u64,
+        limit: u32,
+    ) -> Result<(EnvironmentVersion, Vec<Change>)>;
 
     async fn insert_key(&self, key: KeyRow, audit: AuditRecord) -> Result<()>;
     async fn key(&self, id: &str) -> Result<Option<KeyRow>>;

@@ -430,6 +430,10 @@ async fn integrity_rows_tx(tx: &mut dyn Tx) -> Result<IntegrityRows> {
     for r in tx.rows(&sql, &[]).await? {
         out.secrets.push((r.text(0)?, sealed_row(&r, 1)?));
     }
+    let sql = format!("SELECT {} FROM secret_versions", history::VERSION_COLS);
+    for r in tx.rows(&sql, &[]).await? {
+        out.versions.push(history::version_row(&r)?);
+    }
     Ok(out)
 }
 
@@ -493,12 +497,15 @@ async fn check_limits(tx: &mut dyn Tx, environment: &str, limits: &Limits) -> Re
     Ok(())
 }
 
-async fn bump_revision(tx: &mut dyn Tx, env: &str) -> Result<u64> {
+/// The next revision of `env`, recorded in the change feed as `audit`'s change.
+async fn bump_revision(tx: &mut dyn Tx, env: &str, audit: &AuditRecord) -> Result<u64> {
     let sql = "UPDATE environments SET revision = revision + 1 WHERE name = $1 RETURNING revision";
-    match tx.row(sql, &[env.into()]).await? {
-        Some(r) => r.uint(0),
-        None => Err(StoreError::EnvironmentNotFound(env.to_string())),
-    }
+    let revision = match tx.row(sql, &[env.into()]).await? {
+        Some(r) => r.uint(0)?,
+        None => return Err(StoreError::EnvironmentNotFound(env.to_string())),
+    };
+    history::record_change(tx, env, revision, audit).await?;
+    Ok(revision)
 }
 
 /// Refuses to revoke the last active admin key: nobody could make keys or environments again.
@@ -786,7 +793,15 @@ impl<B: Backend> Store for Db<B> {
         }
         // Tokens and runner records go with it: an environment created later under the same
         // name is a new one, which no earlier token may read.
-        for table in ["secrets", "runner_tokens", "runners"] {
+        // Its history and change feed too: a later environment of the name starts afresh.
+        for table in [
+            "secrets",
+            "runner_tokens",
+            "runners",
+            "secret_versions",
+            "secret_counters",
+            "changes",
+        ] {
             let sql = format!("DELETE FROM {table} WHERE environment = $1");
             tx.exec(&sql, &[name.into()]).await?;
         }
@@ -809,7 +824,7 @@ impl<B: Backend> Store for Db<B> {
         let mut tx = self.write().await?;
         // Bumping first also proves the environment exists before anything is written, and
         // (PostgreSQL) holds its row lock: writers of one environment serialise.
-        let revision = bump_revision(&mut *tx, environment).await?;
+        let revision = bump_revision(&mut *tx, environment, &audit).await?;
         let at = to_millis(audit.at);
         let sql = "INSERT INTO secrets (environment, name, key_id, nonce, ciphertext, value_len, \
                    created_at, updated_at, exposed) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8) \
@@ -829,6 +844,8 @@ impl<B: Backend> Store for Db<B> {
                 s.exposed.into(),
             ];
             tx.exec(sql, &args).await?;
+            history::keep_version(&mut *tx, &key, environment, s, &audit, limits.versions_kept)
+                .await?;
         }
         check_limits(&mut *tx, environment, limits).await?;
         seal_environment(&mut *tx, &key, environment).await?;
@@ -839,7 +856,7 @@ impl<B: Backend> Store for Db<B> {
     async fn unset_secret(&self, environment: &str, name: &str, audit: AuditRecord) -> Result<u64> {
         let key = self.integrity.get()?;
         let mut tx = self.write().await?;
-        let revision = bump_revision(&mut *tx, environment).await?;
+        let revision = bump_revision(&mut *tx, environment, &audit).await?;
         let sql = "DELETE FROM secrets WHERE environment = $1 AND name = $2";
         if tx.exec(sql, &[environment.into(), name.into()]).await? == 0 {
             return Err(StoreError::SecretNotFound {
@@ -910,6 +927,159 @@ impl<B: Backend> Store for Db<B> {
         rows.iter()
             .map(|r| Ok((r.text(0)?, sealed_row(r, 1)?)))
             .collect()
+    }
+
+    async fn secret_history(&self, environment: &str, name: &str) -> Result<Vec<SecretVersion>> {
+        let key = self.integrity.get()?;
+        let mut tx = self.backend.begin(Mode::Snapshot).await?;
+        let sql = "SELECT 1 FROM environments WHERE name = $1";
+        if tx.row(sql, &[environment.into()]).await?.is_none() {
+            return Err(StoreError::EnvironmentNotFound(environment.to_string()));
+        }
+        let current = history::current_nonce(&mut *tx, environment, name).await?;
+        let versions =
+            history::versions_tx(&mut *tx, &key, environment, name, current.as_deref()).await?;
+        tx.commit().await?;
+        if versions.is_empty() {
+            return Err(StoreError::SecretNotFound {
+                environment: environment.to_string(),
+                name: name.to_string(),
+            });
+        }
+        Ok(versions)
+    }
+
+    async fn secret_version(
+        &self,
+        environment: &str,
+        name: &str,
+        version: u64,
+    ) -> Result<SecretVersion> {
+        self.secret_history(environment, name)
+            .await?
+            .into_iter()
+            .find(|v| v.version == version)
+            .ok_or_else(|| StoreError::VersionNotFound {
+                environment: environment.to_string(),
+                name: name.to_string(),
+                version,
+            })
+    }
+
+    async fn purge_secret(
+        &self,
+        environment: &str,
+        name: &str,
+        version: Option<u64>,
+        audit: AuditRecord,
+    ) -> Result<Option<u64>> {
+        let key = self.integrity.get()?;
+        let mut tx = self.write().await?;
+        let sql = format!(
+            "SELECT 1 FROM environments WHERE name = $1{}",
+            tx.dialect().for_update()
+        );
+        if tx.row(&sql, &[environment.into()]).await?.is_none() {
+            return Err(StoreError::EnvironmentNotFound(environment.to_string()));
+        }
+        let current = history::current_nonce(&mut *tx, environment, name).await?;
+        let versions =
+            history::versions_tx(&mut *tx, &key, environment, name, current.as_deref()).await?;
+        let not_found = || StoreError::SecretNotFound {
+            environment: environment.to_string(),
+            name: name.to_string(),
+        };
+        let args = [environment.into(), name.into()];
+        let revision = match version {
+            Some(n) => {
+                let v = versions.iter().find(|v| v.version == n).ok_or_else(|| {
+                    StoreError::VersionNotFound {
+                        environment: environment.to_string(),
+                        name: name.to_string(),
+                        version: n,
+                    }
+                })?;
+                if v.current {
+                    return Err(StoreError::CurrentVersion {
+                        environment: environment.to_string(),
+                        name: name.to_string(),
+                        version: n,
+                    });
+                }
+                let sql = "DELETE FROM secret_versions WHERE environment = $1 AND name = $2                            AND version = $3";
+                let args = [environment.into(), name.into(), (n as i64).into()];
+                tx.exec(sql, &args).await?;
+                None
+            }
+            None => {
+                if versions.is_empty() && current.is_none() {
+                    return Err(not_found());
+                }
+                let sql = "DELETE FROM secret_versions WHERE environment = $1 AND name = $2";
+                tx.exec(sql, &args).await?;
+                if current.is_some() {
+                    let revision = bump_revision(&mut *tx, environment, &audit).await?;
+                    let sql = "DELETE FROM secrets WHERE environment = $1 AND name = $2";
+                    tx.exec(sql, &args).await?;
+                    seal_environment(&mut *tx, &key, environment).await?;
+                    Some(revision)
+                } else {
+                    None
+                }
+            }
+        };
+        let audit = match revision {
+            Some(r) => audit.at_revision(r),
+            None => audit,
+        };
+        append_audit(&mut *tx, &audit).await?;
+        tx.commit().await?;
+        self.snapshots.forget(environment);
+        Ok(revision)
+    }
+
+    async fn backfill_versions(&self) -> Result<u64> {
+        let sql = "SELECT 1 FROM secrets s WHERE NOT EXISTS (SELECT 1 FROM secret_counters c \
+                   WHERE c.environment = s.environment AND c.name = s.name) LIMIT 1";
+        if self.read_rows(sql, &[]).await?.is_empty() {
+            return Ok(0);
+        }
+        let key = self.integrity.get()?;
+        let mut tx = self.write().await?;
+        let n = history::backfill_tx(&mut *tx, &key).await?;
+        done(tx, n).await
+    }
+
+    async fn changes_since(
+        &self,
+        environment: &str,
+        after: u64,
+        limit: u32,
+    ) -> Result<(EnvironmentVersion, Vec<Change>)> {
+        let mut tx = self.backend.begin(Mode::Snapshot).await?;
+        let sql = "SELECT revision, created_at FROM environments WHERE name = $1";
+        let row = tx
+            .row(sql, &[environment.into()])
+            .await?
+            .ok_or_else(|| StoreError::EnvironmentNotFound(environment.to_string()))?;
+        let version = EnvironmentVersion {
+            revision: row.uint(0)?,
+            created_at: row.int(1)?,
+        };
+        let sql = "SELECT environment, revision, action, names, at FROM changes \
+                   WHERE environment = $1 AND revision > $2 ORDER BY revision LIMIT $3";
+        let args = [
+            environment.into(),
+            (after.min(i64::MAX as u64) as i64).into(),
+            i64::from(limit).into(),
+        ];
+        let rows = tx.rows(sql, &args).await?;
+        tx.commit().await?;
+        let changes = rows
+            .iter()
+            .map(history::change_row)
+            .collect::<Result<_>>()?;
+        Ok((version, changes))
     }
 
     async fn insert_key(&self, key: KeyRow, audit: AuditRecord) -> Result<()> {
@@ -997,6 +1167,7 @@ impl<B: Backend> Store for Db<B> {
                 &[to_millis(before).into()],
             )
             .await?;
+        history::prune_changes(&mut *tx, before).await?;
         done(tx, n).await
     }
 
@@ -1198,7 +1369,7 @@ impl<B: Backend> Store for Db<B> {
     ) -> Result<u64> {
         let key = self.integrity.get()?;
         let mut tx = self.write().await?;
-        let revision = bump_revision(&mut *tx, environment).await?;
+        let revision = bump_revision(&mut *tx, environment, &audit).await?;
         let sql = "UPDATE secrets SET exposed = $1 WHERE environment = $2 AND name = $3";
         if tx
             .exec(sql, &[exposed.into(), environment.into(), name.into()])

@@ -79,6 +79,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "web sessions",
         include_str!("../../migrations/sqlite/0006_web_sessions.sql"),
     ),
+    (
+        7,
+        "history and changes",
+        include_str!("../../migrations/sqlite/0007_history_and_changes.sql"),
+    ),
 ];
 
 type Conn = Arc<Mutex<Option<Connection>>>;

@@ -135,6 +135,14 @@ pub fn router(web: Arc<Web>) -> Router {
             "/environments/{env}/secrets/{name}/exposure",
             post(set_exposure),
         )
+        .route(
+            "/environments/{env}/secrets/{name}/history",
+            get(secret_history),
+        )
+        .route(
+            "/environments/{env}/secrets/{name}/rollback",
+            post(rollback_secret),
+        )
         .route("/environments/{env}/tokens", post(mint_token))
         .route("/runners", get(runners))
         .route("/audit", get(audit))

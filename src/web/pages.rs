@@ -57,6 +57,7 @@ impl Done {
             "saved" => format!("Saved {name}."),
             "deleted" => format!("Deleted {name}."),
             "exposure" => format!("Changed the exposure of {name}."),
+            "rolled-back" => format!("Rolled {name} back: the old value is current again, as a new version."),
             "created" => format!("Created environment {name}."),
             "env-deleted" => format!("Deleted environment {name}."),
             "revoked" => format!("Revoked key {name} and the runner tokens it minted."),
@@ -492,6 +493,72 @@ pub async fn set_exposure(
     {
         Ok(_) => done(&format!("/environments/{env}"), "exposure", &name),
         Err(e) => secrets_refused(&web, s, &env, &e).await,
+    }
+}
+
+pub async fn secret_history(
+    s: Signed,
+    State(web): Web_,
+    Path((env, name)): Path<(String, String)>,
+    Query(d): Query<Done>,
+) -> Response {
+    history_page(&web, &s, &env, &name, d.flash(), StatusCode::OK).await
+}
+
+async fn history_page(
+    web: &Web,
+    s: &Signed,
+    env: &str,
+    name: &str,
+    f: Option<Flash>,
+    status: StatusCode,
+) -> Response {
+    let p = &s.principal;
+    if visible(web, p, env).await.is_none() {
+        return no_environment(env);
+    }
+    let versions = match web.service.secret_history(p, env, name).await {
+        Ok(v) => v,
+        Err(e) => return error_page(Some(s), &e),
+    };
+    let can_write = p.allows(&Scope::Write(env.to_string()));
+    let mut res = views::history(
+        &chrome(s, "environments"),
+        f.as_ref(),
+        env,
+        name,
+        &versions,
+        can_write,
+    )
+    .into_response();
+    *res.status_mut() = status;
+    res
+}
+
+pub async fn rollback_secret(
+    State(web): Web_,
+    Path((env, name)): Path<(String, String)>,
+    posted: Posted,
+) -> Response {
+    let s = &posted.signed;
+    let Ok(version) = posted.fields.text("version").parse::<u64>() else {
+        let f = Flash::Error("version: give the number of a kept version".into());
+        return history_page(&web, s, &env, &name, Some(f), StatusCode::BAD_REQUEST).await;
+    };
+    match web
+        .service
+        .rollback_secret(&s.principal, &env, &name, version)
+        .await
+    {
+        Ok(_) => done(
+            &format!("/environments/{env}/secrets/{name}/history"),
+            "rolled-back",
+            &name,
+        ),
+        Err(e) => {
+            let f = Flash::Error(e.to_string());
+            history_page(&web, s, &env, &name, Some(f), status_of(&e)).await
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use axum::response::{Html, IntoResponse, Response};
 use maud::{html, Markup, DOCTYPE};
 use time::OffsetDateTime;
 
-use crate::records::{AuditRow, EnvironmentRow, KeyRow, RunnerRow, SecretMeta};
+use crate::records::{AuditRow, EnvironmentRow, KeyRow, RunnerRow, SecretMeta, SecretVersion};
 
 /// What every signed-in page shows in its header.
 pub struct Chrome<'a> {
@@ -238,7 +238,7 @@ pub fn secrets(c: &Chrome<'_>, f: Option<&Flash>, v: &SecretsView<'_>) -> Html<S
             p.empty { "No secrets in " (env) " yet." }
         } @else {
             table {
-                thead { tr { th { "Name" } th { "Created" } th { "Updated" } th { "Exposed by default" } @if v.can_write { th { span.sr { "Actions" } } } } }
+                thead { tr { th { "Name" } th { "Created" } th { "Updated" } th { "Exposed by default" } th { span.sr { "Actions" } } } }
                 tbody {
                     @for s in v.secrets {
                         tr {
@@ -259,8 +259,12 @@ pub fn secrets(c: &Chrome<'_>, f: Option<&Flash>, v: &SecretsView<'_>) -> Html<S
                                     (if shown { "Yes" } else { "No" })
                                 }
                             }
-                            @if v.can_write {
-                                td { a.danger href={"/environments/" (env) "/secrets/" (s.name) "/delete"} aria-label={"Delete " (s.name)} { "Delete…" } }
+                            td {
+                                a href={"/environments/" (env) "/secrets/" (s.name) "/history"} aria-label={"History of " (s.name)} { "History" }
+                                @if v.can_write {
+                                    " "
+                                    a.danger href={"/environments/" (env) "/secrets/" (s.name) "/delete"} aria-label={"Delete " (s.name)} { "Delete…" }
+                                }
                             }
                         }
                     }
@@ -308,6 +312,45 @@ pub fn secrets(c: &Chrome<'_>, f: Option<&Flash>, v: &SecretsView<'_>) -> Html<S
         }
     };
     page(c, env, f, content)
+}
+
+/// The kept versions of one secret (never values), each with a rollback button for writers.
+pub fn history(
+    c: &Chrome<'_>,
+    f: Option<&Flash>,
+    env: &str,
+    name: &str,
+    versions: &[SecretVersion],
+    can_write: bool,
+) -> Html<String> {
+    let content = html! {
+        p.meta { a href={"/environments/" (env)} { "← " (env) } " · Kept versions of " code { (name) } ", newest first. Values are never shown; a rollback makes an old value current again as a new version." }
+        table {
+            thead { tr { th { "Version" } th { "Set" } th { "By key" } th { "Current" } @if can_write { th { span.sr { "Actions" } } } } }
+            tbody {
+                @for v in versions {
+                    tr {
+                        td { (v.version) }
+                        td { (time(v.created_at)) }
+                        td { @if v.created_by.is_empty() { "(before history)" } @else { code { (v.created_by) } } }
+                        td { @if v.current { strong { "Current" } } }
+                        @if can_write {
+                            td {
+                                @if !v.current {
+                                    form.inline method="post" action={"/environments/" (env) "/secrets/" (name) "/rollback"} {
+                                        input type="hidden" name="csrf" value=(c.csrf);
+                                        input type="hidden" name="version" value=(v.version);
+                                        button type="submit" aria-label={"Roll " (name) " back to version " (v.version)} { "Roll back to this version" }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    page(c, &format!("History of {name}"), f, content)
 }
 
 /// A confirmation step before something that cannot be undone.

@@ -26,6 +26,7 @@ mod fal_wire;
 mod fault_run;
 mod hostile_clients;
 mod hygiene;
+mod lifecycle;
 mod migrate;
 mod pg_outage;
 mod replicas;

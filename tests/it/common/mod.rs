@@ -225,6 +225,8 @@ impl TestServer {
     }
 
     pub async fn stop(mut self) {
+        // As runseald does when it stops: open watches end, so in-flight calls can finish.
+        self.service.stop_watches();
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
