@@ -235,3 +235,15 @@ pub fn from_millis(ms: i64) -> OffsetDateTime {
 pub(crate) fn scopes_include_admin(stored: &str) -> bool {
     stored.split(',').any(|s| s.trim() == "admin")
 }
+
+/// A stored scope list without the scopes of environment `env` (`write:ENV`, `read:ENV`…), or
+/// `None` when it names no scope of `env`.
+pub(crate) fn scopes_without_environment(stored: &str, env: &str) -> Option<String> {
+    let all: Vec<&str> = stored.split([',', ' ']).filter(|s| !s.is_empty()).collect();
+    let kept: Vec<&str> = all
+        .iter()
+        .copied()
+        .filter(|s| s.split_once(':').is_none_or(|(_, e)| e != env))
+        .collect();
+    (kept.len() != all.len()).then(|| kept.join(","))
+}

@@ -21,6 +21,7 @@ impl Service {
     ) -> Result<Vec<AuditRow>> {
         require(principal, Scope::Admin)?;
         let env = optional_environment(environment)?;
+        self.existing_environment(env.as_deref()).await?;
         let limit = list_limit(
             limit,
             DEFAULT_LIMIT,

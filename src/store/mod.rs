@@ -181,7 +181,18 @@ pub trait Store: Send + Sync + 'static {
         limits: &Limits,
         audit: AuditRecord,
     ) -> Result<u64>;
-    async fn unset_secret(&self, environment: &str, name: &str, audit: AuditRecord) -> Result<u64>;
+    async fn unset_secret(&self, environment: &str, name: &str, audit: AuditRecord) -> Result<u64> {
+        self.unset_secrets(environment, &[name.to_string()], audit)
+            .await
+    }
+    /// Removes every named secret in one transaction with one revision; a name that is not
+    /// set is [`StoreError::SecretNotFound`] and nothing is removed. Returns the new revision.
+    async fn unset_secrets(
+        &self,
+        environment: &str,
+        names: &[String],
+        audit: AuditRecord,
+    ) -> Result<u64>;
     /// Names and times of one environment's secrets, with its revision.
     async fn list_secrets(&self, environment: &str) -> Result<(u64, Vec<SecretMeta>)>;
     /// Sealed values of one environment at one revision (for snapshots).

@@ -100,6 +100,7 @@ async fn a_call_without_a_key_is_unauthenticated_on_every_service() {
             .unset_secret(v1::UnsetSecretRequest {
                 environment: "main".into(),
                 name: "X".into(),
+                names: vec![],
             })
             .await,
         Code::Unauthenticated,
