@@ -478,6 +478,16 @@ fn usage_hint(e: &clap::Error, args: &[String]) -> Option<String> {
             ));
         }
     }
+    // `runseal run sh -c …`: the command goes after `--`.
+    if let (ErrorKind::UnknownArgument, Some(clap::error::ContextValue::String(arg))) =
+        (e.kind(), e.get(clap::error::ContextKind::InvalidArg))
+    {
+        if words.first() == Some(&"run") && !arg.starts_with('-') {
+            return Some(format!(
+                "the command goes after `--`: `runseal run [--env ENV] -- {arg} …`"
+            ));
+        }
+    }
     if e.kind() == ErrorKind::InvalidSubcommand
         && words.first() == Some(&"secrets")
         && matches!(
@@ -622,7 +632,12 @@ pub fn closest<'a>(wanted: &str, known: impl IntoIterator<Item = &'a str>) -> Op
 /// Adds "did you mean …?" to an error about an environment that does not exist (or that the key
 /// has no scope of), naming only environments this key may see (the server lists no other).
 async fn suggest_environment(client: &Client, mut e: CliError) -> CliError {
-    let Some(env) = e.status.as_ref().and_then(environment_in).map(str::to_string) else {
+    let Some(env) = e
+        .status
+        .as_ref()
+        .and_then(environment_in)
+        .map(str::to_string)
+    else {
         return e;
     };
     let Ok(known) = client.environments().list().await else {
@@ -634,7 +649,10 @@ async fn suggest_environment(client: &Client, mut e: CliError) -> CliError {
     let Some(near) = closest(&env, known.iter().map(|k| k.name.as_str())) else {
         return e;
     };
-    let not_found = e.status.as_ref().is_some_and(|s| s.0 == tonic::Code::NotFound);
+    let not_found = e
+        .status
+        .as_ref()
+        .is_some_and(|s| s.0 == tonic::Code::NotFound);
     e.message = if not_found {
         format!(
             "not found: environment \"{env}\" does not exist; did you mean \"{near}\"? (to create it: `runseal env create {env}`)"
@@ -715,8 +733,9 @@ async fn prompt_hidden(name: &str) -> Result<SecretBytes, CliError> {
     let mut quiet = saved.clone();
     quiet.local_flags.remove(LocalFlags::ECHO);
     quiet.local_flags.insert(LocalFlags::ECHONL);
-    eprint!("{name} (input hidden): ");
+    // Echo goes off before the prompt shows: nothing typed after it is ever echoed.
     tcsetattr(std::io::stdin(), SetArg::TCSAFLUSH, &quiet).map_err(term_err)?;
+    eprint!("{name} (input hidden): ");
     let restore = || {
         let _ = tcsetattr(std::io::stdin(), SetArg::TCSANOW, &saved);
     };
@@ -961,11 +980,7 @@ async fn secrets(client: &Client, cmd: SecretsCmd, out: &mut impl Write) -> Resu
             .map_err(io)
         }
         SecretsCmd::Expose {
-            name,
-            on,
-            off,
-            env,
-            ..
+            name, on, off, env, ..
         } => {
             let (exposed, shown) = match (on, off) {
                 (true, _) => (Some(true), "exposed by default"),
@@ -1105,7 +1120,11 @@ async fn whoami(client: &Client, output: Output, out: &mut impl Write) -> Result
             }),
         ),
         Output::Pretty => {
-            let label = if k.label.is_empty() { "(none)" } else { &k.label };
+            let label = if k.label.is_empty() {
+                "(none)"
+            } else {
+                &k.label
+            };
             writeln!(
                 out,
                 "key     {}\nlabel   {label}\nscopes  {}",

@@ -807,8 +807,11 @@ impl<B: Backend> Store for Db<B> {
             row.scopes = scopes;
             let mac = ik.key_mac(&row);
             let sql = "UPDATE api_keys SET scopes = $1, mac = $2 WHERE id = $3";
-            tx.exec(sql, &[(&row.scopes).into(), (&mac).into(), (&row.id).into()])
-                .await?;
+            tx.exec(
+                sql,
+                &[(&row.scopes).into(), (&mac).into(), (&row.id).into()],
+            )
+            .await?;
         }
         tx.exec("DELETE FROM environments WHERE name = $1", &[name.into()])
             .await?;
