@@ -483,6 +483,11 @@ fn usage_hint(e: &clap::Error, args: &[String]) -> Option<String> {
         (e.kind(), e.get(clap::error::ContextKind::InvalidArg))
     {
         if words.first() == Some(&"run") && !arg.starts_with('-') {
+            let arg = if Credential::parse(arg).is_ok() {
+                "<redacted>"
+            } else {
+                arg.as_str()
+            };
             return Some(format!(
                 "the command goes after `--`: `runseal run [--env ENV] -- {arg} …`"
             ));
@@ -1154,6 +1159,10 @@ async fn run_command(client: &Client, args: RunArgs) -> Result<(), CliError> {
     };
     let argv = exec::Argv::new(&args.command).map_err(exec_failed)?;
     exec::check_command(&args.command[0]).map_err(exec_failed)?;
+    // As the agent: no core dump or ptrace of this process while it holds the values (the
+    // command, once exec'd, is dumpable again).
+    exec::sys::make_non_dumpable()
+        .map_err(|e| fail(format!("cannot make runseal non-dumpable: {e}")))?;
     let runner_id = crate::defaults::generate_runner_id();
     let snapshot = match client
         .runners()

@@ -90,12 +90,17 @@ fn key_info(k: &KeyRow) -> v1::KeyInfo {
 keyed_rpcs! {
     RunsealApi: v1::secrets_server::Secrets {
         unset_secret(v1::UnsetSecretRequest) -> v1::UnsetSecretResponse = |s, p, req| {
-            // `name` (older clients) and `names` together are one change.
-            let names: Vec<String> = (!req.name.is_empty())
-                .then_some(req.name)
-                .into_iter()
-                .chain(req.names)
-                .collect();
+            // `name` (older clients, checked as given even when empty) and `names` together
+            // are one change.
+            let names: Vec<String> = if req.names.is_empty() {
+                vec![req.name]
+            } else {
+                (!req.name.is_empty())
+                    .then_some(req.name)
+                    .into_iter()
+                    .chain(req.names)
+                    .collect()
+            };
             let revision = s.unset_secrets(&p, &req.environment, names).await?;
             Ok(v1::UnsetSecretResponse { revision })
         };

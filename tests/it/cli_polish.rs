@@ -386,6 +386,17 @@ fn a_mistyped_environment_gets_the_closest_one_the_key_may_see() {
     }
     ok(rs(&["runners", "list", "--env", "staging"]));
     ok(rs(&["audit", "--env", "staging"]));
+    // A deleted environment keeps its audit history.
+    ok(rs(&["env", "delete", "staging"]));
+    let history = json(&ok(rs(&["audit", "--env", "staging", "--output", "json"])));
+    assert!(
+        history["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "environment.delete"),
+        "{history}"
+    );
 }
 
 #[test]
