@@ -247,3 +247,11 @@ pub(crate) fn scopes_without_environment(stored: &str, env: &str) -> Option<Stri
         .collect();
     (kept.len() != all.len()).then(|| kept.join(","))
 }
+
+/// The environments a stored scope list names (`write:ENV`, `read:ENV`…).
+pub(crate) fn scope_environments(stored: &str) -> Vec<&str> {
+    stored
+        .split([',', ' '])
+        .filter_map(|s| s.split_once(':').map(|(_, e)| e))
+        .collect()
+}

@@ -207,6 +207,8 @@ pub trait Store: Send + Sync + 'static {
     /// Every sealed value of every environment (for `runseald verify`).
     async fn all_sealed_secrets(&self) -> Result<Vec<(String, SealedSecret)>>;
 
+    /// Stores a new key; [`StoreError::EnvironmentNotFound`] when one of its scopes names an
+    /// environment that does not exist (checked in the transaction, against a deletion).
     async fn insert_key(&self, key: KeyRow, audit: AuditRecord) -> Result<()>;
     async fn key(&self, id: &str) -> Result<Option<KeyRow>>;
     async fn list_keys(&self) -> Result<Vec<KeyRow>>;

@@ -946,6 +946,17 @@ impl<B: Backend> Store for Db<B> {
     async fn insert_key(&self, key: KeyRow, audit: AuditRecord) -> Result<()> {
         let ik = self.integrity.get()?;
         let mut tx = self.write().await?;
+        // Every environment its scopes name exists, and (PostgreSQL: its row locked) is not
+        // being deleted: a deletion's rewrite of the scopes that name it cannot miss this key.
+        for env in scope_environments(&key.scopes) {
+            let sql = format!(
+                "SELECT 1 FROM environments WHERE name = $1{}",
+                tx.dialect().for_update()
+            );
+            if tx.row(&sql, &[env.into()]).await?.is_none() {
+                return Err(StoreError::EnvironmentNotFound(env.to_string()));
+            }
+        }
         insert_key(&mut *tx, &ik, &key).await?;
         append_audit(&mut *tx, &audit).await?;
         done(tx, ()).await

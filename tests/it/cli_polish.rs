@@ -451,6 +451,14 @@ fn scopes_must_name_existing_environments_and_end_with_a_deleted_one() {
         &k,
         &["secrets", "set", "X=1", "--env", "tmp"],
     ));
+    let token = ok(rs(&[
+        "runner-token",
+        "issue",
+        "--env",
+        "tmp",
+        "--uses",
+        "5",
+    ]));
     ok(rs(&["env", "delete", "tmp", "--force"]));
     assert_eq!(scopes_of(&id), serde_json::json!(["read:main"]));
     // A new environment of the same name inherits nothing; the key still works (its row's
@@ -461,6 +469,12 @@ fn scopes_must_name_existing_environments_and_end_with_a_deleted_one() {
         "lacks the scope write:tmp",
     );
     ok(runseal(&d.addr, &k, &["secrets", "list"]));
+    // Nor does a runner token of the deleted one.
+    ok(rs(&["secrets", "set", "X=2", "--env", "tmp"]));
+    let out = common::agent(&d.addr, token.trim(), &["--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(77), "{}", stderr(&out));
     let who = json(&ok(runseal(&d.addr, &k, &["whoami", "--output", "json"])));
     assert_eq!(who["scopes"], serde_json::json!(["read:main"]));
     drop(d);
@@ -599,4 +613,39 @@ fn run_execs_the_command_with_the_environments_values() {
     );
     assert_eq!(out.status.code(), Some(127), "{}", stderr(&out));
     assert!(stderr(&out).contains("no-such-command-xyz: command not found"));
+}
+
+/// The store itself refuses a key whose scope names a missing environment (what closes the race
+/// between the service's check and a deletion that rewrites the scopes naming it).
+#[tokio::test]
+async fn the_store_refuses_a_key_row_scoped_to_a_missing_environment() {
+    use runseal::store::{AuditRecord, KeyRow, StoreError};
+    let server = common::TestServer::start().await;
+    let now = time::OffsetDateTime::now_utc();
+    let row = |id: &str, scopes: &str| KeyRow {
+        id: id.into(),
+        secret_hash: vec![0; 32],
+        label: String::new(),
+        scopes: scopes.into(),
+        created_at: now,
+        last_used_at: None,
+        revoked_at: None,
+    };
+    let audit = || AuditRecord::new(now, "test", "key.create", None, vec![]);
+    let err = server
+        .store
+        .insert_key(row("rk_gone", "read:main,write:gone"), audit())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::EnvironmentNotFound(e) if e == "gone"),
+        "{err}"
+    );
+    assert!(server.store.key("rk_gone").await.unwrap().is_none());
+    server
+        .store
+        .insert_key(row("rk_main", "read:main"), audit())
+        .await
+        .unwrap();
+    server.stop().await;
 }
