@@ -649,3 +649,95 @@ async fn the_store_refuses_a_key_row_scoped_to_a_missing_environment() {
         .unwrap();
     server.stop().await;
 }
+
+/// On each backend: a deleted environment takes the scopes that name it (the key rows keep a
+/// valid MAC and their other scopes), a key cannot be made for a missing environment, and an
+/// unset of several names is one change or none.
+async fn scopes_end_with_their_environment_and_unsets_are_atomic(b: common::Backend) {
+    use runseal::names::{Limits, NamePolicy};
+    use tonic::Code;
+    let s = common::TestServer::start_on(b, Limits::default(), NamePolicy::default()).await;
+    let admin = s.admin_client().await;
+    admin.environments().create("tmp").await.unwrap();
+    let mixed = s.key_with(&["read:tmp", "write:tmp", "read:main"]).await;
+    let only_tmp = s.key_with(&["write:tmp"]).await;
+    let scopes = |k: &runseal::auth::Credential| {
+        let k = k.clone();
+        let store = s.store.clone();
+        async move { store.key(k.key_id()).await.unwrap().unwrap().scopes }
+    };
+    admin.environments().delete("tmp", false).await.unwrap();
+    assert_eq!(scopes(&mixed).await, "read:main");
+    assert_eq!(scopes(&only_tmp).await, "");
+    admin.environments().create("tmp").await.unwrap();
+    let c = s.client(&mixed).await;
+    c.secrets().list("main").await.unwrap();
+    common::refused(
+        c.secrets().list("tmp").await,
+        Code::PermissionDenied,
+        &["read:tmp"],
+        &[],
+        "a scope of the deleted environment",
+    );
+    let c = s.client(&only_tmp).await;
+    assert_eq!(
+        c.keys().who_am_i().await.unwrap().scopes,
+        Vec::<String>::new()
+    );
+    common::refused(
+        admin
+            .keys()
+            .create(&["read:main".into(), "read:nope".into()], "x")
+            .await,
+        Code::InvalidArgument,
+        &["read:nope", "does not exist"],
+        &[],
+        "a key for a missing environment",
+    );
+
+    let names = |v: &[&str]| v.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    let pairs = ["A", "B", "C"]
+        .map(|n| (n.to_string(), common::v(n)))
+        .to_vec();
+    let rev = admin.secrets().set_many("tmp", pairs).await.unwrap();
+    common::refused(
+        admin
+            .secrets()
+            .unset_many("tmp", &names(&["A", "NOPE"]))
+            .await,
+        Code::NotFound,
+        &["NOPE"],
+        &[],
+        "an unset naming a secret that is not set",
+    );
+    assert_eq!(admin.secrets().list("tmp").await.unwrap().len(), 3);
+    let after = admin
+        .secrets()
+        .unset_many("tmp", &names(&["A", "B", "C"]))
+        .await
+        .unwrap();
+    assert_eq!(after, rev + 1);
+    assert!(admin.secrets().list("tmp").await.unwrap().is_empty());
+    s.stop().await;
+}
+
+mod sqlite {
+    #[tokio::test]
+    async fn scopes_end_with_their_environment_and_unsets_are_atomic() {
+        super::scopes_end_with_their_environment_and_unsets_are_atomic(
+            super::common::Backend::Sqlite,
+        )
+        .await
+    }
+}
+
+#[cfg(runseal_pg_tests)]
+mod postgres {
+    #[tokio::test]
+    async fn scopes_end_with_their_environment_and_unsets_are_atomic() {
+        super::scopes_end_with_their_environment_and_unsets_are_atomic(
+            super::common::Backend::Postgres,
+        )
+        .await
+    }
+}
