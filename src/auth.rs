@@ -76,6 +76,20 @@ impl fmt::Display for Scope {
     }
 }
 
+impl Scope {
+    /// The environment a scope is of (`None`: admin).
+    pub fn environment(&self) -> Option<&str> {
+        match self {
+            Scope::Admin => None,
+            Scope::Write(e)
+            | Scope::Read(e)
+            | Scope::Issue(e)
+            | Scope::Snapshot(e)
+            | Scope::Build(e) => Some(e),
+        }
+    }
+}
+
 /// The authenticated caller of one request.
 #[derive(Debug, Clone)]
 pub struct Principal {

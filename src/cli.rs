@@ -70,26 +70,55 @@ pub enum Command {
     Build(BuildCmd),
     /// Print one line per change of the watched environments, as it happens (never values).
     Watch(lifecycle::WatchArgs),
+    /// Show the id, label and scopes of the key this command runs with (never its secret).
+    Whoami {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "pretty")]
+        output: Output,
+    },
+    /// Run a command with an environment's secrets as its environment variables, for local
+    /// development: fetches the snapshot with this CLI's key (scope snapshot:ENV) and execs
+    /// COMMAND, which takes over this process (its exit status is the command's).
+    Run(RunArgs),
     /// Print shell completions.
     Completions {
+        /// The shell to print completions for.
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
 }
 
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The environment whose secrets the command gets.
+    #[arg(long, default_value = MAIN_ENV)]
+    pub env: String,
+    /// Only these secrets: NAME,NAME… (each must be set).
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// The command and its arguments, after `--`.
+    #[arg(required = true, last = true, value_name = "COMMAND")]
+    pub command: Vec<OsString>,
+}
+
 #[derive(Debug, Clone, Copy, Default, ValueEnum)]
 pub enum Output {
+    /// A table for people.
     #[default]
     Pretty,
+    /// JSON for programs.
     Json,
 }
 
 #[derive(Subcommand)]
 pub enum SecretsCmd {
-    /// Set one or more secrets atomically: NAME=VALUE, or NAME=- to read the value from stdin.
+    /// Set one or more secrets atomically: NAME=VALUE, or NAME=- to type the value at a hidden
+    /// prompt (on a terminal) or read it from stdin.
     Set {
+        /// NAME=VALUE, or NAME=- (prompt on a terminal, else stdin).
         #[arg(required = true, value_name = "NAME=VALUE")]
         pairs: Vec<OsString>,
+        /// The environment to set them in.
         #[arg(long, default_value = MAIN_ENV)]
         env: String,
         /// Runners without an allow-list get these secrets.
@@ -99,18 +128,22 @@ pub enum SecretsCmd {
         #[arg(long)]
         not_exposed_by_default: bool,
     },
-    /// List secret names with their environment and times (never values).
+    /// List secret names with their environment, exposure and times (never values).
     List {
+        /// The environment to list.
         #[arg(long, default_value = MAIN_ENV)]
         env: String,
+        /// Output format.
         #[arg(long, value_enum, default_value = "pretty")]
         output: Output,
     },
     /// Set every NAME=VALUE of a dotenv file (or `-`: stdin) as one atomic batch. `$` is always
     /// literal (no variable substitution); errors name FILE:LINE and the rule, never the text.
     Import {
+        /// The dotenv file, or `-` for stdin.
         #[arg(value_name = "FILE|-")]
         file: PathBuf,
+        /// The environment to set them in.
         #[arg(long, default_value = MAIN_ENV)]
         env: String,
         /// Runners without an allow-list get these secrets.
@@ -120,9 +153,31 @@ pub enum SecretsCmd {
         #[arg(long)]
         not_exposed_by_default: bool,
     },
-    /// Remove a secret.
+    /// Remove one or more secrets in one change: a name that is not set fails the whole
+    /// command, and nothing is removed.
     Unset {
+        /// The secrets to remove.
+        #[arg(required = true, value_name = "NAME")]
+        names: Vec<String>,
+        /// The environment to remove them from.
+        #[arg(long, default_value = MAIN_ENV)]
+        env: String,
+    },
+    /// Change whether a secret goes to runners without an allow-list, keeping its value.
+    #[command(group(clap::ArgGroup::new("exposure").required(true).multiple(false)))]
+    Expose {
+        /// The secret.
         name: String,
+        /// Runners without an allow-list get it.
+        #[arg(long, group = "exposure")]
+        on: bool,
+        /// Only runners whose allow-list names it get it.
+        #[arg(long, group = "exposure")]
+        off: bool,
+        /// Back to the server's default (runseald's `expose_by_default`).
+        #[arg(long, group = "exposure")]
+        default: bool,
+        /// The secret's environment.
         #[arg(long, default_value = MAIN_ENV)]
         env: String,
     },
@@ -162,9 +217,23 @@ impl std::fmt::Debug for SecretsCmd {
                 .field("file", file)
                 .field("env", env)
                 .finish(),
-            SecretsCmd::Unset { name, env } => f
+            SecretsCmd::Unset { names, env } => f
                 .debug_struct("Unset")
+                .field("names", names)
+                .field("env", env)
+                .finish(),
+            SecretsCmd::Expose {
+                name,
+                on,
+                off,
+                default,
+                env,
+            } => f
+                .debug_struct("Expose")
                 .field("name", name)
+                .field("on", on)
+                .field("off", off)
+                .field("default", default)
                 .field("env", env)
                 .finish(),
             SecretsCmd::History(a) => a.fmt(f),
@@ -177,16 +246,23 @@ impl std::fmt::Debug for SecretsCmd {
 
 #[derive(Debug, Subcommand)]
 pub enum EnvCmd {
+    /// List the environments this key may see, with their revision and secret count.
     List {
+        /// Output format.
         #[arg(long, value_enum, default_value = "pretty")]
         output: Output,
     },
+    /// Create an environment (admin).
     Create {
+        /// Lowercase letters, digits and '-', at most 63 characters.
         name: String,
     },
-    /// Delete an environment (refused while it holds secrets, unless --force).
+    /// Delete an environment (refused while it holds secrets, unless --force). Its runner
+    /// tokens and the key scopes that name it end with it.
     Delete {
+        /// The environment (not `main`).
         name: String,
+        /// Also delete the secrets it holds.
         #[arg(long)]
         force: bool,
     },
@@ -199,17 +275,23 @@ pub enum EnvCmd {
 pub enum KeysCmd {
     /// Create a key; prints KEY_ID:KEY_SECRET once.
     Create {
-        /// admin, write:ENV, read:ENV, issue:ENV, snapshot:ENV or build:ENV (repeatable).
-        #[arg(long = "scope", required = true)]
+        /// admin, write:ENV, read:ENV, issue:ENV, snapshot:ENV or build:ENV (repeatable, or
+        /// comma-separated as `keys list` prints them); ENV must exist.
+        #[arg(long = "scope", required = true, value_delimiter = ',')]
         scopes: Vec<String>,
+        /// A note shown in `keys list` (at most 200 characters).
         #[arg(long, default_value = "")]
         label: String,
     },
+    /// List every key: id, label, scopes, times, state (never secrets).
     List {
+        /// Output format.
         #[arg(long, value_enum, default_value = "pretty")]
         output: Output,
     },
+    /// Revoke a key, with the runner tokens it minted and its dashboard sessions.
     Revoke {
+        /// The key's id (rk_…).
         key_id: String,
     },
 }
@@ -218,6 +300,7 @@ pub enum KeysCmd {
 pub enum RunnerTokenCmd {
     /// Mint runner tokens; prints one TOKEN_ID:TOKEN_SECRET per line.
     Issue {
+        /// The environment the runners start in.
         #[arg(long, default_value = MAIN_ENV)]
         env: String,
         /// Lifetime, e.g. 30s, 10m, 1h.
@@ -238,11 +321,13 @@ pub enum RunnerTokenCmd {
     },
     /// Revoke one token by id, or every active token of an environment with --env ENV --all.
     Revoke {
+        /// The token's id (rt_…).
         #[arg(required_unless_present = "all", conflicts_with = "all")]
         token_id: Option<String>,
         /// Every active token of the environment given with --env.
         #[arg(long, requires = "env")]
         all: bool,
+        /// The environment, with --all.
         #[arg(long)]
         env: Option<String>,
     },
@@ -252,8 +337,10 @@ pub enum RunnerTokenCmd {
         /// One environment (scope read:ENV or issue:ENV); without it, every one (admin).
         #[arg(long)]
         env: Option<String>,
+        /// At most this many tokens.
         #[arg(long, default_value_t = 1000)]
         limit: u32,
+        /// Output format.
         #[arg(long, value_enum, default_value = "pretty")]
         output: Output,
     },
@@ -281,13 +368,16 @@ pub enum BuildCmd {
 pub enum RunnersCmd {
     /// Runner starts, newest first, with the revision each got and the current one.
     List {
+        /// One environment (scope read:ENV); without it, every one (admin).
         #[arg(long)]
         env: Option<String>,
         /// Only runners that started before the latest change of their environment.
         #[arg(long)]
         stale: bool,
+        /// At most this many runners.
         #[arg(long, default_value_t = 1000)]
         limit: u32,
+        /// Output format.
         #[arg(long, value_enum, default_value = "pretty")]
         output: Output,
     },
@@ -295,15 +385,19 @@ pub enum RunnersCmd {
 
 #[derive(Debug, Args)]
 pub struct AuditArgs {
+    /// Only entries about this environment (which must exist).
     #[arg(long)]
     pub env: Option<String>,
+    /// At most this many entries.
     #[arg(long, default_value_t = 50)]
     pub limit: u32,
+    /// Output format.
     #[arg(long, value_enum, default_value = "pretty")]
     pub output: Output,
 }
 
-/// Parses the command line like `Cli::parse`, but a usage error never echoes an argument that
+/// Parses the command line like `Cli::parse`, but a usage error is one line, plus a hint
+/// when the mistake is a common one, with exit status 2; and it never echoes an argument that
 /// could be a credential (`KEY_ID:KEY_SECRET` typed where something else belongs): such
 /// arguments are shown as `<redacted>`.
 pub fn parse() -> Cli {
@@ -318,31 +412,159 @@ pub fn parse() -> Cli {
             ) {
                 e.exit();
             }
-            let mut text = e.render().to_string();
-            for arg in argv.iter().skip(1).filter_map(|a| a.to_str()) {
-                if Credential::parse(arg).is_ok() {
-                    text = text.replace(arg, "<redacted>");
-                }
-            }
-            eprint!("{text}");
+            eprintln!("{}", usage_error(&e, &argv));
             std::process::exit(e.exit_code());
         }
     }
 }
 
-/// A user-facing failure: one line, already worded.
+/// A clap error as `runseal: WHAT` and a `hint:` line: the hint for a common mistake, else
+/// clap's own tip, else where the help is.
+pub fn usage_error(e: &clap::Error, argv: &[OsString]) -> String {
+    let args: Vec<String> = argv
+        .iter()
+        .skip(1)
+        .map(|a| {
+            let a = a.to_string_lossy();
+            if Credential::parse(&a).is_ok() {
+                "<redacted>".to_string()
+            } else {
+                a.into_owned()
+            }
+        })
+        .collect();
+    let mut text = e.render().to_string();
+    for arg in argv.iter().skip(1).filter_map(|a| a.to_str()) {
+        if Credential::parse(arg).is_ok() {
+            text = text.replace(arg, "<redacted>");
+        }
+    }
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    // The error line and the lines that continue it (the arguments a command still needs).
+    let what: Vec<&str> = lines
+        .iter()
+        .skip_while(|l| !l.starts_with("error:"))
+        .take_while(|l| !l.is_empty() && !l.starts_with("Usage:") && !l.starts_with("tip:"))
+        .map(|l| l.trim_start_matches("error:").trim())
+        .collect();
+    let what = if what.is_empty() {
+        "invalid usage".to_string()
+    } else {
+        what.join(" ")
+    };
+    let tip = lines
+        .iter()
+        .find(|l| l.starts_with("tip:"))
+        .map(|l| l.trim_start_matches("tip:").trim().to_string());
+    let hint = usage_hint(e, &args).or(tip).unwrap_or_else(|| {
+        // The deepest command the words name.
+        let mut path = String::new();
+        let mut cmd = Cli::command();
+        for word in args.iter().filter(|a| !a.starts_with('-')) {
+            let Some(sub) = cmd.find_subcommand(word).cloned() else {
+                break;
+            };
+            path.push(' ');
+            path.push_str(sub.get_name());
+            cmd = sub;
+        }
+        format!("see `runseal{path} --help`")
+    });
+    format!("runseal: {what}\nhint: {hint}")
+}
+
+/// The hint for a usage mistake people make often.
+fn usage_hint(e: &clap::Error, args: &[String]) -> Option<String> {
+    use clap::error::ErrorKind;
+    let words: Vec<&str> = args.iter().map(String::as_str).collect();
+    let env_at = words
+        .iter()
+        .position(|a| *a == "--env" || a.starts_with("--env="));
+    // `runseal --env x secrets list`: --env is an option of each command, not a global one.
+    if let (ErrorKind::UnknownArgument, Some(i)) = (e.kind(), env_at) {
+        let first_command = words.iter().position(|a| !a.starts_with('-'));
+        if first_command.is_none_or(|c| c > i) {
+            let mut moved: Vec<&str> = words.clone();
+            let taken = if words[i] == "--env" && i + 1 < words.len() {
+                moved.drain(i..i + 2).collect::<Vec<_>>()
+            } else {
+                moved.drain(i..i + 1).collect::<Vec<_>>()
+            };
+            moved.extend(taken);
+            return Some(format!(
+                "--env goes after the command: `runseal {}`",
+                moved.join(" ")
+            ));
+        }
+    }
+    // `runseal run sh -c …`: the command goes after `--`.
+    if let (ErrorKind::UnknownArgument, Some(clap::error::ContextValue::String(arg))) =
+        (e.kind(), e.get(clap::error::ContextKind::InvalidArg))
+    {
+        if words.first() == Some(&"run") && !arg.starts_with('-') {
+            let arg = if Credential::parse(arg).is_ok() {
+                "<redacted>"
+            } else {
+                arg.as_str()
+            };
+            return Some(format!(
+                "the command goes after `--`: `runseal run [--env ENV] -- {arg} …`"
+            ));
+        }
+    }
+    if e.kind() == ErrorKind::InvalidSubcommand
+        && words.first() == Some(&"secrets")
+        && matches!(
+            words.get(1),
+            Some(&"get") | Some(&"show") | Some(&"read") | Some(&"reveal") | Some(&"value")
+        )
+    {
+        return Some(
+            "values are write-only: no command reads one back. `runseal run [--env ENV] -- COMMAND` \
+             runs a command with them (scope snapshot:ENV), as runseal-agent does for runners"
+                .into(),
+        );
+    }
+    None
+}
+
+/// A user-facing failure: one line, already worded, and the exit status it ends with.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct CliError(String);
+#[error("{message}")]
+pub struct CliError {
+    message: String,
+    code: u8,
+    /// The server's answer, when it refused.
+    status: Option<(tonic::Code, String)>,
+}
+
+impl CliError {
+    /// The exit status: 1, or the shell's 126/127 when `runseal run` cannot exec its command.
+    pub fn exit_code(&self) -> u8 {
+        self.code
+    }
+}
 
 impl From<ClientError> for CliError {
     fn from(e: ClientError) -> Self {
-        CliError(e.to_string())
+        let status = match &e {
+            ClientError::Status(s) => Some((s.code(), s.message().to_string())),
+            _ => None,
+        };
+        CliError {
+            message: e.to_string(),
+            code: 1,
+            status,
+        }
     }
 }
 
 fn fail(msg: impl Into<String>) -> CliError {
-    CliError(msg.into())
+    CliError {
+        message: msg.into(),
+        code: 1,
+        status: None,
+    }
 }
 
 /// The whole `runseal` program. Errors are one line, printed by `main` as `runseal: …`.
@@ -381,10 +603,12 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Runners(cmd) => runners(&client, cmd, &mut out).await,
         Command::Audit(args) => audit(&client, args, &mut out).await,
         Command::Watch(args) => lifecycle::watch(&client, args, &mut out).await,
+        Command::Whoami { output } => whoami(&client, output, &mut out).await,
+        Command::Run(args) => run_command(&client, args).await,
         Command::Completions { .. } | Command::Build(_) => unreachable!("handled above"),
     };
     match result {
-        Err(e) if crate::client::is_protocol_mismatch(&e.0) => {
+        Err(e) if crate::client::is_protocol_mismatch(&e.message) => {
             let why = if cli.addr.starts_with("unix:") || cli.addr.starts_with("https://") {
                 "the server there does not speak gRPC: check that it is runseald".to_string()
             } else {
@@ -392,11 +616,76 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             };
             Err(fail(format!(
                 "cannot talk to runseald at {}: {} ({why})",
-                cli.addr, e.0
+                cli.addr, e.message
             )))
         }
+        Err(e) => Err(suggest_environment(&client, e).await),
         r => r,
     }
+}
+
+/// The environment an error is about, when the server said it does not exist or that the key
+/// lacks a scope of it.
+fn environment_in(status: &(tonic::Code, String)) -> Option<&str> {
+    let (code, message) = status;
+    match code {
+        tonic::Code::NotFound => message
+            .strip_prefix("environment \"")?
+            .split_once("\" does not exist")
+            .map(|(env, _)| env),
+        tonic::Code::PermissionDenied => message
+            .split_once(" lacks the scope ")?
+            .1
+            .split_once(':')
+            .map(|(_, env)| env.trim()),
+        _ => None,
+    }
+}
+
+/// The closest name to `wanted` among `known`, if it is close enough to be a typo.
+pub fn closest<'a>(wanted: &str, known: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let limit = (wanted.chars().count() / 3).max(1);
+    known
+        .into_iter()
+        .filter(|k| *k != wanted)
+        .map(|k| (strsim::damerau_levenshtein(wanted, k), k))
+        .filter(|(d, _)| *d <= limit)
+        .min()
+        .map(|(_, k)| k)
+}
+
+/// Adds "did you mean …?" to an error about an environment that does not exist (or that the key
+/// has no scope of), naming only environments this key may see (the server lists no other).
+async fn suggest_environment(client: &Client, mut e: CliError) -> CliError {
+    let Some(env) = e
+        .status
+        .as_ref()
+        .and_then(environment_in)
+        .map(str::to_string)
+    else {
+        return e;
+    };
+    let Ok(known) = client.environments().list().await else {
+        return e;
+    };
+    if known.iter().any(|k| k.name == env) {
+        return e;
+    }
+    let Some(near) = closest(&env, known.iter().map(|k| k.name.as_str())) else {
+        return e;
+    };
+    let not_found = e
+        .status
+        .as_ref()
+        .is_some_and(|s| s.0 == tonic::Code::NotFound);
+    e.message = if not_found {
+        format!(
+            "not found: environment \"{env}\" does not exist; did you mean \"{near}\"? (to create it: `runseal env create {env}`)"
+        )
+    } else {
+        format!("{} (did you mean environment \"{near}\"?)", e.message)
+    };
+    e
 }
 
 fn load_key(key_file: Option<&PathBuf>) -> Result<Credential, CliError> {
@@ -427,10 +716,13 @@ fn load_key(key_file: Option<&PathBuf>) -> Result<Credential, CliError> {
     Credential::parse(&text).map_err(|e| fail(format!("invalid key: {e}")))
 }
 
-/// Splits `NAME=VALUE` arguments; `NAME=-` takes the value from stdin (once).
-fn parse_pairs(pairs: Vec<OsString>) -> Result<Vec<(String, SecretBytes)>, CliError> {
+/// Splits `NAME=VALUE` arguments; `NAME=-` takes the value from a hidden prompt when stdin is
+/// a terminal (one prompt per name), else from stdin (once).
+async fn parse_pairs(pairs: Vec<OsString>) -> Result<Vec<(String, SecretBytes)>, CliError> {
+    use std::io::IsTerminal;
     let mut out = Vec::with_capacity(pairs.len());
     let mut stdin_used = false;
+    let tty = std::io::stdin().is_terminal();
     for pair in pairs {
         let bytes = Zeroizing::new(pair.into_vec());
         let eq = bytes.iter().position(|b| *b == b'=').ok_or_else(|| {
@@ -439,7 +731,9 @@ fn parse_pairs(pairs: Vec<OsString>) -> Result<Vec<(String, SecretBytes)>, CliEr
         let name = String::from_utf8(bytes[..eq].to_vec())
             .map_err(|_| fail("a secret name must be ASCII letters, digits and '_'"))?;
         let raw = &bytes[eq + 1..];
-        let value = if raw == b"-" {
+        let value = if raw == b"-" && tty {
+            prompt_hidden(&name).await?
+        } else if raw == b"-" {
             if stdin_used {
                 return Err(fail(format!(
                     "{name}=-: only one value can be read from stdin per call"
@@ -453,6 +747,67 @@ fn parse_pairs(pairs: Vec<OsString>) -> Result<Vec<(String, SecretBytes)>, CliEr
         out.push((name, value));
     }
     Ok(out)
+}
+
+/// Asks for `name`'s value on the terminal with echo off, and reads one line (its newline
+/// dropped). Ctrl-C restores the terminal and ends the command (exit 130).
+async fn prompt_hidden(name: &str) -> Result<SecretBytes, CliError> {
+    use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg};
+    let term_err = |e: nix::Error| fail(format!("cannot turn off echo on the terminal: {e}"));
+    let saved = tcgetattr(std::io::stdin()).map_err(term_err)?;
+    let mut quiet = saved.clone();
+    quiet.local_flags.remove(LocalFlags::ECHO);
+    quiet.local_flags.insert(LocalFlags::ECHONL);
+    // Echo goes off before the prompt shows: nothing typed after it is ever echoed.
+    tcsetattr(std::io::stdin(), SetArg::TCSAFLUSH, &quiet).map_err(term_err)?;
+    eprint!("{name} (input hidden): ");
+    let restore = || {
+        let _ = tcsetattr(std::io::stdin(), SetArg::TCSANOW, &saved);
+    };
+    let read = tokio::task::spawn_blocking(read_line_value);
+    let value = tokio::select! {
+        v = read => v.map_err(|_| fail("cannot read the value from the terminal")).and_then(|v| v),
+        _ = tokio::signal::ctrl_c() => {
+            restore();
+            eprintln!();
+            return Err(CliError { code: 130, ..fail("interrupted; nothing was set") });
+        }
+    };
+    restore();
+    let value = value?;
+    if value.is_empty() {
+        return Err(fail(format!("{name}: no value typed; nothing was set")));
+    }
+    Ok(value)
+}
+
+/// One line from stdin (a terminal in canonical mode: each read returns at most a line), in
+/// zeroizing buffers only; the newline is dropped.
+fn read_line_value() -> Result<SecretBytes, CliError> {
+    let mut buf = Zeroizing::new(Vec::with_capacity(8192));
+    let mut chunk = Zeroizing::new([0u8; 8192]);
+    let mut stdin = std::io::stdin().lock();
+    while !buf.ends_with(b"\n") {
+        let n = match stdin.read(&mut chunk[..]) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(fail(format!("cannot read the value: {e}"))),
+        };
+        if buf.len() + n > buf.capacity() {
+            let mut bigger = Zeroizing::new(Vec::with_capacity((buf.len() + n) * 2));
+            bigger.extend_from_slice(&buf);
+            buf = bigger;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    if buf.ends_with(b"\n") {
+        buf.pop();
+        if buf.ends_with(b"\r") {
+            buf.pop();
+        }
+    }
+    Ok(SecretBytes::new(std::mem::take(&mut *buf)))
 }
 
 /// The pairs of a dotenv file (`-`: stdin), read into zeroizing buffers only. Errors name the
@@ -555,7 +910,7 @@ async fn secrets(client: &Client, cmd: SecretsCmd, out: &mut impl Write) -> Resu
             exposed_by_default,
             not_exposed_by_default,
         } => {
-            let pairs = parse_pairs(pairs)?;
+            let pairs = parse_pairs(pairs).await?;
             let names: Vec<String> = pairs.iter().map(|(n, _)| n.clone()).collect();
             let exposed = match (exposed_by_default, not_exposed_by_default) {
                 (true, _) => Some(true),
@@ -572,6 +927,12 @@ async fn secrets(client: &Client, cmd: SecretsCmd, out: &mut impl Write) -> Resu
         }
         SecretsCmd::List { env, output } => {
             let list = client.secrets().list(&env).await?;
+            // The setting of each secret, else "default" (the server's `expose_by_default`).
+            let setting = |s: &crate::client::SecretInfo| match s.exposed_by_default {
+                Some(true) => "on",
+                Some(false) => "off",
+                None => "default",
+            };
             match output {
                 Output::Json => print_json(
                     out,
@@ -580,17 +941,27 @@ async fn secrets(client: &Client, cmd: SecretsCmd, out: &mut impl Write) -> Resu
                         "environment": s.environment,
                         "created_at": rfc3339(s.created_at.as_ref()),
                         "updated_at": rfc3339(s.updated_at.as_ref()),
+                        "exposed_by_default": s.exposed.or(s.exposed_by_default),
+                        "exposure": setting(s),
                     })).collect::<Vec<_>>() }),
                 ),
                 Output::Pretty => table(
                     out,
-                    &["Name", "Env", "Created At", "Updated At"],
+                    &["Name", "Env", "Exposed", "Created At", "Updated At"],
                     &list
                         .iter()
                         .map(|s| {
+                            let exposed = match (s.exposed.or(s.exposed_by_default), setting(s)) {
+                                (Some(true), "default") => "yes (default)",
+                                (Some(false), "default") => "no (default)",
+                                (Some(true), _) => "yes",
+                                (Some(false), _) => "no",
+                                (None, _) => "default",
+                            };
                             vec![
                                 s.name.clone(),
                                 s.environment.clone(),
+                                exposed.to_string(),
                                 rfc3339(s.created_at.as_ref()),
                                 rfc3339(s.updated_at.as_ref()),
                             ]
@@ -620,9 +991,29 @@ async fn secrets(client: &Client, cmd: SecretsCmd, out: &mut impl Write) -> Resu
             )
             .map_err(io)
         }
-        SecretsCmd::Unset { name, env } => {
-            let revision = client.secrets().unset(&name, &env).await?;
-            writeln!(out, "unset {name} in {env} (revision {revision})").map_err(io)
+        SecretsCmd::Unset { names, env } => {
+            let revision = match names.as_slice() {
+                // One name goes the way older servers understand too.
+                [name] => client.secrets().unset(name, &env).await?,
+                _ => client.secrets().unset_many(&env, &names).await?,
+            };
+            writeln!(
+                out,
+                "unset {} in {env} (revision {revision})",
+                names.join(", ")
+            )
+            .map_err(io)
+        }
+        SecretsCmd::Expose {
+            name, on, off, env, ..
+        } => {
+            let (exposed, shown) = match (on, off) {
+                (true, _) => (Some(true), "exposed by default"),
+                (_, true) => (Some(false), "not exposed by default"),
+                _ => (None, "back to the server's default exposure"),
+            };
+            let revision = client.secrets().set_exposure(&env, &name, exposed).await?;
+            writeln!(out, "{name} in {env} is {shown} (revision {revision})").map_err(io)
         }
         SecretsCmd::History(a) => lifecycle::history(client, a, out).await,
         SecretsCmd::Rollback(a) => lifecycle::rollback(client, a, out).await,
@@ -744,6 +1135,88 @@ async fn keys(client: &Client, cmd: KeysCmd, out: &mut impl Write) -> Result<(),
             .map_err(io)
         }
     }
+}
+
+async fn whoami(client: &Client, output: Output, out: &mut impl Write) -> Result<(), CliError> {
+    let k = client.keys().who_am_i().await?;
+    match output {
+        Output::Json => print_json(
+            out,
+            json!({
+                "key_id": k.key_id,
+                "label": k.label,
+                "scopes": k.scopes,
+                "created_at": rfc3339(k.created_at.as_ref()),
+            }),
+        ),
+        Output::Pretty => {
+            let label = if k.label.is_empty() {
+                "(none)"
+            } else {
+                &k.label
+            };
+            writeln!(
+                out,
+                "key     {}\nlabel   {label}\nscopes  {}",
+                k.key_id,
+                k.scopes.join(",")
+            )
+            .map_err(io)
+        }
+    }
+}
+
+/// `runseal run`: the environment's snapshot, fetched with this CLI's key, as the command's
+/// environment, through the exec path the agent uses ([`crate::exec`]). Returns only on
+/// failure.
+async fn run_command(client: &Client, args: RunArgs) -> Result<(), CliError> {
+    use crate::exec;
+    let exec_failed = |e: exec::ExecError| {
+        let code = match e {
+            exec::ExecError::Nul(_) => 2,
+            exec::ExecError::NotFound(_) => 127,
+            exec::ExecError::NotExecutable(_) => 126,
+        };
+        CliError {
+            code,
+            ..fail(e.to_string())
+        }
+    };
+    let argv = exec::Argv::new(&args.command).map_err(exec_failed)?;
+    exec::check_command(&args.command[0]).map_err(exec_failed)?;
+    // As the agent: no core dump or ptrace of this process while it holds the values (the
+    // command, once exec'd, is dumpable again).
+    exec::sys::make_non_dumpable()
+        .map_err(|e| fail(format!("cannot make runseal non-dumpable: {e}")))?;
+    let runner_id = crate::defaults::generate_runner_id();
+    let snapshot = match client
+        .runners()
+        .snapshot(&args.env, &runner_id, &args.only)
+        .await
+    {
+        Ok(s) => s,
+        Err(e) if e.code() == Some(tonic::Code::PermissionDenied) => {
+            let env = &args.env;
+            let mut e = CliError::from(e);
+            e.message = format!(
+                "{}: `runseal run` fetches the values with your key, which needs the scope snapshot:{env} (admin does not imply it); create one with `runseal keys create --scope snapshot:{env}` and run with it",
+                e.message
+            );
+            return Err(e);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let platform = exec::Platform {
+        environment: snapshot.environment.clone(),
+        revision: snapshot.revision,
+        runner_id: snapshot.runner_id.clone(),
+    };
+    let child = exec::env::build(std::env::vars_os(), &snapshot.secrets, &platform);
+    drop(snapshot);
+    for name in &child.overridden {
+        eprintln!("runseal: the secret {name} overrides the variable of that name");
+    }
+    Err(exec_failed(exec::exec(&argv, child)))
 }
 
 async fn audit(client: &Client, args: AuditArgs, out: &mut impl Write) -> Result<(), CliError> {

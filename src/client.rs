@@ -415,6 +415,44 @@ impl SecretsApi {
             .unset_secret(v1::UnsetSecretRequest {
                 environment: environment.to_string(),
                 name: name.to_string(),
+                names: Vec::new(),
+            })
+            .await?;
+        Ok(res.into_inner().revision)
+    }
+
+    /// Unsets several secrets in one change (one revision): a name that is not set fails the
+    /// whole call with NOT_FOUND naming it, and nothing is unset.
+    pub async fn unset_many(
+        &mut self,
+        environment: &str,
+        names: &[String],
+    ) -> Result<u64, ClientError> {
+        let res = self
+            .0
+            .unset_secret(v1::UnsetSecretRequest {
+                environment: environment.to_string(),
+                name: String::new(),
+                names: names.to_vec(),
+            })
+            .await?;
+        Ok(res.into_inner().revision)
+    }
+
+    /// Sets whether one secret goes to runners without an allow-list, without its value
+    /// (`None`: back to the server's default); returns the new revision.
+    pub async fn set_exposure(
+        &mut self,
+        environment: &str,
+        name: &str,
+        exposed_by_default: Option<bool>,
+    ) -> Result<u64, ClientError> {
+        let res = self
+            .0
+            .set_exposure(v1::SetExposureRequest {
+                environment: environment.to_string(),
+                name: name.to_string(),
+                exposed_by_default,
             })
             .await?;
         Ok(res.into_inner().revision)
@@ -504,6 +542,17 @@ impl KeysApi {
             .await?
             .into_inner()
             .keys)
+    }
+
+    /// The id, label and scopes of the key this client calls with (never its secret).
+    pub async fn who_am_i(&mut self) -> Result<KeyInfo, ClientError> {
+        self.0
+            .who_am_i(v1::WhoAmIRequest {})
+            .await?
+            .into_inner()
+            .key
+            .take()
+            .ok_or(ClientError::Protocol("WhoAmI returned no key"))
     }
 
     /// Revokes a key and the runner tokens it minted; returns how many tokens went with it.

@@ -60,6 +60,7 @@ pub struct DirArgs {
     /// PostgreSQL URL instead of the embedded SQLite file.
     #[arg(long, env = "RUNSEALD_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<crate::store::DatabaseUrl>,
+    /// Log lines as text or JSON.
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
 }

@@ -262,3 +262,23 @@ pub fn from_millis(ms: i64) -> OffsetDateTime {
 pub(crate) fn scopes_include_admin(stored: &str) -> bool {
     stored.split(',').any(|s| s.trim() == "admin")
 }
+
+/// A stored scope list without the scopes of environment `env` (`write:ENV`, `read:ENV`…), or
+/// `None` when it names no scope of `env`.
+pub(crate) fn scopes_without_environment(stored: &str, env: &str) -> Option<String> {
+    let all: Vec<&str> = stored.split([',', ' ']).filter(|s| !s.is_empty()).collect();
+    let kept: Vec<&str> = all
+        .iter()
+        .copied()
+        .filter(|s| s.split_once(':').is_none_or(|(_, e)| e != env))
+        .collect();
+    (kept.len() != all.len()).then(|| kept.join(","))
+}
+
+/// The environments a stored scope list names (`write:ENV`, `read:ENV`…).
+pub(crate) fn scope_environments(stored: &str) -> Vec<&str> {
+    stored
+        .split([',', ' '])
+        .filter_map(|s| s.split_once(':').map(|(_, e)| e))
+        .collect()
+}

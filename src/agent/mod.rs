@@ -145,7 +145,22 @@ pub(crate) fn usage_error(e: &clap::Error, usage: &str) -> ExitCode {
                 }
             }
             let what = what.trim_start_matches("error: ");
-            AgentError::new(Exit::Usage, format!("{what} (usage: {usage})")).report()
+            // `runseal-agent env`: the app was given without the `--` in front of it. The
+            // argument is shown only when it cannot be a credential.
+            let hint = match (e.kind(), e.get(clap::error::ContextKind::InvalidArg)) {
+                (UnknownArgument, Some(clap::error::ContextValue::String(arg)))
+                    if !arg.starts_with('-') =>
+                {
+                    let arg = if Credential::parse(arg).is_ok() {
+                        "COMMAND"
+                    } else {
+                        arg.as_str()
+                    };
+                    format!("\nhint: the app goes after `--`: runseal-agent [OPTIONS] -- {arg} [ARGS]...")
+                }
+                _ => String::new(),
+            };
+            AgentError::new(Exit::Usage, format!("{what} (usage: {usage}){hint}")).report()
         }
     }
 }

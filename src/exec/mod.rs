@@ -1,6 +1,7 @@
 //! The exec path: build the app's environment as a value, find the command, reset signal
 //! dispositions and `execve` it. Shared by every program that starts an app with its secrets
-//! (`runseal-agent` today, `runseal run` later), so that none imports another's modules for it.
+//! (`runseal-agent`, and `runseal run` for local development), so that none imports another's
+//! modules for it.
 //!
 //! Nothing here talks to a server or prints: callers map [`ExecError`] to their own exit
 //! statuses. The child's environment lives in zeroizing buffers ([`env::ChildEnv`]) up to the

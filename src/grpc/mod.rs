@@ -630,11 +630,13 @@ mod tests {
                 max_value_bytes: 64 * 1024,
                 max_environment_bytes: 10 * 1024 * 1024,
                 max_secrets_per_environment: 100,
+                ..Limits::default()
             },
             Limits {
                 max_value_bytes: 300 * 1024,
                 max_environment_bytes: 1024 * 1024,
                 max_secrets_per_environment: 2,
+                ..Limits::default()
             },
         ] {
             let cap = max_request_bytes(&limits);
@@ -654,6 +656,7 @@ mod tests {
             max_value_bytes: 1,
             max_environment_bytes: 1,
             max_secrets_per_environment: 1,
+            ..Limits::default()
         };
         let names = v1::GetBuildSecretsRequest {
             environment: "e".repeat(63),

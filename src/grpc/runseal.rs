@@ -92,13 +92,31 @@ fn key_info(k: &KeyRow) -> v1::KeyInfo {
 keyed_rpcs! {
     RunsealApi: v1::secrets_server::Secrets {
         unset_secret(v1::UnsetSecretRequest) -> v1::UnsetSecretResponse = |s, p, req| {
-            let revision = s.unset_secret(&p, &req.environment, &req.name).await?;
+            // `name` (older clients, checked as given even when empty) and `names` together
+            // are one change.
+            let names: Vec<String> = if req.names.is_empty() {
+                vec![req.name]
+            } else {
+                (!req.name.is_empty())
+                    .then_some(req.name)
+                    .into_iter()
+                    .chain(req.names)
+                    .collect()
+            };
+            let revision = s.unset_secrets(&p, &req.environment, names).await?;
             Ok(v1::UnsetSecretResponse { revision })
         };
         list_secrets(v1::ListSecretsRequest) -> v1::ListSecretsResponse = |s, p, req| {
             let (revision, rows) = s.list_secrets(&p, &req.environment).await?;
-            let secrets = rows.into_iter().map(secret_info).collect();
+            let default = s.expose_by_default;
+            let secrets = rows.into_iter().map(|m| secret_info(m, default)).collect();
             Ok(v1::ListSecretsResponse { secrets, revision })
+        };
+        set_exposure(v1::SetExposureRequest) -> v1::SetExposureResponse = |s, p, req| {
+            let revision = s
+                .set_exposure(&p, &req.environment, &req.name, req.exposed_by_default)
+                .await?;
+            Ok(v1::SetExposureResponse { revision })
         };
     }
     also {
@@ -165,6 +183,10 @@ keyed_rpcs! {
         revoke_key(v1::RevokeKeyRequest) -> v1::RevokeKeyResponse = |s, p, req| {
             let runner_tokens_revoked = s.revoke_key(&p, req.key_id).await?;
             Ok(v1::RevokeKeyResponse { runner_tokens_revoked })
+        };
+        who_am_i(v1::WhoAmIRequest) -> v1::WhoAmIResponse = |s, p, _| {
+            let row = s.who_am_i(&p).await?;
+            Ok(v1::WhoAmIResponse { key: Some(key_info(&row)) })
         };
     }
 }
@@ -260,8 +282,10 @@ keyed_rpcs! {
     }
 }
 
-fn secret_info(m: SecretMeta) -> v1::SecretInfo {
+/// `default`: whether the server exposes a secret that has no setting of its own.
+fn secret_info(m: SecretMeta, default: bool) -> v1::SecretInfo {
     v1::SecretInfo {
+        exposed: Some(m.exposed.unwrap_or(default)),
         name: m.name,
         environment: m.environment,
         created_at: Some(timestamp(m.created_at)),

@@ -27,9 +27,15 @@ impl Service {
             MAX_LIMIT,
             "entries per page (page with before_id)",
         )?;
-        Ok(self
+        let rows = self
             .store
             .list_audit_before(env.as_deref(), (before_id > 0).then_some(before_id), limit)
-            .await?)
+            .await?;
+        // Nothing about an environment that does not exist: a typo, said as such. A deleted
+        // environment keeps its history (its entries are listed).
+        if rows.is_empty() && before_id == 0 {
+            self.existing_environment(env.as_deref()).await?;
+        }
+        Ok(rows)
     }
 }

@@ -45,6 +45,17 @@ impl Service {
             .map_err(|e| ServiceError::InvalidArgument(e.to_string()))?;
         scopes.sort();
         scopes.dedup();
+        // A scope of an environment that does not exist is a typo, or one that a later
+        // environment of that name would inherit: refused.
+        for scope in &scopes {
+            if let Some(env) = scope.environment() {
+                if self.store.environment(env).await?.is_none() {
+                    return Err(ServiceError::InvalidArgument(format!(
+                        "scope {scope}: environment {env:?} does not exist; create it first with `runseal env create {env}`"
+                    )));
+                }
+            }
+        }
         if label.chars().count() > MAX_LABEL || !label.chars().all(label_char) {
             return Err(ServiceError::InvalidArgument(format!(
                 "label: at most {MAX_LABEL} characters, without control characters, bidirectional overrides or invisible formatting characters"
@@ -64,6 +75,12 @@ impl Service {
         self.store.insert_key(row.clone(), audit).await?;
         tracing::info!(key_id = %principal.key_id, new_key_id = %row.id, scopes = %row.scopes, "key created");
         Ok((row, cred))
+    }
+
+    /// The calling key's own row (any valid key): its id, label and scopes.
+    pub async fn who_am_i(&self, principal: &Principal) -> Result<KeyRow> {
+        let row = self.store.key(&principal.key_id).await?;
+        row.ok_or_else(|| ServiceError::Unauthenticated("invalid key: unknown key id".into()))
     }
 
     pub async fn list_keys(&self, principal: &Principal) -> Result<Vec<KeyRow>> {

@@ -257,6 +257,18 @@ fn listed_environment(p: &Principal, raw: &str) -> Result<Option<String>> {
     Ok(env)
 }
 
+impl Service {
+    /// Refuses a listing of an environment that does not exist (instead of an empty list).
+    async fn existing_environment(&self, env: Option<&str>) -> Result<()> {
+        if let Some(env) = env {
+            if self.store.environment(env).await?.is_none() {
+                return Err(ServiceError::EnvironmentNotFound(env.to_string()));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A list limit: 0 means `default`; more than `max` is refused, naming what is listed.
 fn list_limit(limit: u32, default: u32, max: u32, what: &str) -> Result<u32> {
     match limit {

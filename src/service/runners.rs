@@ -24,6 +24,7 @@ impl Service {
         if let Some(env) = &env {
             require(principal, Scope::Read(env.clone()))?;
         }
+        self.existing_environment(env.as_deref()).await?;
         let limit = list_limit(
             limit,
             DEFAULT_LIST_LIMIT,

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use super::{environment_of, require, Result, Service};
+use super::{environment_of, require, Result, Service, ServiceError, MAX_NAME_LIST};
 use crate::auth::{Principal, Scope};
 use crate::names::{check_value, InvalidInput};
 use crate::secret::SecretBytes;
@@ -62,10 +62,41 @@ impl Service {
         environment: &str,
         name: &str,
     ) -> Result<u64> {
-        let (env, audit) = self.one_secret(principal, environment, name, "secrets.unset")?;
-        let revision = self.store.unset_secret(&env, name, audit).await?;
+        self.unset_secrets(principal, environment, vec![name.to_string()])
+            .await
+    }
+
+    /// Removes every named secret in one change (one revision, one audit entry); a name that
+    /// is not set fails the whole change with NOT_FOUND naming it, and nothing is removed.
+    pub async fn unset_secrets(
+        &self,
+        principal: &Principal,
+        environment: &str,
+        names: Vec<String>,
+    ) -> Result<u64> {
+        let env = environment_of(environment)?;
+        require(principal, Scope::Write(env.clone()))?;
+        if names.is_empty() {
+            return Err(ServiceError::InvalidArgument(
+                "names: give at least one secret name to unset".into(),
+            ));
+        }
+        if names.len() > MAX_NAME_LIST {
+            return Err(ServiceError::InvalidArgument(format!(
+                "names: at most {MAX_NAME_LIST} secrets per unset"
+            )));
+        }
+        let mut seen = HashSet::new();
+        for name in &names {
+            crate::names::check_secret_name_syntax(name)?;
+            if !seen.insert(name.as_str()) {
+                return Err(InvalidInput::DuplicateName(name.clone()).into());
+            }
+        }
+        let audit = self.audit(principal, "secrets.unset", Some(&env), names.clone());
+        let revision = self.store.unset_secrets(&env, &names, audit).await?;
         self.changed();
-        tracing::info!(key_id = %principal.key_id, environment = %env, name = %name, revision, "secret unset");
+        tracing::info!(key_id = %principal.key_id, environment = %env, names = %names.join(","), revision, "secrets unset");
         Ok(revision)
     }
 

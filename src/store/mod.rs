@@ -194,7 +194,18 @@ pub trait Store: Send + Sync + 'static {
         limits: &Limits,
         audit: AuditRecord,
     ) -> Result<u64>;
-    async fn unset_secret(&self, environment: &str, name: &str, audit: AuditRecord) -> Result<u64>;
+    async fn unset_secret(&self, environment: &str, name: &str, audit: AuditRecord) -> Result<u64> {
+        self.unset_secrets(environment, &[name.to_string()], audit)
+            .await
+    }
+    /// Removes every named secret in one transaction with one revision; a name that is not
+    /// set is [`StoreError::SecretNotFound`] and nothing is removed. Returns the new revision.
+    async fn unset_secrets(
+        &self,
+        environment: &str,
+        names: &[String],
+        audit: AuditRecord,
+    ) -> Result<u64>;
     /// Names and times of one environment's secrets, with its revision.
     async fn list_secrets(&self, environment: &str) -> Result<(u64, Vec<SecretMeta>)>;
     /// Sealed values of one environment at one revision (for snapshots).
@@ -239,6 +250,8 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<(EnvironmentVersion, Vec<Change>)>;
 
+    /// Stores a new key; [`StoreError::EnvironmentNotFound`] when one of its scopes names an
+    /// environment that does not exist (checked in the transaction, against a deletion).
     async fn insert_key(&self, key: KeyRow, audit: AuditRecord) -> Result<()>;
     async fn key(&self, id: &str) -> Result<Option<KeyRow>>;
     async fn list_keys(&self) -> Result<Vec<KeyRow>>;

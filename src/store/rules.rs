@@ -805,6 +805,29 @@ impl<B: Backend> Store for Db<B> {
             let sql = format!("DELETE FROM {table} WHERE environment = $1");
             tx.exec(&sql, &[name.into()]).await?;
         }
+        // So do the scopes that name it, for the same reason; each rewritten key row gets its
+        // MAC again. A row whose MAC already fails is left as it is: it grants nothing, and a
+        // new MAC would launder it.
+        let ik = self.integrity.get()?;
+        lock(&mut *tx, Lock::ApiKeys).await?;
+        let sql = format!("SELECT {KEY_COLS} FROM api_keys");
+        for r in tx.rows(&sql, &[]).await? {
+            let (mut row, mac) = key_row(&r)?;
+            let Some(scopes) = scopes_without_environment(&row.scopes, name) else {
+                continue;
+            };
+            if !ik.verify_key(&row, &mac) {
+                continue;
+            }
+            row.scopes = scopes;
+            let mac = ik.key_mac(&row);
+            let sql = "UPDATE api_keys SET scopes = $1, mac = $2 WHERE id = $3";
+            tx.exec(
+                sql,
+                &[(&row.scopes).into(), (&mac).into(), (&row.id).into()],
+            )
+            .await?;
+        }
         tx.exec("DELETE FROM environments WHERE name = $1", &[name.into()])
             .await?;
         append_audit(&mut *tx, &audit).await?;
@@ -853,16 +876,24 @@ impl<B: Backend> Store for Db<B> {
         done(tx, revision).await
     }
 
-    async fn unset_secret(&self, environment: &str, name: &str, audit: AuditRecord) -> Result<u64> {
+    async fn unset_secrets(
+        &self,
+        environment: &str,
+        names: &[String],
+        audit: AuditRecord,
+    ) -> Result<u64> {
         let key = self.integrity.get()?;
         let mut tx = self.write().await?;
         let revision = bump_revision(&mut *tx, environment, &audit).await?;
         let sql = "DELETE FROM secrets WHERE environment = $1 AND name = $2";
-        if tx.exec(sql, &[environment.into(), name.into()]).await? == 0 {
-            return Err(StoreError::SecretNotFound {
-                environment: environment.to_string(),
-                name: name.to_string(),
-            });
+        for name in names {
+            // An error drops the transaction: nothing of the batch is removed.
+            if tx.exec(sql, &[environment.into(), name.into()]).await? == 0 {
+                return Err(StoreError::SecretNotFound {
+                    environment: environment.to_string(),
+                    name: name.to_string(),
+                });
+            }
         }
         seal_environment(&mut *tx, &key, environment).await?;
         append_audit(&mut *tx, &audit.at_revision(revision)).await?;
@@ -1085,6 +1116,17 @@ impl<B: Backend> Store for Db<B> {
     async fn insert_key(&self, key: KeyRow, audit: AuditRecord) -> Result<()> {
         let ik = self.integrity.get()?;
         let mut tx = self.write().await?;
+        // Every environment its scopes name exists, and (PostgreSQL: its row locked) is not
+        // being deleted: a deletion's rewrite of the scopes that name it cannot miss this key.
+        for env in scope_environments(&key.scopes) {
+            let sql = format!(
+                "SELECT 1 FROM environments WHERE name = $1{}",
+                tx.dialect().for_update()
+            );
+            if tx.row(&sql, &[env.into()]).await?.is_none() {
+                return Err(StoreError::EnvironmentNotFound(env.to_string()));
+            }
+        }
         insert_key(&mut *tx, &ik, &key).await?;
         append_audit(&mut *tx, &audit).await?;
         done(tx, ()).await

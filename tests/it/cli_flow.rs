@@ -74,7 +74,10 @@ fn seed_flow_set_list_unset_across_environments() {
         .filter(|c| !c.is_empty())
         .map(str::trim)
         .collect();
-    assert_eq!(header, ["Name", "Env", "Created At", "Updated At"]);
+    assert_eq!(
+        header,
+        ["Name", "Env", "Exposed", "Created At", "Updated At"]
+    );
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split_whitespace().collect()).collect();
     assert_eq!(rows.len(), 2, "{main}");
     assert_eq!(rows[0][..2], ["DB_URL", "main"]);

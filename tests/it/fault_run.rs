@@ -581,6 +581,7 @@ impl Worker {
                 return None;
             }
         };
+        let listed_names: Vec<String> = listed.iter().map(|e| e.name.clone()).collect();
         let Some(e) = listed.into_iter().find(|e| e.name == env) else {
             return Some(None);
         };
@@ -589,6 +590,35 @@ impl Worker {
         let (j, c) = self.checker.get().await;
         let snap = match outcome("a checker snapshot", c.runners().snapshot(env, &rid, &[])).await {
             Outcome::Done(s) => s,
+            // Scopes name existing environments and end with a deleted one: the checker gets a
+            // key for this worker's environments as they are now (only this worker creates or
+            // deletes them), and reads again.
+            Outcome::Refused(Code::PermissionDenied, _) => {
+                let mut scopes: Vec<String> = self
+                    .envs
+                    .iter()
+                    .map(|m| m.name.clone())
+                    .filter(|n| n == env || listed_names.contains(n))
+                    .map(|n| format!("snapshot:{n}"))
+                    .collect();
+                if scopes.is_empty() {
+                    scopes.push(format!("snapshot:{env}"));
+                }
+                let (i, c) = self.admin.get().await;
+                match outcome(
+                    "a checker key",
+                    c.keys().create(&scopes, "fault-run checker"),
+                )
+                .await
+                {
+                    Outcome::Done((_, key)) => {
+                        self.checker = Conn::new(&self.addrs, key, self.rng.gen());
+                    }
+                    Outcome::Refused(code, m) => panic!("a checker key was refused: {code:?} {m}"),
+                    Outcome::Unknown => self.admin.forget(i),
+                }
+                return None;
+            }
             Outcome::Refused(code, m) => {
                 panic!(
                     "a snapshot of {env} (listed at revision {}) was refused: {code:?} {m}",
@@ -1328,7 +1358,6 @@ fn run(label: &str, fleet: Fleet, scan_dirs: Vec<PathBuf>, verify_args: Vec<Stri
     let admin_line = std::fs::read_to_string(first_data.join("admin.key")).unwrap();
     let admin_line = admin_line.trim().to_string();
     let admin = Credential::parse(&admin_line).expect("admin.key holds a key");
-    let all_envs: Vec<String> = (0..WORKERS).flat_map(env_names).collect();
 
     let (database_url, app_names) = {
         let f = fleet.lock().unwrap();
@@ -1353,8 +1382,9 @@ fn run(label: &str, fleet: Fleet, scan_dirs: Vec<PathBuf>, verify_args: Vec<Stri
         });
     }
     let workers = rt.block_on(async {
-        // One key that may take a snapshot of every environment of the run: the read-back.
-        let scopes: Vec<String> = all_envs.iter().map(|e| format!("snapshot:{e}")).collect();
+        // The read-back key: scopes name existing environments, so it starts with `main` and
+        // each worker replaces it as its environments come and go (`observe_once`).
+        let scopes = vec!["snapshot:main".to_string()];
         let (_, checker) = Client::connect(&addrs[0], admin.clone())
             .await
             .unwrap()

@@ -13,6 +13,7 @@ mod agent;
 mod browser_harness;
 mod build;
 mod cli_flow;
+mod cli_polish;
 mod clock;
 mod conformance;
 mod crash;

@@ -100,6 +100,7 @@ async fn a_call_without_a_key_is_unauthenticated_on_every_service() {
             .unset_secret(v1::UnsetSecretRequest {
                 environment: "main".into(),
                 name: "X".into(),
+                names: vec![],
             })
             .await,
         Code::Unauthenticated,
@@ -662,8 +663,11 @@ async fn env_list_for_a_scoped_key_shows_only_its_environments() {
     let c = server.client(&key).await;
     assert_eq!(names(c.environments().list().await.unwrap()), ["main"]);
 
-    // A scope for an environment that does not exist shows nothing.
+    // A scope for an environment that no longer exists shows nothing (and is gone with it).
+    let admin = server.admin_client().await;
+    admin.environments().create("later").await.unwrap();
     let key = server.key_with(&["read:later"]).await;
+    admin.environments().delete("later", false).await.unwrap();
     let c = server.client(&key).await;
     assert!(c.environments().list().await.unwrap().is_empty());
 

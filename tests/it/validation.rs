@@ -1092,7 +1092,21 @@ async fn bad_scopes_on_key_create_are_refused_and_no_key_is_made() {
     );
     assert_unchanged(&server, &before, "key create with bad labels").await;
 
-    // Valid scopes work (and scopes for environments that do not exist yet are allowed).
+    // A scope of an environment that does not exist is refused, naming it; nothing is made.
+    refused(
+        admin
+            .keys()
+            .create(&["write:staging".to_string()], "ci")
+            .await,
+        Code::InvalidArgument,
+        &["write:staging", "\"staging\" does not exist"],
+        &[],
+        "key create with a scope of a missing environment",
+    );
+    assert_unchanged(&server, &before, "key create with a missing environment").await;
+
+    // Valid scopes of existing environments work.
+    admin.environments().create("staging").await.unwrap();
     let (info, _) = admin
         .keys()
         .create(
