@@ -1,4 +1,5 @@
-//! `runseald`: the command line of the server (serve, init, rotate-master-key, verify).
+//! `runseald`: the command line of the server (serve, init, rotate-master-key, verify, backup,
+//! restore, recover-admin, migrate).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -37,6 +38,52 @@ pub enum Command {
     Verify(DirArgs),
     /// Copy everything from a SQLite database to an empty PostgreSQL database.
     Migrate(MigrateArgs),
+    /// Write a consistent copy of the SQLite store (safe while runseald runs) to one file:
+    /// values stay sealed, the master key is not in it.
+    Backup(BackupArgs),
+    /// Make a new data dir from a backup, with the master key it was taken under.
+    Restore(RestoreArgs),
+    /// Mint a new admin key with the master key (runseald running or stopped); prints it once.
+    RecoverAdmin(RecoverAdminArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Data directory whose database is copied.
+    #[arg(long, env = "RUNSEALD_DATA_DIR", default_value = crate::config::DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+    /// The backup file to write (mode 0600; an existing runseal backup there is replaced).
+    #[arg(long)]
+    pub to: PathBuf,
+    /// PostgreSQL stores are backed up with pg_dump: given, backup refuses and says so.
+    #[arg(long, env = "RUNSEALD_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<crate::store::DatabaseUrl>,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The backup file (`runseald backup --to FILE`).
+    #[arg(long)]
+    pub from: PathBuf,
+    /// The new data directory (created if missing; must hold no database).
+    #[arg(long, env = "RUNSEALD_DATA_DIR", default_value = crate::config::DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+    /// The master key the backup was taken under (default: <data-dir>/master.key, or
+    /// $CREDENTIALS_DIRECTORY/master.key).
+    #[arg(long)]
+    pub master_key_file: Option<PathBuf>,
+    /// PostgreSQL stores are restored with pg_restore: given, restore refuses and says so.
+    #[arg(long, env = "RUNSEALD_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<crate::store::DatabaseUrl>,
+}
+
+#[derive(Debug, Args)]
+pub struct RecoverAdminArgs {
+    #[command(flatten)]
+    pub dir: DirArgs,
+    /// The new key's label (shown in `runseal keys list`).
+    #[arg(long, default_value = "recovered admin key")]
+    pub label: String,
 }
 
 #[derive(Debug, Args)]
@@ -204,6 +251,59 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
                 "migrated {total} rows to {}; start runseald with --database-url and the same master key",
                 args.to
             );
+            Ok(())
+        }
+        Command::Backup(args) => {
+            telemetry::init(LogFormat::Text, "warn");
+            let dir = DataDir::new(&args.data_dir, None);
+            let postgres = args.database_url.is_some();
+            let to = args.to.clone();
+            let report =
+                tokio::task::spawn_blocking(move || crate::backup::backup(&dir, postgres, &to))
+                    .await
+                    .context("the backup task failed")??;
+            println!(
+                "backed up {} to {} ({} bytes); restoring it needs the master key {} (not in the backup: keep it apart)",
+                args.data_dir.display(),
+                args.to.display(),
+                report.file_bytes,
+                report.header.master_key_id()
+            );
+            Ok(())
+        }
+        Command::Restore(args) => {
+            telemetry::init(LogFormat::Text, "warn");
+            let dir = DataDir::new(&args.data_dir, args.master_key_file.clone());
+            let postgres = args.database_url.is_some();
+            let from = args.from.clone();
+            let restored = dir.clone();
+            let header = tokio::task::spawn_blocking(move || {
+                crate::backup::restore(&from, &restored, postgres)
+            })
+            .await
+            .context("the restore task failed")??;
+            println!(
+                "restored {} (taken {}) into {}; start it with `runseald serve --data-dir {}` and the master key {} ({})",
+                args.from.display(),
+                header.created_at,
+                dir.database_path().display(),
+                args.data_dir.display(),
+                header.master_key_id(),
+                dir.master_key_path().display()
+            );
+            Ok(())
+        }
+        Command::RecoverAdmin(args) => {
+            telemetry::init(args.dir.log_format, "warn");
+            crate::service::check_label(&args.label).map_err(|e| anyhow::anyhow!("--{e}"))?;
+            let dir = args.dir.data_dir();
+            let admin = dir.recover_admin(args.label).await?;
+            eprintln!(
+                "runseald: new admin key {} for {} (audited as key.recover_admin). It follows, shown once:",
+                admin.key_id(),
+                dir.database_description()
+            );
+            println!("{}", admin.to_line().as_str());
             Ok(())
         }
         Command::Verify(args) => {

@@ -422,6 +422,39 @@ impl DataDir {
     }
 }
 
+impl DataDir {
+    /// `runseald recover-admin`: a new admin key, minted with the master key at hand (the
+    /// server may be running or stopped). Its row carries the integrity MAC like every key's,
+    /// and the audit log records it (`key.recover_admin`). The credential is returned to be
+    /// shown once; nothing else keeps it.
+    pub async fn recover_admin(&self, label: String) -> Result<Credential> {
+        let opened = self.open().await?;
+        let admin = generate_key();
+        let now = OffsetDateTime::now_utc();
+        let row = KeyRow {
+            id: admin.key_id().to_string(),
+            secret_hash: admin.secret_hash().to_vec(),
+            label,
+            scopes: Scope::Admin.to_string(),
+            created_at: now,
+            last_used_at: None,
+            revoked_at: None,
+        };
+        let audit = AuditRecord::new(
+            now,
+            "runseald",
+            "key.recover_admin",
+            None,
+            vec![row.id.clone()],
+        );
+        let inserted = opened.store.insert_key(row, audit).await;
+        opened.store.close().await;
+        inserted?;
+        tracing::info!(key_id = %admin.key_id(), "recovery admin key created");
+        Ok(admin)
+    }
+}
+
 /// A database made before the integrity MACs: creates the integrity key and computes every
 /// row's MAC, once (a replica that loses the race loads the winner's key instead).
 async fn upgrade_integrity(store: &dyn Store, master: &MasterKey) -> Result<IntegrityKey> {
@@ -468,7 +501,7 @@ pub fn read_master_key(path: &Path) -> Result<MasterKey> {
 
 /// Refuses a data dir or key file that anyone but its owner may use (judged by the ACL when it
 /// has one, so a systemd credential, 0400 plus an ACL entry for the service, is accepted).
-fn refuse_exposed(path: &Path, what: &'static str, fix: &'static str) -> Result<()> {
+pub(crate) fn refuse_exposed(path: &Path, what: &'static str, fix: &'static str) -> Result<()> {
     match crate::file_mode::foreign_access(path).map_err(io_err(path))? {
         Some(who) => Err(DataDirError::Exposed {
             what,

@@ -15,6 +15,7 @@ mod clock;
 mod environments;
 mod fetch;
 mod keys;
+pub use keys::check_label;
 mod runners;
 mod secrets;
 mod sessions;
