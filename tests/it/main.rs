@@ -10,6 +10,7 @@
 mod common;
 
 mod agent;
+mod backup;
 mod browser_harness;
 mod build;
 mod cli_flow;
