@@ -32,8 +32,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Initialise a data dir for production: prints the admin key once on stdout.
     Init(DirArgs),
-    /// Re-wrap every data key under a new master key (safe while runseald runs).
-    RotateMasterKey(DirArgs),
+    /// Re-wrap every data key under a new master key (safe while runseald runs); in two steps
+    /// with --stage and --finish, so replicas on either key keep starting in between.
+    RotateMasterKey(RotateArgs),
     /// Open every sealed value and report any that fails its integrity check.
     Verify(DirArgs),
     /// Copy everything from a SQLite database to an empty PostgreSQL database.
@@ -45,6 +46,19 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Mint a new admin key with the master key (runseald running or stopped); prints it once.
     RecoverAdmin(RecoverAdminArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    #[command(flatten)]
+    pub dir: DirArgs,
+    /// Wrap the keys under a new master key as well, keeping the old one valid (and kept as
+    /// <master-key-file>.old) until --finish.
+    #[arg(long, conflicts_with = "finish")]
+    pub stage: bool,
+    /// Drop the old master key's wrappings of a --stage; runs with the new key.
+    #[arg(long)]
+    pub finish: bool,
 }
 
 #[derive(Debug, Args)]
@@ -222,7 +236,39 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
             println!("{}", admin.to_line().as_str());
             Ok(())
         }
-        Command::RotateMasterKey(args) => {
+        Command::RotateMasterKey(RotateArgs {
+            dir: args,
+            stage: true,
+            ..
+        }) => {
+            telemetry::init(args.log_format, "warn");
+            let dir = args.data_dir();
+            let staged = dir.stage_master_key_rotation().await?;
+            println!(
+                "master key rotation staged: new key {} in {}, old key {} kept in {} until --finish; replicas on either key start. Give every replica the new key, then run `runseald rotate-master-key --finish`",
+                staged.new_id,
+                dir.master_key_path().display(),
+                staged.old_id,
+                staged.old_path.display()
+            );
+            Ok(())
+        }
+        Command::RotateMasterKey(RotateArgs {
+            dir: args,
+            finish: true,
+            ..
+        }) => {
+            telemetry::init(args.log_format, "warn");
+            let dir = args.data_dir();
+            let id = dir.finish_master_key_rotation().await?;
+            println!(
+                "master key rotation finished: only key {id} ({}) opens the database now; {} removed",
+                dir.master_key_path().display(),
+                dir.old_master_key_path().display()
+            );
+            Ok(())
+        }
+        Command::RotateMasterKey(RotateArgs { dir: args, .. }) => {
             telemetry::init(args.log_format, "warn");
             let dir = args.data_dir();
             let id = dir.rotate_master_key().await?;

@@ -79,6 +79,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "web sessions",
         include_str!("../../migrations/sqlite/0006_web_sessions.sql"),
     ),
+    (
+        8,
+        "staged rotation",
+        include_str!("../../migrations/sqlite/0008_staged_rotation.sql"),
+    ),
 ];
 
 type Conn = Arc<Mutex<Option<Connection>>>;
