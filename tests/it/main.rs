@@ -30,6 +30,7 @@ mod hygiene;
 mod migrate;
 mod pg_outage;
 mod replicas;
+mod rotation;
 mod security;
 mod server;
 mod small_holes;
