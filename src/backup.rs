@@ -55,6 +55,8 @@ pub enum BackupError {
     NoDatabase(PathBuf),
     #[error("the database {0} is not initialised: there is nothing to back up")]
     NotInitialized(PathBuf),
+    #[error("the directory of --to {0} does not exist: create it first or fix the path")]
+    NoTargetDir(PathBuf),
     #[error("--to {0} exists and is not a runseal backup: refusing to replace it")]
     TargetNotBackup(PathBuf),
     #[error("{0} is not a runseal backup (it does not start with `{MAGIC}`)")]
@@ -185,6 +187,13 @@ pub fn backup(dir: &DataDir, postgres: bool, to: &Path) -> Result<BackupReport> 
     let db = dir.database_path();
     if !db.is_file() {
         return Err(BackupError::NoDatabase(db));
+    }
+    let to_dir = match to.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !to_dir.is_dir() {
+        return Err(BackupError::NoTargetDir(to.to_path_buf()));
     }
     if to.exists() && !starts_as_backup(to)? {
         return Err(BackupError::TargetNotBackup(to.to_path_buf()));
@@ -439,6 +448,9 @@ pub fn restore(from: &Path, dir: &DataDir, postgres: bool) -> Result<Header> {
     }
 
     let created_root = !root.exists();
+    if !created_root {
+        datadir::refuse_exposed(&root, "the data dir", "700")?;
+    }
     if created_root {
         let parent = match root.parent() {
             Some(p) if p.as_os_str().is_empty() => Path::new("."),

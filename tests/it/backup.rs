@@ -737,3 +737,45 @@ fn recover_admin_refuses_a_wrong_master_key_and_a_bad_label() {
         "a refused recover-admin added a key"
     );
 }
+
+/// recover-admin on PostgreSQL, from a data dir of its own (the replica's key, no database file),
+/// while the replica serves.
+#[cfg(runseal_pg_tests)]
+#[test]
+fn recover_admin_on_postgres_mints_a_key_the_running_replica_accepts() {
+    use std::os::unix::fs::PermissionsExt;
+    let pg = common::PgDb::create();
+    let tmp = tempfile::tempdir().unwrap();
+    let (da, db) = (tmp.path().join("a"), tmp.path().join("b"));
+    let d = Daemon::start(&da, &["--database-url", &pg.url], &[]);
+    std::fs::create_dir(&db).unwrap();
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o700)).unwrap();
+    common::copy_private(&da.join("master.key"), &db.join("master.key"));
+    let out = recover_admin(&db, &["--database-url", pg.url.as_str()]);
+    let printed = succeeded(out, "recover-admin on PostgreSQL");
+    let cred = Credential::parse(printed.trim()).unwrap();
+    let keys = ok(runseal(
+        &d.addr,
+        printed.trim(),
+        &["keys", "list", "--output", "json"],
+    ));
+    assert!(keys.contains(cred.key_id()), "{keys}");
+    let audit = ok(runseal(
+        &d.addr,
+        printed.trim(),
+        &["audit", "--output", "json"],
+    ));
+    assert!(audit.contains("key.recover_admin"), "{audit}");
+    let (key, _) = other_key(tmp.path());
+    let out = recover_admin(
+        &db,
+        &[
+            OsStr::new("--database-url"),
+            OsStr::new(pg.url.as_str()),
+            OsStr::new("--master-key-file"),
+            key.as_os_str(),
+        ],
+    );
+    refused(&out, &["does not match"]);
+    drop(d);
+}
