@@ -13,6 +13,7 @@
 //! runseal-backup v1
 //! master-key-id: <16 hex>          the first 8 bytes of the check value, as runseald logs it
 //! master-key-check: <64 hex>       the check value the database stores
+//! staged-master-key-check: <64 hex>  only while a rotation is staged: the new key's
 //! created-at: <RFC 3339>
 //! database-bytes: <N>
 //! <empty line>
@@ -102,6 +103,8 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> BackupError + '_ {
 #[derive(Debug, Clone)]
 pub struct Header {
     pub master_key_check: Vec<u8>,
+    /// The new key's check value, when the backup was taken while a rotation was staged.
+    pub staged_master_key_check: Option<Vec<u8>>,
     pub created_at: String,
     pub database_bytes: u64,
     /// Bytes of the header itself (up to and including its empty line).
@@ -114,9 +117,29 @@ impl Header {
         hex::encode(&self.master_key_check[..8.min(self.master_key_check.len())])
     }
 
-    fn render(check: &[u8], created_at: &str, database_bytes: u64) -> String {
+    /// The key ids a restore accepts, for messages: `ID`, or `ID (or the staged new key ID)`.
+    fn needed(&self) -> String {
+        match &self.staged_master_key_check {
+            Some(s) => format!(
+                "{} (or the staged new key {})",
+                self.master_key_id(),
+                hex::encode(&s[..8.min(s.len())])
+            ),
+            None => self.master_key_id(),
+        }
+    }
+
+    fn render(
+        check: &[u8],
+        staged: Option<&[u8]>,
+        created_at: &str,
+        database_bytes: u64,
+    ) -> String {
+        let staged = staged
+            .map(|s| format!("staged-master-key-check: {}\n", hex::encode(s)))
+            .unwrap_or_default();
         format!(
-            "{MAGIC}\nmaster-key-id: {}\nmaster-key-check: {}\ncreated-at: {created_at}\ndatabase-bytes: {database_bytes}\n\n",
+            "{MAGIC}\nmaster-key-id: {}\nmaster-key-check: {}\n{staged}created-at: {created_at}\ndatabase-bytes: {database_bytes}\n\n",
             hex::encode(&check[..8.min(check.len())]),
             hex::encode(check),
         )
@@ -201,7 +224,7 @@ pub fn backup(dir: &DataDir, postgres: bool, to: &Path) -> Result<BackupReport> 
     let copy_path = sibling(to, "db.tmp");
     drop(new_private(&copy_path)?);
     let copy = Temp(Some(copy_path.clone()));
-    let check = crate::store::sqlite::backup_file(&db, &copy_path)?
+    let checks = crate::store::sqlite::backup_file(&db, &copy_path)?
         .ok_or_else(|| BackupError::NotInitialized(db.clone()))?;
     let database_bytes = fs::metadata(&copy_path).map_err(io_err(&copy_path))?.len();
     let created_at = OffsetDateTime::now_utc()
@@ -209,7 +232,12 @@ pub fn backup(dir: &DataDir, postgres: bool, to: &Path) -> Result<BackupReport> 
         .ok()
         .and_then(|t| t.format(&Rfc3339).ok())
         .unwrap_or_default();
-    let header_text = Header::render(&check, &created_at, database_bytes);
+    let header_text = Header::render(
+        &checks.current,
+        checks.staged.as_deref(),
+        &created_at,
+        database_bytes,
+    );
 
     let out_path = sibling(to, "tmp");
     let mut out = new_private(&out_path)?;
@@ -238,7 +266,8 @@ pub fn backup(dir: &DataDir, postgres: bool, to: &Path) -> Result<BackupReport> 
     sync_parent(to)?;
     drop(copy);
     let header = Header {
-        master_key_check: check,
+        master_key_check: checks.current,
+        staged_master_key_check: checks.staged,
         created_at,
         database_bytes,
         len: header_text.len() as u64,
@@ -370,6 +399,7 @@ fn read_header(path: &Path) -> Result<Header> {
         return Err(BackupError::Foreign(path.to_path_buf()));
     }
     let (mut check, mut id, mut created_at, mut bytes) = (None, None, None, None);
+    let mut staged = None;
     loop {
         if !next_line(&mut line)? {
             return Err(bad("it ends before the empty line that closes the header"));
@@ -391,6 +421,13 @@ fn read_header(path: &Path) -> Result<Header> {
                     .ok_or_else(|| bad("master-key-check is not 64 hex digits"))?;
                 check = Some(v);
             }
+            "staged-master-key-check" => {
+                let v = hex::decode(value)
+                    .ok()
+                    .filter(|v| v.len() == 32)
+                    .ok_or_else(|| bad("staged-master-key-check is not 64 hex digits"))?;
+                staged = Some(v);
+            }
             "created-at" => created_at = Some(value.to_string()),
             "database-bytes" => {
                 bytes = Some(
@@ -406,6 +443,7 @@ fn read_header(path: &Path) -> Result<Header> {
     let bytes = bytes.ok_or_else(|| bad("it has no database-bytes"))?;
     let header = Header {
         master_key_check: check,
+        staged_master_key_check: staged,
         created_at: created_at.unwrap_or_default(),
         database_bytes: bytes,
         len,
@@ -435,17 +473,21 @@ pub fn restore(from: &Path, dir: &DataDir, postgres: bool) -> Result<Header> {
     if !key_path.exists() {
         return Err(BackupError::KeyMissing {
             path: key_path,
-            needed: header.master_key_id(),
+            needed: header.needed(),
         });
     }
     let master = datadir::read_master_key(&key_path)?;
-    if !master.matches_check_value(&header.master_key_check) {
-        return Err(BackupError::KeyMismatch {
-            path: key_path,
-            found: master.id(),
-            needed: header.master_key_id(),
-        });
-    }
+    let staged_key = match &header.staged_master_key_check {
+        _ if master.matches_check_value(&header.master_key_check) => false,
+        Some(staged) if master.matches_check_value(staged) => true,
+        _ => {
+            return Err(BackupError::KeyMismatch {
+                path: key_path,
+                found: master.id(),
+                needed: header.needed(),
+            })
+        }
+    };
 
     let created_root = !root.exists();
     if !created_root {
@@ -465,14 +507,20 @@ pub fn restore(from: &Path, dir: &DataDir, postgres: bool) -> Result<Header> {
             .create(&root)
             .map_err(io_err(&root))?;
     }
-    let result = write_database(from, &header, &master, &db);
+    let result = write_database(from, &header, &master, staged_key, &db);
     if result.is_err() && created_root {
         let _ = fs::remove_dir(&root);
     }
     result.map(|()| header)
 }
 
-fn write_database(from: &Path, header: &Header, master: &MasterKey, db: &Path) -> Result<()> {
+fn write_database(
+    from: &Path,
+    header: &Header,
+    master: &MasterKey,
+    staged_key: bool,
+    db: &Path,
+) -> Result<()> {
     let tmp_path = sibling(db, "restore.tmp");
     let mut tmp = new_private(&tmp_path)?;
     let guard = Temp(Some(tmp_path.clone()));
@@ -487,15 +535,22 @@ fn write_database(from: &Path, header: &Header, master: &MasterKey, db: &Path) -
     };
     let inspected = crate::store::sqlite::inspect_file(&tmp_path)
         .map_err(|e| corrupt(format!("its database does not open: {e}")))?;
-    if inspected.check.as_deref() != Some(header.master_key_check.as_slice()) {
+    if inspected.check.as_deref() != Some(header.master_key_check.as_slice())
+        || inspected.staged_check != header.staged_master_key_check
+    {
         return Err(corrupt(
-            "its database holds another master key check value than its header".into(),
+            "its database holds other master key check values than its header".into(),
         ));
     }
-    if inspected.data_keys.is_empty() {
+    let rows = if staged_key {
+        &inspected.staged_keys
+    } else {
+        &inspected.data_keys
+    };
+    if rows.is_empty() {
         return Err(corrupt("its database holds no data keys".into()));
     }
-    for row in &inspected.data_keys {
+    for row in rows {
         if master.unwrap_key(&row.id, &row.wrapped).is_err() {
             return Err(corrupt(format!(
                 "its data key {} does not open with the matching master key",
@@ -527,7 +582,8 @@ mod tests {
 
     fn sample(db: &[u8]) -> Vec<u8> {
         let check = [7u8; 32];
-        let mut out = Header::render(&check, "2026-01-01T00:00:00Z", db.len() as u64).into_bytes();
+        let mut out =
+            Header::render(&check, None, "2026-01-01T00:00:00Z", db.len() as u64).into_bytes();
         out.extend_from_slice(db);
         let digest = hex::encode(Sha256::digest(&out));
         out.extend_from_slice(format!("sha256: {digest}\n").as_bytes());

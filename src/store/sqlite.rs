@@ -541,8 +541,9 @@ fn is_constraint(e: &StoreError) -> bool {
 /// with SQLite's online backup API, in one step, so the copy is one consistent read
 /// transaction of the source (runseald keeps writing meanwhile: WAL readers do not block it).
 /// The copy is turned into a self-contained rollback-journal file. Returns the master key
-/// check value it holds, `None` for a database that is not initialised. Never creates `source`.
-pub fn backup_file(source: &Path, dest: &Path) -> Result<Option<Vec<u8>>> {
+/// check values it holds (`None` for a database that is not initialised). Never creates
+/// `source`.
+pub fn backup_file(source: &Path, dest: &Path) -> Result<Option<StoredChecks>> {
     let src = Connection::open_with_flags(
         source,
         OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_READ_WRITE,
@@ -576,9 +577,22 @@ pub fn backup_file(source: &Path, dest: &Path) -> Result<Option<Vec<u8>>> {
     }
     drop(src);
     let _: String = dst.query_row("PRAGMA journal_mode = DELETE", [], |r| r.get(0))?;
-    let check = meta_check(&dst)?;
+    let checks = match meta_value(&dst, super::META_MASTER_KEY_CHECK)? {
+        Some(current) => Some(StoredChecks {
+            current,
+            staged: meta_value(&dst, super::META_STAGED_MASTER_KEY_CHECK)?,
+        }),
+        None => None,
+    };
     dst.close().map_err(|(_, e)| StoreError::from(e))?;
-    Ok(check)
+    Ok(checks)
+}
+
+/// The master key check values a database stores.
+pub struct StoredChecks {
+    pub current: Vec<u8>,
+    /// The new key's, while a rotation is staged.
+    pub staged: Option<Vec<u8>>,
 }
 
 /// What `runseald restore` checks in a restored file before it becomes a data dir's database.
@@ -587,6 +601,9 @@ pub struct RestoredFile {
     pub check: Option<Vec<u8>>,
     /// Every wrapped key (data keys and the integrity key).
     pub data_keys: Vec<super::DataKeyRow>,
+    /// The new key's check value and wrappings, while a rotation is staged.
+    pub staged_check: Option<Vec<u8>>,
+    pub staged_keys: Vec<super::DataKeyRow>,
 }
 
 /// Opens a restored database file read-only and checks it: SQLite's `integrity_check`, then
@@ -602,9 +619,32 @@ pub fn inspect_file(path: &Path) -> Result<RestoredFile> {
             "SQLite's integrity check failed: {verdict}"
         )));
     }
-    let check = meta_check(&conn)?;
-    let mut stmt = conn.prepare("SELECT id, master_key_id, wrapped, created_at FROM data_keys")?;
-    let data_keys = stmt
+    let check = meta_value(&conn, super::META_MASTER_KEY_CHECK)?;
+    let staged_check = meta_value(&conn, super::META_STAGED_MASTER_KEY_CHECK)?;
+    let data_keys = wrapped_keys(&conn, "data_keys")?;
+    let staged_keys = wrapped_keys(&conn, "staged_wrappings")?;
+    Ok(RestoredFile {
+        check,
+        data_keys,
+        staged_check,
+        staged_keys,
+    })
+}
+
+fn has_table(conn: &Connection, table: &str) -> Result<bool> {
+    let sql = "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)";
+    Ok(conn.query_row(sql, [table], |r| r.get(0))?)
+}
+
+/// The rows of `data_keys` or `staged_wrappings` (none when the table does not exist: a
+/// database from before it).
+fn wrapped_keys(conn: &Connection, table: &str) -> Result<Vec<super::DataKeyRow>> {
+    if !has_table(conn, table)? {
+        return Ok(Vec::new());
+    }
+    let sql = format!("SELECT id, master_key_id, wrapped, created_at FROM {table}");
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt
         .query_map([], |r| {
             Ok(super::DataKeyRow {
                 id: r.get(0)?,
@@ -614,22 +654,17 @@ pub fn inspect_file(path: &Path) -> Result<RestoredFile> {
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(RestoredFile { check, data_keys })
+    Ok(rows)
 }
 
-/// The stored master key check value; `None` when the database holds no `meta` table or no
-/// check value (not a runseal database, or never initialised).
-fn meta_check(conn: &Connection) -> Result<Option<Vec<u8>>> {
-    let has_meta: bool = conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta')",
-        [],
-        |r| r.get(0),
-    )?;
-    if !has_meta {
+/// One `meta` value; `None` when the database holds no `meta` table or no such row (not a
+/// runseal database, or never initialised).
+fn meta_value(conn: &Connection, key: &str) -> Result<Option<Vec<u8>>> {
+    if !has_table(conn, "meta")? {
         return Ok(None);
     }
     let mut stmt = conn.prepare("SELECT value FROM meta WHERE key = ?1")?;
-    let mut rows = stmt.query([super::META_MASTER_KEY_CHECK])?;
+    let mut rows = stmt.query([key])?;
     match rows.next()? {
         Some(r) => Ok(Some(r.get(0)?)),
         None => Ok(None),

@@ -282,3 +282,84 @@ async fn replicas_on_either_key_restart_during_a_staged_rotation_on_postgres() {
     assert_eq!(values(&b, &admin).await, want);
     drop((a, b, pg));
 }
+
+fn runseald_ok(args: &[&OsStr], what: &str) -> String {
+    let out = Command::new(RUNSEALD)
+        .args(args)
+        .env_remove("RUNSEALD_DATA_DIR")
+        .env_remove("RUNSEALD_DATABASE_URL")
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    succeeded(out, what)
+}
+
+#[test]
+fn a_backup_taken_while_a_rotation_is_staged_restores_with_either_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let d = Daemon::start(&dir, &[], &[]);
+    ok(runseal(
+        &d.addr,
+        &d.admin_key(),
+        &["secrets", "set", "ROT_C=charlie"],
+    ));
+    let old_key = tmp.path().join("old.key");
+    copy_private(&dir.join("master.key"), &old_key);
+    succeeded(rotate(&dir, &[OsStr::new("--stage")]), "--stage");
+    let file = tmp.path().join("staged.runseal-backup");
+    runseald_ok(
+        &[
+            OsStr::new("backup"),
+            OsStr::new("--data-dir"),
+            dir.as_os_str(),
+            OsStr::new("--to"),
+            file.as_os_str(),
+        ],
+        "backup while staged",
+    );
+    drop(d);
+    let header = String::from_utf8_lossy(&std::fs::read(&file).unwrap()[..400]).into_owned();
+    assert!(header.contains("staged-master-key-check: "), "{header}");
+    let restore = |target: &Path, key: &Path| {
+        Command::new(RUNSEALD)
+            .args([
+                OsStr::new("restore"),
+                OsStr::new("--from"),
+                file.as_os_str(),
+            ])
+            .args([OsStr::new("--data-dir"), target.as_os_str()])
+            .args([OsStr::new("--master-key-file"), key.as_os_str()])
+            .output()
+            .unwrap()
+    };
+    let bad = tmp.path().join("bad.key");
+    std::fs::write(&bad, [9u8; 32]).unwrap();
+    std::fs::set_permissions(&bad, std::fs::Permissions::from_mode(0o600)).unwrap();
+    refused(
+        &restore(&tmp.path().join("r-bad"), &bad),
+        &["or the staged new key", &key_id(&old_key)],
+    );
+    for (name, key) in [
+        ("r-old", old_key.clone()),
+        ("r-new", dir.join("master.key")),
+    ] {
+        let target = tmp.path().join(name);
+        succeeded(restore(&target, &key), name);
+        let report = runseald_ok(
+            &[
+                OsStr::new("verify"),
+                OsStr::new("--data-dir"),
+                target.as_os_str(),
+                OsStr::new("--master-key-file"),
+                key.as_os_str(),
+            ],
+            "verify of a restored staged backup",
+        );
+        assert!(
+            report.contains("1 sealed values checked, 0 failed"),
+            "{name}: {report}"
+        );
+    }
+}
