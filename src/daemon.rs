@@ -1,4 +1,5 @@
-//! `runseald`: the command line of the server (serve, init, rotate-master-key, verify).
+//! `runseald`: the command line of the server (serve, init, rotate-master-key, verify, backup,
+//! restore, recover-admin, migrate).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,12 +32,72 @@ pub enum Command {
     Serve(ServeArgs),
     /// Initialise a data dir for production: prints the admin key once on stdout.
     Init(DirArgs),
-    /// Re-wrap every data key under a new master key (safe while runseald runs).
-    RotateMasterKey(DirArgs),
+    /// Re-wrap every data key under a new master key (safe while runseald runs); in two steps
+    /// with --stage and --finish, so replicas on either key keep starting in between.
+    RotateMasterKey(RotateArgs),
     /// Open every sealed value and report any that fails its integrity check.
     Verify(DirArgs),
     /// Copy everything from a SQLite database to an empty PostgreSQL database.
     Migrate(MigrateArgs),
+    /// Write a consistent copy of the SQLite store (safe while runseald runs) to one file:
+    /// values stay sealed, the master key is not in it.
+    Backup(BackupArgs),
+    /// Make a new data dir from a backup, with the master key it was taken under.
+    Restore(RestoreArgs),
+    /// Mint a new admin key with the master key (runseald running or stopped); prints it once.
+    RecoverAdmin(RecoverAdminArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    #[command(flatten)]
+    pub dir: DirArgs,
+    /// Wrap the keys under a new master key as well, keeping the old one valid (and kept as
+    /// <master-key-file>.old) until --finish.
+    #[arg(long, conflicts_with = "finish")]
+    pub stage: bool,
+    /// Drop the old master key's wrappings of a --stage; runs with the new key.
+    #[arg(long)]
+    pub finish: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Data directory whose database is copied.
+    #[arg(long, env = "RUNSEALD_DATA_DIR", default_value = crate::config::DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+    /// The backup file to write (mode 0600; an existing runseal backup there is replaced).
+    #[arg(long)]
+    pub to: PathBuf,
+    /// PostgreSQL stores are backed up with pg_dump: given, backup refuses and says so.
+    #[arg(long, env = "RUNSEALD_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<crate::store::DatabaseUrl>,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The backup file (`runseald backup --to FILE`).
+    #[arg(long)]
+    pub from: PathBuf,
+    /// The new data directory (created if missing; must hold no database).
+    #[arg(long, env = "RUNSEALD_DATA_DIR", default_value = crate::config::DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+    /// The master key the backup was taken under (default: <data-dir>/master.key, or
+    /// $CREDENTIALS_DIRECTORY/master.key).
+    #[arg(long)]
+    pub master_key_file: Option<PathBuf>,
+    /// PostgreSQL stores are restored with pg_restore: given, restore refuses and says so.
+    #[arg(long, env = "RUNSEALD_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<crate::store::DatabaseUrl>,
+}
+
+#[derive(Debug, Args)]
+pub struct RecoverAdminArgs {
+    #[command(flatten)]
+    pub dir: DirArgs,
+    /// The new key's label (shown in `runseal keys list`).
+    #[arg(long, default_value = "recovered admin key")]
+    pub label: String,
 }
 
 #[derive(Debug, Args)]
@@ -176,7 +237,39 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
             println!("{}", admin.to_line().as_str());
             Ok(())
         }
-        Command::RotateMasterKey(args) => {
+        Command::RotateMasterKey(RotateArgs {
+            dir: args,
+            stage: true,
+            ..
+        }) => {
+            telemetry::init(args.log_format, "warn");
+            let dir = args.data_dir();
+            let staged = dir.stage_master_key_rotation().await?;
+            println!(
+                "master key rotation staged: new key {} in {}, old key {} kept in {} until --finish; replicas on either key start. Give every replica the new key, then run `runseald rotate-master-key --finish`",
+                staged.new_id,
+                dir.master_key_path().display(),
+                staged.old_id,
+                staged.old_path.display()
+            );
+            Ok(())
+        }
+        Command::RotateMasterKey(RotateArgs {
+            dir: args,
+            finish: true,
+            ..
+        }) => {
+            telemetry::init(args.log_format, "warn");
+            let dir = args.data_dir();
+            let id = dir.finish_master_key_rotation().await?;
+            println!(
+                "master key rotation finished: only key {id} ({}) opens the database now; {} removed",
+                dir.master_key_path().display(),
+                dir.old_master_key_path().display()
+            );
+            Ok(())
+        }
+        Command::RotateMasterKey(RotateArgs { dir: args, .. }) => {
             telemetry::init(args.log_format, "warn");
             let dir = args.data_dir();
             let id = dir.rotate_master_key().await?;
@@ -205,6 +298,59 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
                 "migrated {total} rows to {}; start runseald with --database-url and the same master key",
                 args.to
             );
+            Ok(())
+        }
+        Command::Backup(args) => {
+            telemetry::init(LogFormat::Text, "warn");
+            let dir = DataDir::new(&args.data_dir, None);
+            let postgres = args.database_url.is_some();
+            let to = args.to.clone();
+            let report =
+                tokio::task::spawn_blocking(move || crate::backup::backup(&dir, postgres, &to))
+                    .await
+                    .context("the backup task failed")??;
+            println!(
+                "backed up {} to {} ({} bytes); restoring it needs the master key {} (not in the backup: keep it apart)",
+                args.data_dir.display(),
+                args.to.display(),
+                report.file_bytes,
+                report.header.master_key_id()
+            );
+            Ok(())
+        }
+        Command::Restore(args) => {
+            telemetry::init(LogFormat::Text, "warn");
+            let dir = DataDir::new(&args.data_dir, args.master_key_file.clone());
+            let postgres = args.database_url.is_some();
+            let from = args.from.clone();
+            let restored = dir.clone();
+            let header = tokio::task::spawn_blocking(move || {
+                crate::backup::restore(&from, &restored, postgres)
+            })
+            .await
+            .context("the restore task failed")??;
+            println!(
+                "restored {} (taken {}) into {}; start it with `runseald serve --data-dir {}` and the master key {} ({})",
+                args.from.display(),
+                header.created_at,
+                dir.database_path().display(),
+                args.data_dir.display(),
+                header.master_key_id(),
+                dir.master_key_path().display()
+            );
+            Ok(())
+        }
+        Command::RecoverAdmin(args) => {
+            telemetry::init(args.dir.log_format, "warn");
+            crate::service::check_label(&args.label).map_err(|e| anyhow::anyhow!("--{e}"))?;
+            let dir = args.dir.data_dir();
+            let admin = dir.recover_admin(args.label).await?;
+            eprintln!(
+                "runseald: new admin key {} for {} (audited as key.recover_admin). It follows, shown once:",
+                admin.key_id(),
+                dir.database_description()
+            );
+            println!("{}", admin.to_line().as_str());
             Ok(())
         }
         Command::Verify(args) => {

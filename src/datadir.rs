@@ -20,7 +20,7 @@ use crate::integrity::{IntegrityKey, INTEGRITY_KEY_ID};
 use crate::seal::{new_data_key_id, DataKey, MasterKey, SealError, Sealer};
 use crate::store::{
     AuditRecord, DataKeyRow, DatabaseUrl, InitialState, KeyRow, PostgresStore, SqliteStore, Store,
-    StoreError, META_ACTIVE_DATA_KEY, META_MASTER_KEY_CHECK,
+    StoreError, META_ACTIVE_DATA_KEY, META_MASTER_KEY_CHECK, META_STAGED_MASTER_KEY_CHECK,
 };
 
 pub const MASTER_KEY_FILE: &str = "master.key";
@@ -37,6 +37,25 @@ pub enum DataDirError {
         "the master key in {0} does not match this database (wrong key file?): refusing to start"
     )]
     WrongMasterKey(PathBuf),
+    #[error("the master key in {path} (check value id {found}) matches neither this database's current master key (id {current}) nor the staged new one (id {staged}) of the rotation in progress: refusing to start")]
+    WrongMasterKeyStaged {
+        path: PathBuf,
+        found: String,
+        current: String,
+        staged: String,
+    },
+    #[error("a master key rotation is staged (new key id {0}): finish it with `runseald rotate-master-key --finish` before another rotation")]
+    RotationStaged(String),
+    #[error(
+        "no master key rotation is staged: `--finish` completes a `rotate-master-key --stage`"
+    )]
+    NothingStaged,
+    #[error("the master key in {path} (check value id {found}) is not the staged new key (id {staged}): `--finish` runs with the new key, which `--stage` wrote there")]
+    FinishNeedsNewKey {
+        path: PathBuf,
+        found: String,
+        staged: String,
+    },
     #[error("the master key file {path} is invalid: {source}")]
     BadMasterKey { path: PathBuf, source: SealError },
     #[error("{0} is already initialised: refusing to initialise it again")]
@@ -147,6 +166,13 @@ impl DataDir {
 
     fn pending_admin_key_path(&self) -> PathBuf {
         self.root.join("admin.key.new")
+    }
+
+    /// Where `rotate-master-key --stage` keeps the old key until `--finish`.
+    pub fn old_master_key_path(&self) -> PathBuf {
+        let mut p = self.master_key.clone().into_os_string();
+        p.push(".old");
+        PathBuf::from(p)
     }
 
     fn pending_master_key_path(&self) -> PathBuf {
@@ -305,7 +331,8 @@ impl DataDir {
             .meta(META_MASTER_KEY_CHECK)
             .await?
             .ok_or(DataDirError::NotInitialized)?;
-        let master = self.load_matching_master_key(&check)?;
+        let staged = store.meta(META_STAGED_MASTER_KEY_CHECK).await?;
+        let (master, which) = self.load_matching_master_key(&check, staged.as_deref())?;
         let active = store
             .meta(META_ACTIVE_DATA_KEY)
             .await?
@@ -313,7 +340,11 @@ impl DataDir {
             .ok_or_else(|| StoreError::Corrupt("no active data key recorded".into()))?;
         let mut keys = HashMap::new();
         let mut integrity = None;
-        for row in store.data_keys().await? {
+        let rows = match which {
+            Wrapping::Current => store.data_keys().await?,
+            Wrapping::Staged => store.staged_wrappings().await?,
+        };
+        for row in rows {
             if row.id == INTEGRITY_KEY_ID {
                 integrity = Some(master.unwrap_integrity_key(&row.wrapped)?);
             } else {
@@ -363,14 +394,31 @@ impl DataDir {
         })
     }
 
-    /// The master key file, checked against the stored check value. Finishes an interrupted
-    /// rotation: if the database already holds the new key's check value, `master.key.new`
-    /// replaces `master.key`; if it still holds the old one, the leftover is removed.
-    fn load_matching_master_key(&self, check: &[u8]) -> Result<MasterKey> {
+    /// The master key file, checked against the stored check value (and, while a rotation is
+    /// staged, the staged one). Finishes an interrupted rotation: if the database already holds
+    /// the new key's check value, `master.key.new` replaces `master.key`; if it still holds the
+    /// old one only, the leftover is removed. A staged rotation interrupted before its files
+    /// moved is finished the same way, keeping the old key as `master.key.old`.
+    fn load_matching_master_key(
+        &self,
+        check: &[u8],
+        staged: Option<&[u8]>,
+    ) -> Result<(MasterKey, Wrapping)> {
         let pending = self.pending_master_key_path();
         if !self.master_key.exists() && !pending.exists() {
             return Err(DataDirError::MasterKeyMissing(self.master_key.clone()));
         }
+        if let Some(staged) = staged {
+            if pending.exists() {
+                let key = read_master_key(&pending)?;
+                if key.matches_check_value(staged) {
+                    tracing::warn!(path = %self.master_key.display(), "finishing the file moves of an interrupted `rotate-master-key --stage`");
+                    self.move_staged_files(&pending)?;
+                    return Ok((key, Wrapping::Staged));
+                }
+            }
+        }
+        let mut found = None;
         if self.master_key.exists() {
             let key = read_master_key(&self.master_key)?;
             if key.matches_check_value(check) {
@@ -378,18 +426,40 @@ impl DataDir {
                     tracing::warn!(path = %pending.display(), "removing the key of a rotation that did not commit");
                     fs::remove_file(&pending).map_err(io_err(&pending))?;
                 }
-                return Ok(key);
+                return Ok((key, Wrapping::Current));
             }
+            if staged.is_some_and(|s| key.matches_check_value(s)) {
+                return Ok((key, Wrapping::Staged));
+            }
+            found = Some(key.id());
         }
         if pending.exists() {
             let key = read_master_key(&pending)?;
             if key.matches_check_value(check) {
                 tracing::warn!(path = %self.master_key.display(), "finishing an interrupted master key rotation");
                 replace_file(&pending, &self.master_key)?;
-                return Ok(key);
+                return Ok((key, Wrapping::Current));
             }
         }
-        Err(DataDirError::WrongMasterKey(self.master_key.clone()))
+        match (staged, found) {
+            (Some(staged), Some(found)) => Err(DataDirError::WrongMasterKeyStaged {
+                path: self.master_key.clone(),
+                found,
+                current: hex::encode(&check[..8.min(check.len())]),
+                staged: hex::encode(&staged[..8.min(staged.len())]),
+            }),
+            _ => Err(DataDirError::WrongMasterKey(self.master_key.clone())),
+        }
+    }
+
+    /// After a staged rotation committed: `master.key` → `master.key.old`, then
+    /// `master.key.new` → `master.key` (each a rename, so each file keeps its 0600).
+    fn move_staged_files(&self, pending: &Path) -> Result<()> {
+        let old = self.old_master_key_path();
+        if self.master_key.exists() {
+            replace_file(&self.master_key, &old)?;
+        }
+        replace_file(pending, &self.master_key)
     }
 
     /// Re-wraps every data key under a new master key. Old rows keep opening throughout: data
@@ -397,6 +467,12 @@ impl DataDir {
     /// running runseald keeps serving (it holds the unwrapped data keys).
     pub async fn rotate_master_key(&self) -> Result<String> {
         let opened = self.open().await?;
+        if let Some(staged) = opened.store.meta(META_STAGED_MASTER_KEY_CHECK).await? {
+            opened.store.close().await;
+            return Err(DataDirError::RotationStaged(hex::encode(
+                &staged[..8.min(staged.len())],
+            )));
+        }
         let old = read_master_key(&self.master_key)?;
         let new = MasterKey::generate();
         let pending = self.pending_master_key_path();
@@ -426,6 +502,159 @@ impl DataDir {
             .await?;
         replace_file(&pending, &self.master_key)?;
         Ok(new.id())
+    }
+}
+
+/// Which stored wrappings a master key opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wrapping {
+    /// `data_keys`, under the check value `master_key_check`.
+    Current,
+    /// `staged_wrappings`, under `staged_master_key_check` (a rotation is staged).
+    Staged,
+}
+
+/// What `rotate-master-key --stage` did.
+#[derive(Debug)]
+pub struct Staged {
+    pub old_id: String,
+    pub new_id: String,
+    pub old_path: PathBuf,
+}
+
+impl DataDir {
+    /// `rotate-master-key --stage`: wraps every data key and the integrity key under a new
+    /// master key too, and stores its check value beside the current one, in one transaction.
+    /// Replicas holding either key keep starting. The new key replaces `master.key`; the old
+    /// one is kept as `master.key.old` (0600) until [`DataDir::finish_master_key_rotation`].
+    pub async fn stage_master_key_rotation(&self) -> Result<Staged> {
+        let opened = self.open().await?;
+        let result = self.stage_with(opened.store.as_ref()).await;
+        opened.store.close().await;
+        result
+    }
+
+    async fn stage_with(&self, store: &dyn Store) -> Result<Staged> {
+        if let Some(staged) = store.meta(META_STAGED_MASTER_KEY_CHECK).await? {
+            return Err(DataDirError::RotationStaged(hex::encode(
+                &staged[..8.min(staged.len())],
+            )));
+        }
+        let old = read_master_key(&self.master_key)?;
+        let new = MasterKey::generate();
+        let pending = self.pending_master_key_path();
+        if pending.exists() {
+            fs::remove_file(&pending).map_err(io_err(&pending))?;
+        }
+        let old_path = self.old_master_key_path();
+        if old_path.exists() {
+            // A leftover of a finished rotation that could not remove it.
+            fs::remove_file(&old_path).map_err(io_err(&old_path))?;
+        }
+        create_private(&pending, new.expose())?;
+        let mut wrapped = Vec::new();
+        for row in store.data_keys().await? {
+            let key = old.unwrap_key(&row.id, &row.wrapped)?;
+            wrapped.push(DataKeyRow {
+                wrapped: new.wrap(&row.id, &key)?,
+                master_key_id: new.id(),
+                ..row
+            });
+        }
+        let audit = AuditRecord::new(
+            OffsetDateTime::now_utc(),
+            "runseald",
+            "master-key.rotate.stage",
+            None,
+            vec![old.id(), new.id()],
+        );
+        if let Err(e) = store
+            .stage_wrappings(new.check_value().to_vec(), wrapped, audit)
+            .await
+        {
+            let _ = fs::remove_file(&pending);
+            return Err(e.into());
+        }
+        self.move_staged_files(&pending)?;
+        Ok(Staged {
+            old_id: old.id(),
+            new_id: new.id(),
+            old_path,
+        })
+    }
+
+    /// `rotate-master-key --finish`: the new key's wrappings become the only ones (replicas on
+    /// the old key no longer start) and `master.key.old` is removed. Runs with the new key.
+    pub async fn finish_master_key_rotation(&self) -> Result<String> {
+        let opened = self.open().await?;
+        let result = self.finish_with(opened.store.as_ref()).await;
+        opened.store.close().await;
+        result
+    }
+
+    async fn finish_with(&self, store: &dyn Store) -> Result<String> {
+        let staged = store
+            .meta(META_STAGED_MASTER_KEY_CHECK)
+            .await?
+            .ok_or(DataDirError::NothingStaged)?;
+        let key = read_master_key(&self.master_key)?;
+        if !key.matches_check_value(&staged) {
+            return Err(DataDirError::FinishNeedsNewKey {
+                path: self.master_key.clone(),
+                found: key.id(),
+                staged: hex::encode(&staged[..8.min(staged.len())]),
+            });
+        }
+        let check = store
+            .meta(META_MASTER_KEY_CHECK)
+            .await?
+            .ok_or(DataDirError::NotInitialized)?;
+        let audit = AuditRecord::new(
+            OffsetDateTime::now_utc(),
+            "runseald",
+            "master-key.rotate.finish",
+            None,
+            vec![hex::encode(&check[..8.min(check.len())]), key.id()],
+        );
+        store.finish_staged(audit).await?;
+        let old = self.old_master_key_path();
+        if old.exists() {
+            fs::remove_file(&old).map_err(io_err(&old))?;
+        }
+        Ok(key.id())
+    }
+}
+
+impl DataDir {
+    /// `runseald recover-admin`: a new admin key, minted with the master key at hand (the
+    /// server may be running or stopped). Its row carries the integrity MAC like every key's,
+    /// and the audit log records it (`key.recover_admin`). The credential is returned to be
+    /// shown once; nothing else keeps it.
+    pub async fn recover_admin(&self, label: String) -> Result<Credential> {
+        let opened = self.open().await?;
+        let admin = generate_key();
+        let now = OffsetDateTime::now_utc();
+        let row = KeyRow {
+            id: admin.key_id().to_string(),
+            secret_hash: admin.secret_hash().to_vec(),
+            label,
+            scopes: Scope::Admin.to_string(),
+            created_at: now,
+            last_used_at: None,
+            revoked_at: None,
+        };
+        let audit = AuditRecord::new(
+            now,
+            "runseald",
+            "key.recover_admin",
+            None,
+            vec![row.id.clone()],
+        );
+        let inserted = opened.store.insert_key(row, audit).await;
+        opened.store.close().await;
+        inserted?;
+        tracing::info!(key_id = %admin.key_id(), "recovery admin key created");
+        Ok(admin)
     }
 }
 
@@ -475,7 +704,7 @@ pub fn read_master_key(path: &Path) -> Result<MasterKey> {
 
 /// Refuses a data dir or key file that anyone but its owner may use (judged by the ACL when it
 /// has one, so a systemd credential, 0400 plus an ACL entry for the service, is accepted).
-fn refuse_exposed(path: &Path, what: &'static str, fix: &'static str) -> Result<()> {
+pub(crate) fn refuse_exposed(path: &Path, what: &'static str, fix: &'static str) -> Result<()> {
     match crate::file_mode::foreign_access(path).map_err(io_err(path))? {
         Some(who) => Err(DataDirError::Exposed {
             what,

@@ -14,6 +14,7 @@ const SERVER: &[&str] = &[
     "daemon",
     "web",
     "datadir",
+    "backup",
     "config",
     "integrity",
     "seal",

@@ -10,6 +10,7 @@
 
 pub mod agent;
 pub mod auth;
+pub mod backup;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -221,6 +221,9 @@ pub struct InitialState {
 
 /// Meta key under which the master key check value is stored.
 pub const META_MASTER_KEY_CHECK: &str = "master_key_check";
+/// Meta key of the new master key's check value while a rotation is staged
+/// (`rotate-master-key --stage`; gone after `--finish`).
+pub const META_STAGED_MASTER_KEY_CHECK: &str = "staged_master_key_check";
 /// Meta key naming the data key that seals new values.
 pub const META_ACTIVE_DATA_KEY: &str = "active_data_key";
 

@@ -23,6 +23,17 @@ pub fn label_char(c: char) -> bool {
         )
 }
 
+/// The rule of key labels (also `runseald recover-admin --label`); the refusal says what is
+/// allowed.
+pub fn check_label(label: &str) -> Result<(), String> {
+    if label.chars().count() > MAX_LABEL || !label.chars().all(label_char) {
+        return Err(format!(
+            "label: at most {MAX_LABEL} characters, without control characters, bidirectional overrides or invisible formatting characters"
+        ));
+    }
+    Ok(())
+}
+
 impl Service {
     /// A new key with these scopes: its stored row and the credential, shown once.
     pub async fn create_key(
@@ -56,11 +67,7 @@ impl Service {
                 }
             }
         }
-        if label.chars().count() > MAX_LABEL || !label.chars().all(label_char) {
-            return Err(ServiceError::InvalidArgument(format!(
-                "label: at most {MAX_LABEL} characters, without control characters, bidirectional overrides or invisible formatting characters"
-            )));
-        }
+        check_label(&label).map_err(ServiceError::InvalidArgument)?;
         let cred = generate_key();
         let row = KeyRow {
             id: cred.key_id().to_string(),

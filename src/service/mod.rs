@@ -18,6 +18,7 @@ mod environments;
 mod fetch;
 mod history;
 mod keys;
+pub use keys::check_label;
 mod runners;
 mod secrets;
 mod sessions;

@@ -15,6 +15,7 @@ use super::{DatabaseUrl, PostgresStore, Result, SqliteStore, Store, StoreError};
 const TABLES: &[(&str, &str)] = &[
     ("meta", "key value"),
     ("data_keys", "id master_key_id wrapped created_at"),
+    ("staged_wrappings", "id master_key_id wrapped created_at"),
     ("environments", "name revision created_at mac"),
     ("secrets", "environment name key_id nonce ciphertext value_len created_at updated_at exposed:o"),
     ("api_keys", "id secret_hash label scopes created_at last_used_at revoked_at mac"),

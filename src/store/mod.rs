@@ -177,6 +177,20 @@ pub trait Store: Send + Sync + 'static {
         rewrapped: Vec<DataKeyRow>,
         audit: AuditRecord,
     ) -> Result<()>;
+    /// `rotate-master-key --stage`: stores a second wrapping of every key (under the new master
+    /// key) and that key's check value beside the current ones, atomically. Refuses (Corrupt)
+    /// wrappings that do not cover every stored key.
+    async fn stage_wrappings(
+        &self,
+        new_check: Vec<u8>,
+        wrapped: Vec<DataKeyRow>,
+        audit: AuditRecord,
+    ) -> Result<()>;
+    /// The wrappings of a staged rotation (empty when none is staged).
+    async fn staged_wrappings(&self) -> Result<Vec<DataKeyRow>>;
+    /// `rotate-master-key --finish`: the staged wrappings and check value replace the current
+    /// ones, and the staging is dropped, atomically.
+    async fn finish_staged(&self, audit: AuditRecord) -> Result<()>;
 
     async fn list_environments(&self) -> Result<Vec<EnvironmentRow>>;
     async fn environment(&self, name: &str) -> Result<Option<EnvironmentRow>>;

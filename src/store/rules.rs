@@ -737,6 +737,105 @@ impl<B: Backend> Store for Db<B> {
         done(tx, ()).await
     }
 
+    async fn stage_wrappings(
+        &self,
+        new_check: Vec<u8>,
+        wrapped: Vec<DataKeyRow>,
+        audit: AuditRecord,
+    ) -> Result<()> {
+        let mut tx = self.write().await?;
+        lock(&mut *tx, Lock::Meta).await?;
+        let ids: std::collections::BTreeSet<String> = tx
+            .rows("SELECT id FROM data_keys", &[])
+            .await?
+            .iter()
+            .map(|r| r.text(0))
+            .collect::<Result<_>>()?;
+        let staged: std::collections::BTreeSet<String> =
+            wrapped.iter().map(|k| k.id.clone()).collect();
+        if ids != staged || wrapped.len() != ids.len() {
+            return Err(StoreError::Corrupt(format!(
+                "{} keys stored, {} wrapped under the new master key",
+                ids.len(),
+                wrapped.len()
+            )));
+        }
+        tx.exec("DELETE FROM staged_wrappings", &[]).await?;
+        for k in &wrapped {
+            let sql = "INSERT INTO staged_wrappings (id, master_key_id, wrapped, created_at) \
+                       VALUES ($1, $2, $3, $4)";
+            let args = [
+                (&k.id).into(),
+                (&k.master_key_id).into(),
+                (&k.wrapped).into(),
+                to_millis(k.created_at).into(),
+            ];
+            tx.exec(sql, &args).await?;
+        }
+        let sql = "DELETE FROM meta WHERE key = $1";
+        tx.exec(sql, &[META_STAGED_MASTER_KEY_CHECK.into()]).await?;
+        let sql = "INSERT INTO meta (key, value) VALUES ($1, $2)";
+        tx.exec(
+            sql,
+            &[META_STAGED_MASTER_KEY_CHECK.into(), (&new_check).into()],
+        )
+        .await?;
+        append_audit(&mut *tx, &audit).await?;
+        done(tx, ()).await
+    }
+
+    async fn staged_wrappings(&self) -> Result<Vec<DataKeyRow>> {
+        let sql = "SELECT id, master_key_id, wrapped, created_at FROM staged_wrappings";
+        let rows = self.read_rows(sql, &[]).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(DataKeyRow {
+                    id: r.text(0)?,
+                    master_key_id: r.text(1)?,
+                    wrapped: r.blob(2)?,
+                    created_at: r.time(3)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn finish_staged(&self, audit: AuditRecord) -> Result<()> {
+        let mut tx = self.write().await?;
+        lock(&mut *tx, Lock::Meta).await?;
+        let sql = "SELECT value FROM meta WHERE key = $1";
+        let check = tx
+            .row(sql, &[META_STAGED_MASTER_KEY_CHECK.into()])
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("no master key rotation is staged".into()))?
+            .blob(0)?;
+        let sql = "SELECT id, master_key_id, wrapped FROM staged_wrappings";
+        let staged = tx.rows(sql, &[]).await?;
+        let existing = tx.row("SELECT COUNT(*) FROM data_keys", &[]).await?;
+        let existing = existing.map(|r| r.uint(0)).transpose()?.unwrap_or(0);
+        if existing as usize != staged.len() {
+            return Err(StoreError::Corrupt(format!(
+                "{existing} keys stored, {} staged",
+                staged.len()
+            )));
+        }
+        for r in &staged {
+            let (id, master_key_id, wrapped) = (r.text(0)?, r.text(1)?, r.blob(2)?);
+            let sql = "UPDATE data_keys SET master_key_id = $1, wrapped = $2 WHERE id = $3";
+            let args = [(&master_key_id).into(), (&wrapped).into(), (&id).into()];
+            if tx.exec(sql, &args).await? != 1 {
+                return Err(StoreError::Corrupt(format!("data key {id} vanished")));
+            }
+        }
+        let sql = "UPDATE meta SET value = $1 WHERE key = $2";
+        tx.exec(sql, &[(&check).into(), META_MASTER_KEY_CHECK.into()])
+            .await?;
+        tx.exec("DELETE FROM staged_wrappings", &[]).await?;
+        let sql = "DELETE FROM meta WHERE key = $1";
+        tx.exec(sql, &[META_STAGED_MASTER_KEY_CHECK.into()]).await?;
+        append_audit(&mut *tx, &audit).await?;
+        done(tx, ()).await
+    }
+
     async fn list_environments(&self) -> Result<Vec<EnvironmentRow>> {
         let rows = self
             .read_rows(&format!("{ENV_SELECT} ORDER BY e.name"), &[])

@@ -84,6 +84,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "history and changes",
         include_str!("../../migrations/sqlite/0007_history_and_changes.sql"),
     ),
+    (
+        8,
+        "staged rotation",
+        include_str!("../../migrations/sqlite/0008_staged_rotation.sql"),
+    ),
 ];
 
 type Conn = Arc<Mutex<Option<Connection>>>;
@@ -535,4 +540,138 @@ fn is_constraint(e: &StoreError) -> bool {
         StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, _))
             if f.code == rusqlite::ErrorCode::ConstraintViolation
     )
+}
+
+/// `runseald backup`: copies the database at `source` (live or not) into the empty file `dest`
+/// with SQLite's online backup API, in one step, so the copy is one consistent read
+/// transaction of the source (runseald keeps writing meanwhile: WAL readers do not block it).
+/// The copy is turned into a self-contained rollback-journal file. Returns the master key
+/// check values it holds (`None` for a database that is not initialised). Never creates
+/// `source`.
+pub fn backup_file(source: &Path, dest: &Path) -> Result<Option<StoredChecks>> {
+    let src = Connection::open_with_flags(
+        source,
+        OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_READ_WRITE,
+    )?;
+    src.busy_timeout(BUSY_TIMEOUT)?;
+    let mut dst = Connection::open_with_flags(
+        dest,
+        OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_READ_WRITE,
+    )?;
+    {
+        use rusqlite::backup::{Backup, StepResult};
+        let backup = Backup::new(&src, &mut dst)?;
+        // -1: every page in one step, in one read transaction of the source (a WAL reader, so
+        // runseald's writes go on); smaller steps would restart whenever runseald commits.
+        let deadline = Instant::now() + BUSY_TIMEOUT;
+        loop {
+            match backup.step(-1)? {
+                StepResult::Done => break,
+                StepResult::More => {}
+                // Busy, Locked (and any later variant): wait and try again.
+                _ => {
+                    if Instant::now() > deadline {
+                        return Err(StoreError::Unavailable(format!(
+                            "the database stayed locked for {BUSY_TIMEOUT:?}"
+                        )));
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        }
+    }
+    drop(src);
+    let _: String = dst.query_row("PRAGMA journal_mode = DELETE", [], |r| r.get(0))?;
+    let checks = match meta_value(&dst, super::META_MASTER_KEY_CHECK)? {
+        Some(current) => Some(StoredChecks {
+            current,
+            staged: meta_value(&dst, super::META_STAGED_MASTER_KEY_CHECK)?,
+        }),
+        None => None,
+    };
+    dst.close().map_err(|(_, e)| StoreError::from(e))?;
+    Ok(checks)
+}
+
+/// The master key check values a database stores.
+pub struct StoredChecks {
+    pub current: Vec<u8>,
+    /// The new key's, while a rotation is staged.
+    pub staged: Option<Vec<u8>>,
+}
+
+/// What `runseald restore` checks in a restored file before it becomes a data dir's database.
+pub struct RestoredFile {
+    /// The master key check value stored in it.
+    pub check: Option<Vec<u8>>,
+    /// Every wrapped key (data keys and the integrity key).
+    pub data_keys: Vec<super::DataKeyRow>,
+    /// The new key's check value and wrappings, while a rotation is staged.
+    pub staged_check: Option<Vec<u8>>,
+    pub staged_keys: Vec<super::DataKeyRow>,
+}
+
+/// Opens a restored database file read-only and checks it: SQLite's `integrity_check`, then
+/// reads its check value and wrapped keys. Writes nothing.
+pub fn inspect_file(path: &Path) -> Result<RestoredFile> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )?;
+    let verdict: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
+    if verdict != "ok" {
+        return Err(StoreError::Corrupt(format!(
+            "SQLite's integrity check failed: {verdict}"
+        )));
+    }
+    let check = meta_value(&conn, super::META_MASTER_KEY_CHECK)?;
+    let staged_check = meta_value(&conn, super::META_STAGED_MASTER_KEY_CHECK)?;
+    let data_keys = wrapped_keys(&conn, "data_keys")?;
+    let staged_keys = wrapped_keys(&conn, "staged_wrappings")?;
+    Ok(RestoredFile {
+        check,
+        data_keys,
+        staged_check,
+        staged_keys,
+    })
+}
+
+fn has_table(conn: &Connection, table: &str) -> Result<bool> {
+    let sql = "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)";
+    Ok(conn.query_row(sql, [table], |r| r.get(0))?)
+}
+
+/// The rows of `data_keys` or `staged_wrappings` (none when the table does not exist: a
+/// database from before it).
+fn wrapped_keys(conn: &Connection, table: &str) -> Result<Vec<super::DataKeyRow>> {
+    if !has_table(conn, table)? {
+        return Ok(Vec::new());
+    }
+    let sql = format!("SELECT id, master_key_id, wrapped, created_at FROM {table}");
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok(super::DataKeyRow {
+                id: r.get(0)?,
+                master_key_id: r.get(1)?,
+                wrapped: r.get(2)?,
+                created_at: super::from_millis(r.get(3)?),
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+/// One `meta` value; `None` when the database holds no `meta` table or no such row (not a
+/// runseal database, or never initialised).
+fn meta_value(conn: &Connection, key: &str) -> Result<Option<Vec<u8>>> {
+    if !has_table(conn, "meta")? {
+        return Ok(None);
+    }
+    let mut stmt = conn.prepare("SELECT value FROM meta WHERE key = ?1")?;
+    let mut rows = stmt.query([key])?;
+    match rows.next()? {
+        Some(r) => Ok(Some(r.get(0)?)),
+        None => Ok(None),
+    }
 }

@@ -10,6 +10,7 @@
 mod common;
 
 mod agent;
+mod backup;
 mod browser_harness;
 mod build;
 mod cli_flow;
@@ -31,6 +32,7 @@ mod lifecycle;
 mod migrate;
 mod pg_outage;
 mod replicas;
+mod rotation;
 mod security;
 mod server;
 mod small_holes;
