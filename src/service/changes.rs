@@ -112,21 +112,22 @@ impl Service {
                 .changes_since(&env, after.unwrap_or(0), 1)
                 .await?;
             let current = version.revision;
-            let after =
-                match after {
-                    None => current,
-                    Some(a) if a > current => return Err(resync(
+            let after = match after {
+                None => current,
+                Some(a) if a > current => {
+                    return Err(resync(
                         &env,
                         a,
                         &format!(
                             "its current revision is {current} (was it deleted and created again?)"
                         ),
-                    )),
-                    Some(a) if a < current && first.first().map(|c| c.revision) != Some(a + 1) => {
-                        return Err(resync(&env, a, "the changes after it are no longer kept"))
-                    }
-                    Some(a) => a,
-                };
+                    ))
+                }
+                Some(a) if a < current && first.first().map(|c| c.revision) != Some(a + 1) => {
+                    return Err(resync(&env, a, "the changes after it are no longer kept"))
+                }
+                Some(a) => a,
+            };
             cursors.push((env, version, after));
         }
         let slot = self.watches.take(&principal.key_id)?;

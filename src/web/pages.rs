@@ -57,7 +57,9 @@ impl Done {
             "saved" => format!("Saved {name}."),
             "deleted" => format!("Deleted {name}."),
             "exposure" => format!("Changed the exposure of {name}."),
-            "rolled-back" => format!("Rolled {name} back: the old value is current again, as a new version."),
+            "rolled-back" => {
+                format!("Rolled {name} back: the old value is current again, as a new version.")
+            }
             "created" => format!("Created environment {name}."),
             "env-deleted" => format!("Deleted environment {name}."),
             "revoked" => format!("Revoked key {name} and the runner tokens it minted."),
