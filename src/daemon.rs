@@ -445,6 +445,23 @@ fn harden_process() {
     }
 }
 
+/// An error and its causes on one line, each cause once: a cause whose text the line already
+/// holds (an error that prints its source, and also returns it as `source()`) is not repeated.
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
 /// Runs the server until `shutdown` completes.
 pub async fn serve(
     config: Config,

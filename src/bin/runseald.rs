@@ -15,7 +15,7 @@ async fn main() -> std::process::ExitCode {
     match runseal::daemon::main(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("runseald: {e:#}");
+            eprintln!("runseald: {}", runseal::daemon::one_line(&e));
             std::process::ExitCode::FAILURE
         }
     }

@@ -741,3 +741,62 @@ mod postgres {
         .await
     }
 }
+
+/// runseald's errors say each cause once (an error printing its source, which is also its
+/// `source()`, used to repeat it).
+#[test]
+fn runseald_errors_say_each_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("short.key");
+    std::fs::write(&key, "garbage\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let data = dir.path().join("d");
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &["serve", "--config", "/nonexistent/runseald.toml"],
+            "No such file or directory",
+        ),
+        (
+            &[
+                "serve",
+                "--data-dir",
+                "/proc/nonexistent/data",
+                "--listen",
+                "127.0.0.1:0",
+                "--web-listen",
+                "off",
+            ],
+            "does not exist",
+        ),
+        (
+            &[
+                "serve",
+                "--data-dir",
+                data.to_str().unwrap(),
+                "--master-key-file",
+                key.to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:0",
+                "--web-listen",
+                "off",
+            ],
+            "exactly 32 bytes",
+        ),
+    ];
+    for (args, cause) in cases {
+        let out = std::process::Command::new(common::RUNSEALD)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let err = common::stderr(&out);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert_eq!(err.lines().count(), 1, "{args:?}: not one line: {err}");
+        assert_eq!(
+            err.matches(cause).count(),
+            1,
+            "{args:?}: the cause is not said exactly once: {err}"
+        );
+    }
+}

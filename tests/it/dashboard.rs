@@ -1071,3 +1071,99 @@ async fn a_session_row_written_into_the_database_grants_nothing() {
     }
     assert_eq!(web.get("/keys").await.status, 401);
 }
+
+#[tokio::test]
+async fn a_secrets_history_is_shown_without_values_and_a_version_rolled_back_to() {
+    let s = TestServer::start().await;
+    let mut web = signed_in(&s).await;
+    let csrf = web.csrf().await;
+    for v in ["history-value-0001", "history-value-0002"] {
+        let res = web
+            .post(
+                "/environments/main/secrets",
+                &[("csrf", &csrf), ("name", "TOKEN"), ("value", v)],
+            )
+            .await;
+        assert_eq!(res.status, 303, "{}", res.body);
+    }
+    let page = web.get("/environments/main").await;
+    assert!(
+        page.body
+            .contains(r#"href="/environments/main/secrets/TOKEN/history""#),
+        "{}",
+        page.body
+    );
+    let page = web.get("/environments/main/secrets/TOKEN/history").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("Current"), "{}", page.body);
+    assert!(
+        page.body.contains(r#"name="version" value="1""#),
+        "a rollback button for the older version: {}",
+        page.body
+    );
+    assert!(
+        !page.body.contains(r#"name="version" value="2""#),
+        "no rollback button for the current version: {}",
+        page.body
+    );
+    // A cross-site rollback is refused and changes nothing.
+    let res = web
+        .post_with(
+            "/environments/main/secrets/TOKEN/rollback",
+            &[("Origin", "http://evil.example")],
+            form(&[("csrf", &csrf), ("version", "1")]).as_bytes(),
+        )
+        .await;
+    assert_eq!(res.status, 403);
+    assert_eq!(values(&s, "main").await[0].1, "history-value-0002");
+    // Without the CSRF token too.
+    let res = web
+        .post(
+            "/environments/main/secrets/TOKEN/rollback",
+            &[("version", "1")],
+        )
+        .await;
+    assert_eq!(res.status, 403);
+    assert_eq!(values(&s, "main").await[0].1, "history-value-0002");
+
+    let res = web
+        .post(
+            "/environments/main/secrets/TOKEN/rollback",
+            &[("csrf", &csrf), ("version", "1")],
+        )
+        .await;
+    assert_eq!(res.status, 303, "{}", res.body);
+    assert_eq!(values(&s, "main").await[0].1, "history-value-0001");
+    let page = web.get(res.header("location").unwrap()).await;
+    assert!(page.body.contains("Rolled TOKEN back"), "{}", page.body);
+    let versions = s.store.secret_history("main", "TOKEN").await.unwrap();
+    assert_eq!(
+        versions
+            .iter()
+            .map(|v| (v.version, v.current))
+            .collect::<Vec<_>>(),
+        [(3, true), (2, false), (1, false)]
+    );
+    // A version that is not kept is refused on the page, naming it.
+    let res = web
+        .post(
+            "/environments/main/secrets/TOKEN/rollback",
+            &[("csrf", &csrf), ("version", "7")],
+        )
+        .await;
+    assert_eq!(res.status, 404, "{}", res.body);
+    assert!(res.body.contains("version 7"), "{}", res.body);
+    let audit = s.store.list_audit(Some("main"), 10).await.unwrap();
+    assert!(audit
+        .iter()
+        .any(|a| a.action == "secrets.rollback" && a.via.as_deref() == Some("dashboard")));
+    assert_no_values(&web, &["history-value-0001", "history-value-0002"]);
+
+    // A read-only key sees the history but no rollback button.
+    let reader = s.key_with(&["read:main"]).await;
+    let mut web = WebClient::new(&s.web_addr);
+    web.sign_in(&reader.to_line()).await;
+    let page = web.get("/environments/main/secrets/TOKEN/history").await;
+    assert_eq!(page.status, 200);
+    assert!(!page.body.contains("Roll back"), "{}", page.body);
+}

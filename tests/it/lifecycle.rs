@@ -482,13 +482,13 @@ fn copy_reseals_on_the_server_atomically_and_needs_snapshot_of_the_source() {
 }
 
 /// `runseal watch ARGS --output json` as a child, its lines on a channel.
-struct Watcher {
+pub struct Watcher {
     child: Child,
     lines: mpsc::Receiver<String>,
 }
 
 impl Watcher {
-    fn start(addr: &str, key: &str, args: &[&str]) -> Self {
+    pub fn start(addr: &str, key: &str, args: &[&str]) -> Self {
         let mut child = Command::new(RUNSEAL)
             .arg("watch")
             .args(args)
@@ -514,7 +514,7 @@ impl Watcher {
     }
 
     /// The next event: (environment, revision, action, names).
-    fn next(&self) -> (String, u64, String, Vec<String>) {
+    pub fn next(&self) -> (String, u64, String, Vec<String>) {
         let line = self
             .lines
             .recv_timeout(Duration::from_secs(20))
@@ -535,22 +535,25 @@ impl Watcher {
     }
 
     /// Nothing more arrives within `wait`.
-    fn quiet(&self, wait: Duration) -> bool {
+    pub fn quiet(&self, wait: Duration) -> bool {
         self.lines.recv_timeout(wait).is_err()
     }
 
-    fn stop(mut self) {
+    pub fn stop(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
-/// Blocks until the server has the watch open (a change made before would not be streamed,
-/// since a watch without a revision starts from the current one): a probe change must arrive.
-fn synced(w: &Watcher, d: &Daemon, key: &str, env: &str) -> u64 {
+/// Blocks until the server has the watch open: a change after `after` (the revision the watch
+/// resumes from, so none is missed however long the watcher takes to connect) arrives.
+fn synced(w: &Watcher, d: &Daemon, key: &str, env: &str, after: u64) -> u64 {
     ok(cli(d, key, &["secrets", "set", "PROBE=p", "--env", env]));
     let (e, rev, _, names) = w.next();
-    assert_eq!((e.as_str(), names), (env, vec!["PROBE".to_string()]));
+    assert_eq!(
+        (e.as_str(), rev, names),
+        (env, after + 1, vec!["PROBE".to_string()])
+    );
     rev
 }
 
@@ -576,8 +579,13 @@ fn watch_prints_each_change_once_in_order_and_resumes_after_a_revision() {
     ));
     let watcher_key = watcher_key.trim();
 
-    let w = Watcher::start(&d.addr, watcher_key, &["--env", "main", "--env", "staging"]);
-    let start = synced(&w, &d, &admin, "main");
+    // Both environments are at revision 0: watching from there misses nothing.
+    let w = Watcher::start(
+        &d.addr,
+        watcher_key,
+        &["--env", "main@0", "--env", "staging@0"],
+    );
+    let start = synced(&w, &d, &admin, "main", 0);
     ok(cli(&d, &admin, &["secrets", "set", "A=1", "B=2"]));
     ok(cli(
         &d,
@@ -664,8 +672,8 @@ fn stopping_runseald_ends_open_watches() {
     let dir = tempfile::tempdir().unwrap();
     let d = Daemon::start(&dir.path().join("data"), &[], &[]);
     let admin = d.admin_key();
-    let mut w = Watcher::start(&d.addr, &admin, &["--env", "main"]);
-    synced(&w, &d, &admin, "main");
+    let mut w = Watcher::start(&d.addr, &admin, &["--env", "main@0"]);
+    synced(&w, &d, &admin, "main", 0);
     let (clean, log) = d.terminate();
     assert!(
         clean,

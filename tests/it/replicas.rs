@@ -433,3 +433,86 @@ async fn a_dashboard_session_from_one_replica_works_on_the_other() {
     assert_eq!(on_a.get("/environments/main").await.status, 401);
     drop((a, b));
 }
+
+#[test]
+fn history_and_rollback_through_one_replica_are_seen_through_the_other() {
+    let p = Pair::start();
+    for v in ["first-value", "second-value"] {
+        p.cli(&p.a, &["secrets", "set", &format!("X={v}")]);
+    }
+    let h = p.cli(&p.b, &["secrets", "history", "X", "--output", "json"]);
+    let h: serde_json::Value = serde_json::from_str(&h).unwrap();
+    let versions: Vec<(u64, bool)> = h["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["version"].as_u64().unwrap(),
+                v["current"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(versions, [(2, true), (1, false)]);
+    p.cli(&p.b, &["secrets", "rollback", "X", "--to", "1"]);
+    let token = p.cli(&p.a, &["runner-token", "issue"]);
+    let out = agent(
+        &p.a.addr,
+        token.trim(),
+        "hist-1",
+        "test \"$X\" = first-value",
+    )
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "the other replica's runner did not get the rolled-back value: {}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_watcher_on_one_replica_sees_every_change_through_the_other_once_in_order_across_a_reconnect() {
+    use crate::lifecycle::Watcher;
+    use std::time::Duration;
+    let p = Pair::start();
+    p.cli(&p.a, &["secrets", "set", "START=1"]);
+    let w = Watcher::start(&p.b.addr, &p.admin, &["--env", "main@1"]);
+    for i in 2..=6 {
+        p.cli(&p.a, &["secrets", "set", &format!("N{i}=v")]);
+    }
+    for i in 2..=6 {
+        assert_eq!(
+            w.next(),
+            (
+                "main".into(),
+                i,
+                "secrets.set".into(),
+                vec![format!("N{i}")]
+            )
+        );
+    }
+    w.stop();
+    // Changes while nobody watches, through A; the watcher resumes on B after revision 6.
+    p.cli(&p.a, &["secrets", "unset", "N2"]);
+    p.cli(&p.a, &["secrets", "set", "N7=v"]);
+    let w = Watcher::start(&p.b.addr, &p.admin, &["--env", "main@6"]);
+    assert_eq!(
+        w.next(),
+        ("main".into(), 7, "secrets.unset".into(), vec!["N2".into()])
+    );
+    assert_eq!(
+        w.next(),
+        ("main".into(), 8, "secrets.set".into(), vec!["N7".into()])
+    );
+    p.cli(&p.a, &["secrets", "set", "N9=v"]);
+    assert_eq!(
+        w.next(),
+        ("main".into(), 9, "secrets.set".into(), vec!["N9".into()])
+    );
+    assert!(
+        w.quiet(Duration::from_millis(2500)),
+        "an event delivered twice"
+    );
+    w.stop();
+}
