@@ -179,8 +179,23 @@ fn history_rollback_and_purge_keep_numbers_and_never_show_values() {
     for action in ["secrets.rollback", "secrets.purge"] {
         assert!(audit.contains(action), "{action} is not audited: {audit}");
     }
+    // A master-key rotation (while runseald runs) keeps every kept version: a rollback to a
+    // version set before it works, after a restart on the new key too.
+    let data = dir.path().join("data");
+    let out = Command::new(common::RUNSEALD)
+        .args(["rotate-master-key", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (clean, log) = d.terminate();
+    assert!(clean, "{log}");
+    let d = Daemon::start(&data, &[], &[]);
+    ok(cli(&d, &admin, &["secrets", "set", "X=hist-value-one"]));
+    ok(cli(&d, &admin, &["secrets", "rollback", "X", "--to", "6"]));
+    assert!(runner_sees(&d, reader, "main", Some("hist-value-three")));
     // verify opens every kept version too.
-    let out = common::runseald_verify(&dir.path().join("data"), None);
+    let out = common::runseald_verify(&data, None);
     assert!(out.status.success(), "{}", stdout(&out));
     assert!(
         stdout(&out).contains("kept versions checked, 0 failed"),
