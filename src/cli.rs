@@ -784,43 +784,21 @@ async fn prompt_hidden(name: &str) -> Result<SecretBytes, CliError> {
 /// One line from stdin (a terminal in canonical mode: each read returns at most a line), in
 /// zeroizing buffers only; the newline is dropped.
 fn read_line_value() -> Result<SecretBytes, CliError> {
-    let mut buf = Zeroizing::new(Vec::with_capacity(8192));
-    let mut chunk = Zeroizing::new([0u8; 8192]);
-    let mut stdin = std::io::stdin().lock();
-    while !buf.ends_with(b"\n") {
-        let n = match stdin.read(&mut chunk[..]) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(fail(format!("cannot read the value: {e}"))),
-        };
-        if buf.len() + n > buf.capacity() {
-            let mut bigger = Zeroizing::new(Vec::with_capacity((buf.len() + n) * 2));
-            bigger.extend_from_slice(&buf);
-            buf = bigger;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    if buf.ends_with(b"\n") {
-        buf.pop();
-        if buf.ends_with(b"\r") {
-            buf.pop();
-        }
-    }
-    Ok(SecretBytes::new(std::mem::take(&mut *buf)))
+    read_secret(&mut std::io::stdin().lock(), true)
+        .map(|mut b| SecretBytes::new(std::mem::take(&mut *b)))
+        .map_err(|e| fail(format!("cannot read the value: {e}")))
 }
 
 /// The pairs of a dotenv file (`-`: stdin), read into zeroizing buffers only. Errors name the
 /// file and the line, never the file's text.
 fn import_file(path: &std::path::Path) -> Result<Vec<(String, SecretBytes)>, CliError> {
     let shown = path.display().to_string();
-    let mut bytes = Zeroizing::new(Vec::new());
     let read = if shown == "-" {
-        std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut bytes)
+        read_secret(&mut std::io::stdin().lock(), false)
     } else {
-        std::fs::File::open(path).and_then(|mut f| std::io::Read::read_to_end(&mut f, &mut bytes))
+        std::fs::File::open(path).and_then(|mut f| read_secret(&mut f, false))
     };
-    read.map_err(|e| fail(format!("cannot read {shown}: {e}")))?;
+    let bytes = read.map_err(|e| fail(format!("cannot read {shown}: {e}")))?;
     let text = std::str::from_utf8(&bytes).map_err(|e| {
         fail(format!(
             "{shown}: not UTF-8 text (byte {})",
@@ -837,18 +815,25 @@ fn import_file(path: &std::path::Path) -> Result<Vec<(String, SecretBytes)>, Cli
     Ok(pairs)
 }
 
-/// Reads stdin to the end; one trailing newline (from `echo` or a file) is dropped. The value
-/// grows in zeroizing buffers only: each outgrown one is wiped as it is replaced.
+/// Reads stdin to the end; one trailing newline (from `echo` or a file) is dropped.
 fn read_stdin_value() -> Result<SecretBytes, CliError> {
+    read_secret(&mut std::io::stdin().lock(), false)
+        .map(|mut b| SecretBytes::new(std::mem::take(&mut *b)))
+        .map_err(|e| fail(format!("cannot read the value from stdin: {e}")))
+}
+
+/// Reads `r` to the end, or with `line` through the first newline, into zeroizing buffers only:
+/// each outgrown one is wiped as it is replaced (`read_to_end` would leave copies behind). One
+/// trailing newline (LF or CRLF) is dropped.
+fn read_secret(r: &mut impl Read, line: bool) -> std::io::Result<Zeroizing<Vec<u8>>> {
     let mut buf = Zeroizing::new(Vec::with_capacity(8192));
     let mut chunk = Zeroizing::new([0u8; 8192]);
-    let mut stdin = std::io::stdin().lock();
-    loop {
-        let n = match stdin.read(&mut chunk[..]) {
+    while !(line && buf.ends_with(b"\n")) {
+        let n = match r.read(&mut chunk[..]) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(fail(format!("cannot read the value from stdin: {e}"))),
+            Err(e) => return Err(e),
         };
         if buf.len() + n > buf.capacity() {
             let mut bigger = Zeroizing::new(Vec::with_capacity((buf.len() + n) * 2));
@@ -863,7 +848,7 @@ fn read_stdin_value() -> Result<SecretBytes, CliError> {
             buf.pop();
         }
     }
-    Ok(SecretBytes::new(std::mem::take(&mut *buf)))
+    Ok(buf)
 }
 
 fn io(e: std::io::Error) -> CliError {

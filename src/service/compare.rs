@@ -2,12 +2,12 @@
 //! environments' values, whether each common value is equal), and a server-side copy of values
 //! from one to the other. Values are opened here only to compare or reseal them; none leaves.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 
-use super::{environment_of, require, Result, Service, ServiceError, MAX_NAME_LIST};
+use super::{environment_of, require, Result, Service, ServiceError};
 use crate::auth::{Principal, Scope};
 use crate::names::check_value;
 use crate::store::SealedSecret;
@@ -101,22 +101,9 @@ impl Service {
         }
         require(principal, Scope::Snapshot(from.clone()))?;
         require(principal, Scope::Write(to.clone()))?;
-        if names.is_empty() {
-            return Err(ServiceError::InvalidArgument(
-                "names: name at least one secret to copy".into(),
-            ));
-        }
-        if names.len() > MAX_NAME_LIST {
-            return Err(ServiceError::InvalidArgument(format!(
-                "names: at most {MAX_NAME_LIST} per copy"
-            )));
-        }
-        let mut seen = HashSet::new();
+        super::name_list(names, "copy")?;
         for name in names {
             self.policy.check_secret_name(name)?;
-            if !seen.insert(name.as_str()) {
-                return Err(crate::names::InvalidInput::DuplicateName(name.clone()).into());
-            }
         }
         // The target must exist before any value is opened.
         if self.store.environment(&to).await?.is_none() {

@@ -270,6 +270,29 @@ impl Service {
     }
 }
 
+/// The secret names one change lists (`what`: "unset", "copy"): 1 to [`MAX_NAME_LIST`], each of
+/// valid syntax, none twice.
+fn name_list(names: &[String], what: &str) -> Result<()> {
+    if names.is_empty() {
+        return Err(ServiceError::InvalidArgument(format!(
+            "names: name at least one secret to {what}"
+        )));
+    }
+    if names.len() > MAX_NAME_LIST {
+        return Err(ServiceError::InvalidArgument(format!(
+            "names: at most {MAX_NAME_LIST} secrets per {what}"
+        )));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for name in names {
+        crate::names::check_secret_name_syntax(name)?;
+        if !seen.insert(name.as_str()) {
+            return Err(InvalidInput::DuplicateName(name.clone()).into());
+        }
+    }
+    Ok(())
+}
+
 /// A list limit: 0 means `default`; more than `max` is refused, naming what is listed.
 fn list_limit(limit: u32, default: u32, max: u32, what: &str) -> Result<u32> {
     match limit {

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use super::{environment_of, require, Result, Service, ServiceError, MAX_NAME_LIST};
+use super::{environment_of, require, Result, Service};
 use crate::auth::{Principal, Scope};
 use crate::names::{check_value, InvalidInput};
 use crate::secret::SecretBytes;
@@ -76,23 +76,7 @@ impl Service {
     ) -> Result<u64> {
         let env = environment_of(environment)?;
         require(principal, Scope::Write(env.clone()))?;
-        if names.is_empty() {
-            return Err(ServiceError::InvalidArgument(
-                "names: give at least one secret name to unset".into(),
-            ));
-        }
-        if names.len() > MAX_NAME_LIST {
-            return Err(ServiceError::InvalidArgument(format!(
-                "names: at most {MAX_NAME_LIST} secrets per unset"
-            )));
-        }
-        let mut seen = HashSet::new();
-        for name in &names {
-            crate::names::check_secret_name_syntax(name)?;
-            if !seen.insert(name.as_str()) {
-                return Err(InvalidInput::DuplicateName(name.clone()).into());
-            }
-        }
+        super::name_list(&names, "unset")?;
         let audit = self.audit(principal, "secrets.unset", Some(&env), names.clone());
         let revision = self.store.unset_secrets(&env, &names, audit).await?;
         self.changed();

@@ -12,17 +12,22 @@ use crate::seal::Sealed;
 pub(super) const VERSION_COLS: &str = "environment, name, version, key_id, nonce, ciphertext, \
      value_len, created_at, created_by, mac";
 
+/// The sealed value in columns `at..at + 3` (data key, nonce, ciphertext).
+fn sealed_at(r: &Row, at: usize) -> Result<Sealed> {
+    Ok(Sealed {
+        key_id: r.text(at)?,
+        nonce: r.blob(at + 1)?,
+        ciphertext: r.blob(at + 2)?,
+    })
+}
+
 /// A [`VERSION_COLS`] row and its MAC.
 pub(super) fn version_row(r: &Row) -> Result<(SecretVersion, Vec<u8>)> {
     let v = SecretVersion {
         environment: r.text(0)?,
         name: r.text(1)?,
         version: r.uint(2)?,
-        sealed: Sealed {
-            key_id: r.text(3)?,
-            nonce: r.blob(4)?,
-            ciphertext: r.blob(5)?,
-        },
+        sealed: sealed_at(r, 3)?,
         value_len: r.uint(6)?,
         created_at: r.time(7)?,
         created_by: r.text(8)?,
@@ -172,11 +177,7 @@ pub(super) async fn backfill_tx(tx: &mut dyn Tx, key: &IntegrityKey) -> Result<u
             environment: r.text(0)?,
             name: r.text(1)?,
             version: 1,
-            sealed: Sealed {
-                key_id: r.text(2)?,
-                nonce: r.blob(3)?,
-                ciphertext: r.blob(4)?,
-            },
+            sealed: sealed_at(r, 2)?,
             value_len: r.uint(5)?,
             created_at: r.time(6)?,
             created_by: String::new(),

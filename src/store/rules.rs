@@ -173,6 +173,15 @@ fn checked_session(key: &IntegrityKey, row: SessionRow, mac: &[u8]) -> Result<Se
     }
 }
 
+fn data_key_row(r: &Row) -> Result<DataKeyRow> {
+    Ok(DataKeyRow {
+        id: r.text(0)?,
+        master_key_id: r.text(1)?,
+        wrapped: r.blob(2)?,
+        created_at: r.time(3)?,
+    })
+}
+
 fn environment_row(r: &Row) -> Result<EnvironmentRow> {
     Ok(EnvironmentRow {
         name: r.text(0)?,
@@ -653,16 +662,7 @@ impl<B: Backend> Store for Db<B> {
     async fn data_keys(&self) -> Result<Vec<DataKeyRow>> {
         let sql = "SELECT id, master_key_id, wrapped, created_at FROM data_keys";
         let rows = self.read_rows(sql, &[]).await?;
-        rows.iter()
-            .map(|r| {
-                Ok(DataKeyRow {
-                    id: r.text(0)?,
-                    master_key_id: r.text(1)?,
-                    wrapped: r.blob(2)?,
-                    created_at: r.time(3)?,
-                })
-            })
-            .collect()
+        rows.iter().map(data_key_row).collect()
     }
 
     fn set_integrity_key(&self, key: Arc<IntegrityKey>) {
@@ -787,16 +787,7 @@ impl<B: Backend> Store for Db<B> {
     async fn staged_wrappings(&self) -> Result<Vec<DataKeyRow>> {
         let sql = "SELECT id, master_key_id, wrapped, created_at FROM staged_wrappings";
         let rows = self.read_rows(sql, &[]).await?;
-        rows.iter()
-            .map(|r| {
-                Ok(DataKeyRow {
-                    id: r.text(0)?,
-                    master_key_id: r.text(1)?,
-                    wrapped: r.blob(2)?,
-                    created_at: r.time(3)?,
-                })
-            })
-            .collect()
+        rows.iter().map(data_key_row).collect()
     }
 
     async fn finish_staged(&self, audit: AuditRecord) -> Result<()> {
