@@ -32,6 +32,7 @@ const TABLES: &[(&str, &str)] = &[
     ),
     ("secret_counters", "environment name last_version"),
     ("changes", "environment revision action names at key_id"),
+    ("web_sessions", "id key_id created_at last_seen_at expires_at mac"),
 ];
 
 /// What was copied, per table.
@@ -126,4 +127,46 @@ async fn copy_table(from: &mut dyn Tx, to: &mut dyn Tx, table: &str, columns: &s
         eprintln!("{table}: {total} rows");
     }
     Ok(total as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every table and column of the SQLite schema is copied: a migration that adds one must
+    /// add it here too, or `migrate` would silently leave it behind.
+    #[tokio::test]
+    async fn every_table_and_column_is_copied() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runseal.db");
+        SqliteStore::open(&path).await.unwrap().close().await;
+        let c = rusqlite::Connection::open(&path).unwrap();
+        let mut tables: Vec<String> = c
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name != '_sqlx_migrations' ORDER BY name")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        let mut copied: Vec<String> = TABLES.iter().map(|(t, _)| t.to_string()).collect();
+        tables.sort();
+        copied.sort();
+        assert_eq!(tables, copied, "tables of the schema vs tables migrate copies");
+        for (table, columns) in TABLES {
+            let mut schema: Vec<String> = c
+                .prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))
+                .unwrap()
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .map(|r| r.unwrap())
+                .collect();
+            let mut listed: Vec<String> = columns
+                .split_whitespace()
+                .map(|c| c.split(':').next().unwrap().to_string())
+                .collect();
+            schema.sort();
+            listed.sort();
+            assert_eq!(schema, listed, "columns of {table}");
+        }
+    }
 }
