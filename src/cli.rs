@@ -1221,6 +1221,7 @@ async fn audit(client: &Client, args: AuditArgs, out: &mut impl Write) -> Result
                 "revision": e.revision,
                 "runner_id": (!e.runner_id.is_empty()).then_some(&e.runner_id),
                 "value_count": e.value_count,
+                "via": (!e.via.is_empty()).then_some(&e.via),
             })).collect::<Vec<_>>() }),
         ),
         Output::Pretty => table(
@@ -1239,7 +1240,11 @@ async fn audit(client: &Client, args: AuditArgs, out: &mut impl Write) -> Result
                     vec![
                         rfc3339(e.at.as_ref()),
                         e.key_id.clone(),
-                        e.action.clone(),
+                        if e.via.is_empty() {
+                            e.action.clone()
+                        } else {
+                            format!("{} ({})", e.action, e.via)
+                        },
                         e.environment.clone(),
                         e.revision.map(|r| r.to_string()).unwrap_or_default(),
                         what,

@@ -339,6 +339,7 @@ fn audit_entry(r: AuditRow) -> v1::AuditEntry {
         runner_id: r.runner_id.unwrap_or_default(),
         value_count: r.values,
         names_total: r.names_total,
+        via: r.via.unwrap_or_default(),
     }
 }
 

@@ -151,7 +151,10 @@ mod tests {
         let mut copied: Vec<String> = TABLES.iter().map(|(t, _)| t.to_string()).collect();
         tables.sort();
         copied.sort();
-        assert_eq!(tables, copied, "tables of the schema vs tables migrate copies");
+        assert_eq!(
+            tables, copied,
+            "tables of the schema vs tables migrate copies"
+        );
         for (table, columns) in TABLES {
             let mut schema: Vec<String> = c
                 .prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))

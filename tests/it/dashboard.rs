@@ -1157,6 +1157,20 @@ async fn a_secrets_history_is_shown_without_values_and_a_version_rolled_back_to(
     assert!(audit
         .iter()
         .any(|a| a.action == "secrets.rollback" && a.via.as_deref() == Some("dashboard")));
+    // The API's audit listing says so too (and `runseal audit` prints it).
+    let entries = s
+        .admin_client()
+        .await
+        .audit()
+        .list("main", 20)
+        .await
+        .unwrap();
+    assert!(entries
+        .iter()
+        .any(|e| e.action == "secrets.rollback" && e.via == "dashboard"));
+    assert!(entries
+        .iter()
+        .any(|e| e.action == "secrets.set" && e.via == "dashboard"));
     assert_no_values(&web, &["history-value-0001", "history-value-0002"]);
 
     // A read-only key sees the history but no rollback button.
