@@ -92,12 +92,21 @@ impl Service {
         principal: &Principal,
         points: Vec<(String, Option<u64>)>,
     ) -> Result<Watch> {
-        let points = if points.is_empty() {
+        let points: Vec<_> = if points.is_empty() {
             let envs = self.list_environments(principal).await?;
-            envs.into_iter().map(|e| (e.name, None)).collect()
+            envs.into_iter()
+                .filter(|e| principal.allows(&Scope::Read(e.name.clone())))
+                .map(|e| (e.name, None))
+                .collect()
         } else {
             points
         };
+        if points.is_empty() {
+            return Err(ServiceError::PermissionDenied(format!(
+                "key {} may read no environment: a watch needs read:ENV",
+                principal.key_id
+            )));
+        }
         let mut cursors: Vec<(String, EnvironmentVersion, u64)> = Vec::with_capacity(points.len());
         for (raw, after) in points {
             let env = environment_of(&raw)?;

@@ -680,6 +680,14 @@ fn watch_prints_each_change_once_in_order_and_resumes_after_a_revision() {
     ));
     let out = cli(&d, other.trim(), &["watch", "--env", "main"]);
     cli_refused(&out, "lacks the scope read:main");
+    // A key that may read nothing has nothing to watch.
+    let issuer = ok(cli(
+        &d,
+        &admin,
+        &["keys", "create", "--scope", "issue:staging"],
+    ));
+    let out = cli(&d, issuer.trim(), &["watch"]);
+    cli_refused(&out, "may read no environment");
 }
 
 #[test]
