@@ -887,6 +887,30 @@ fn print_json(out: &mut impl Write, v: serde_json::Value) -> Result<(), CliError
     writeln!(out, "{text}").map_err(io)
 }
 
+/// Sets `pairs` as one batch (`secrets set`, `secrets import`) and says which names were set.
+async fn set_batch(
+    client: &Client,
+    env: &str,
+    pairs: Vec<(String, SecretBytes)>,
+    exposed_by_default: bool,
+    not_exposed_by_default: bool,
+    out: &mut impl Write,
+) -> Result<(), CliError> {
+    let names: Vec<String> = pairs.iter().map(|(n, _)| n.clone()).collect();
+    let exposed = match (exposed_by_default, not_exposed_by_default) {
+        (true, _) => Some(true),
+        (_, true) => Some(false),
+        _ => None,
+    };
+    let revision = client.secrets().set_many_with(env, pairs, exposed).await?;
+    writeln!(
+        out,
+        "set {} in {env} (revision {revision})",
+        names.join(", ")
+    )
+    .map_err(io)
+}
+
 async fn secrets(client: &Client, cmd: SecretsCmd, out: &mut impl Write) -> Result<(), CliError> {
     match cmd {
         SecretsCmd::Set {
@@ -896,19 +920,15 @@ async fn secrets(client: &Client, cmd: SecretsCmd, out: &mut impl Write) -> Resu
             not_exposed_by_default,
         } => {
             let pairs = parse_pairs(pairs).await?;
-            let names: Vec<String> = pairs.iter().map(|(n, _)| n.clone()).collect();
-            let exposed = match (exposed_by_default, not_exposed_by_default) {
-                (true, _) => Some(true),
-                (_, true) => Some(false),
-                _ => None,
-            };
-            let revision = client.secrets().set_many_with(&env, pairs, exposed).await?;
-            writeln!(
+            set_batch(
+                client,
+                &env,
+                pairs,
+                exposed_by_default,
+                not_exposed_by_default,
                 out,
-                "set {} in {env} (revision {revision})",
-                names.join(", ")
             )
-            .map_err(io)
+            .await
         }
         SecretsCmd::List { env, output } => {
             let list = client.secrets().list(&env).await?;
@@ -962,19 +982,15 @@ async fn secrets(client: &Client, cmd: SecretsCmd, out: &mut impl Write) -> Resu
             not_exposed_by_default,
         } => {
             let pairs = import_file(&file)?;
-            let names: Vec<String> = pairs.iter().map(|(n, _)| n.clone()).collect();
-            let exposed = match (exposed_by_default, not_exposed_by_default) {
-                (true, _) => Some(true),
-                (_, true) => Some(false),
-                _ => None,
-            };
-            let revision = client.secrets().set_many_with(&env, pairs, exposed).await?;
-            writeln!(
+            set_batch(
+                client,
+                &env,
+                pairs,
+                exposed_by_default,
+                not_exposed_by_default,
                 out,
-                "set {} in {env} (revision {revision})",
-                names.join(", ")
             )
-            .map_err(io)
+            .await
         }
         SecretsCmd::Unset { names, env } => {
             let revision = match names.as_slice() {
