@@ -120,7 +120,15 @@ pub(super) async fn record_change(
         to_millis(audit.at).into(),
         (&audit.key_id).into(),
     ];
-    tx.exec(sql, &args).await.map(drop)
+    tx.exec(sql, &args).await?;
+    // What decides which runner starts are stale: the latest revision that touched each name.
+    let sql = "INSERT INTO name_revisions (environment, name, revision) VALUES ($1, $2, $3) \
+               ON CONFLICT (environment, name) DO UPDATE SET revision = excluded.revision";
+    for name in &audit.names {
+        let args = [environment.into(), name.into(), (revision as i64).into()];
+        tx.exec(sql, &args).await?;
+    }
+    Ok(())
 }
 
 /// The kept versions of one name, newest first, MACs checked; `current` marks the one whose

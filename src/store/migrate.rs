@@ -25,13 +25,17 @@ const TABLES: &[(&str, &str)] = &[
         "id secret_hash environment only_names:t purpose uses_left expires_at created_at created_by \
          revoked_at mac",
     ),
-    ("runners", "id runner_id environment revision started_at credential_id retry_hash:b mac"),
+    (
+        "runners",
+        "id runner_id environment revision started_at credential_id retry_hash:b mac received:t",
+    ),
     (
         "secret_versions",
         "environment name version key_id nonce ciphertext value_len created_at created_by mac",
     ),
     ("secret_counters", "environment name last_version"),
     ("changes", "environment revision action names at key_id"),
+    ("name_revisions", "environment name revision"),
 ];
 
 /// What was copied, per table.
