@@ -214,7 +214,11 @@ impl Received {
     }
 
     pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.0.get(2..).unwrap_or_default().split(',').filter(|n| !n.is_empty())
+        self.0
+            .get(2..)
+            .unwrap_or_default()
+            .split(',')
+            .filter(|n| !n.is_empty())
     }
 }
 

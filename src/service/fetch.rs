@@ -266,9 +266,9 @@ impl Service {
         };
         let chosen = self.choose(purpose, &env, &names, &rows)?;
         // The names a runner got, kept with its start to tell when it is stale.
-        let received = runner.as_ref().map(|_| {
-            Received::new(!names.is_empty(), chosen.iter().map(|r| r.name.as_str()))
-        });
+        let received = runner
+            .as_ref()
+            .map(|_| Received::new(!names.is_empty(), chosen.iter().map(|r| r.name.as_str())));
         let mut secrets = Vec::with_capacity(chosen.len());
         for r in chosen {
             let value = self.sealer.open(&env, &r.name, &r.sealed)?;
@@ -290,7 +290,8 @@ impl Service {
                 },
             )
         };
-        self.record(&grant, runner.as_ref(), received, audit).await?;
+        self.record(&grant, runner.as_ref(), received, audit)
+            .await?;
         match &runner {
             Some(r) => {
                 crate::metrics::METRICS.snapshots_served.inc();

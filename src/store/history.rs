@@ -1,5 +1,6 @@
-//! The statements of a secret's history and of the change feed, written once for both backends
-//! (called from [`super::rules`] inside its transactions). Like `rules.rs`, this file never
+//! The statements of a secret's history, of the change feed and of the latest revision that
+//! touched each name (what decides stale runners), written once for both backends (called from
+//! [`super::rules`] inside its transactions). Like `rules.rs`, this file never
 //! names a backend.
 
 use time::OffsetDateTime;
@@ -102,7 +103,8 @@ pub(super) async fn keep_version(
     tx.exec(sql, &args).await.map(drop)
 }
 
-/// Records the change that produced `revision` of `environment` for the change feed.
+/// Records the change that produced `revision` of `environment` for the change feed, and as the
+/// latest change of each name it touched.
 pub(super) async fn record_change(
     tx: &mut dyn Tx,
     environment: &str,

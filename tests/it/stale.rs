@@ -63,7 +63,9 @@ impl Fleet {
             ids
         };
         let listed = ids(
-            &["runners", "list", "--stale", "--env", env, "--output", "json"],
+            &[
+                "runners", "list", "--stale", "--env", env, "--output", "json",
+            ],
             false,
         );
         let marked = ids(&["runners", "list", "--env", env, "--output", "json"], true);
@@ -245,7 +247,11 @@ async fn stale_ids(s: &TestServer) -> Vec<String> {
         .filter(|r| r.stale)
         .map(|r| r.runner_id)
         .collect();
-    assert_eq!(ids.len(), marked.len(), "stale_only and the stale field disagree");
+    assert_eq!(
+        ids.len(),
+        marked.len(),
+        "stale_only and the stale field disagree"
+    );
     ids
 }
 
@@ -265,7 +271,10 @@ async fn the_rule_holds(b: Backend) {
         .await
         .unwrap();
     assert!(stale_ids(&s).await.is_empty());
-    c.secrets().set_exposure("main", "H", Some(true)).await.unwrap();
+    c.secrets()
+        .set_exposure("main", "H", Some(true))
+        .await
+        .unwrap();
     assert_eq!(stale_ids(&s).await, ["full"]);
 
     c.secrets().set("B", common::v("2"), "main").await.unwrap();
@@ -315,7 +324,10 @@ macro_rules! on_both_backends {
     };
 }
 
-on_both_backends!(the_rule_holds, a_start_without_names_keeps_the_revision_rule);
+on_both_backends!(
+    the_rule_holds,
+    a_start_without_names_keeps_the_revision_rule
+);
 
 /// The "Stale runners" cell of `env`'s row on /environments.
 fn stale_cell(page: &str, env: &str) -> String {
@@ -337,18 +349,27 @@ async fn the_dashboard_counts_and_marks_the_same_stale_runners() {
     let s = TestServer::start().await;
     let c = s.admin_client().await;
     c.secrets()
-        .set_many("main", vec![("A".into(), common::v("1")), ("C".into(), common::v("1"))])
+        .set_many(
+            "main",
+            vec![("A".into(), common::v("1")), ("C".into(), common::v("1"))],
+        )
         .await
         .unwrap();
     runner(&s, "list-dash", &[], &["A"]).await;
     runner(&s, "full-dash", &[], &[]).await;
     let mut web = WebClient::new(&s.web_addr);
     assert_eq!(web.sign_in(&s.admin.to_line()).await.status, 303);
-    assert_eq!(stale_cell(&web.get("/environments").await.body, "main"), "0");
+    assert_eq!(
+        stale_cell(&web.get("/environments").await.body, "main"),
+        "0"
+    );
 
     c.secrets().set("C", common::v("2"), "main").await.unwrap();
     assert_eq!(stale_ids(&s).await, ["full-dash"]);
-    assert_eq!(stale_cell(&web.get("/environments").await.body, "main"), "1");
+    assert_eq!(
+        stale_cell(&web.get("/environments").await.body, "main"),
+        "1"
+    );
     let page = web.get("/runners?env=main&stale=1").await.body;
     assert!(
         page.contains("full-dash") && page.contains("stale (now 2)") && !page.contains("list-dash"),
@@ -363,5 +384,8 @@ async fn the_dashboard_counts_and_marks_the_same_stale_runners() {
     assert!(list_row.contains("current"), "{list_row}");
 
     c.secrets().set("A", common::v("2"), "main").await.unwrap();
-    assert_eq!(stale_cell(&web.get("/environments").await.body, "main"), "2");
+    assert_eq!(
+        stale_cell(&web.get("/environments").await.body, "main"),
+        "2"
+    );
 }
