@@ -174,9 +174,9 @@ pub struct RunnerRecord {
     pub credential_id: String,
     /// SHA-256 of the agent's retry key for this start (runner tokens only).
     pub retry_hash: Option<Vec<u8>>,
-    /// The names it got, to tell when it is stale; `None` for a start recorded before they
-    /// were (and where a row is read only to check a grant). Not covered by the row's MAC: it
-    /// decides staleness only, which grants nothing.
+    /// The names it got, to tell when it is stale (written with the start; reads leave it
+    /// `None`: the store decides staleness itself). Not covered by the row's MAC: it decides
+    /// staleness only, which grants nothing.
     pub received: Option<Received>,
 }
 
@@ -198,27 +198,8 @@ impl Received {
         Received(s)
     }
 
-    /// As stored; `None` when `s` is not of that form (then the start counts as one recorded
-    /// before names were: stale once its revision moved).
-    pub fn from_column(s: String) -> Option<Self> {
-        (s.starts_with("=,") || s.starts_with("*,")).then_some(Received(s))
-    }
-
     pub fn as_column(&self) -> &str {
         &self.0
-    }
-
-    /// The start asked for exactly these names.
-    pub fn allow_list(&self) -> bool {
-        self.0.starts_with('=')
-    }
-
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.0
-            .get(2..)
-            .unwrap_or_default()
-            .split(',')
-            .filter(|n| !n.is_empty())
     }
 }
 

@@ -17,3 +17,4 @@ CREATE TABLE name_revisions (
     revision    BIGINT NOT NULL,
     PRIMARY KEY (environment, name)
 );
+CREATE INDEX name_revisions_by_revision ON name_revisions (environment, revision);

@@ -539,8 +539,8 @@ async fn keep_an_admin(tx: &mut dyn Tx, id: &str) -> Result<()> {
 /// Whether the runner start `r` (joined with its environment `e`) is stale, `$2` standing for
 /// `expose_by_default` (the rule: [`Store::list_runners`]). Both lists it compares are in the
 /// rows: the names a start got (`r.received`, `,`-delimited) and the revision that last touched
-/// each name (`name_revisions`), so this is one indexed look-up per name changed since the
-/// start. A start without names (recorded before they were kept) keeps the revision rule.
+/// each name (`name_revisions`), so this reads, through an index, only the names changed since
+/// the start. A start without names (recorded before they were kept) keeps the revision rule.
 fn stale_expression(d: Dialect) -> String {
     let got = d.contains("r.received", "',' || n.name || ','");
     format!(
@@ -1492,14 +1492,18 @@ impl<B: Backend> Store for Db<B> {
     ) -> Result<Vec<RunnerRow>> {
         let mut tx = self.backend.begin(Mode::Once).await?;
         let stale = stale_expression(tx.dialect());
-        let only = if stale_only {
-            format!(" AND {stale}")
+        // Listing only stale starts, the column is known: the expression runs once per row.
+        let (column, only) = if stale_only {
+            ("1".to_string(), format!(" AND {stale}"))
         } else {
-            String::new()
+            (
+                format!("CASE WHEN {stale} THEN 1 ELSE 0 END"),
+                String::new(),
+            )
         };
         let sql = format!(
             "SELECT r.id, r.runner_id, r.environment, r.revision, r.started_at, r.credential_id, \
-             e.revision, r.received, CASE WHEN {stale} THEN 1 ELSE 0 END \
+             e.revision, {column} \
              FROM runners r JOIN environments e ON e.name = r.environment \
              WHERE 1 = 1{}{only} ORDER BY r.started_at DESC, r.id DESC LIMIT $1",
             env_filter(environment, "r.environment", 3)
@@ -1517,12 +1521,12 @@ impl<B: Backend> Store for Db<B> {
                     started_at: r.time(4)?,
                     credential_id: r.text(5)?,
                     retry_hash: None,
-                    received: r.opt_text(7)?.and_then(Received::from_column),
+                    received: None,
                 };
                 Ok(RunnerRow {
                     record,
                     current_revision: r.uint(6)?,
-                    stale: r.int(8)? != 0,
+                    stale: r.int(7)? != 0,
                 })
             })
             .collect()
