@@ -371,7 +371,8 @@ pub enum RunnersCmd {
         /// One environment (scope read:ENV); without it, every one (admin).
         #[arg(long)]
         env: Option<String>,
-        /// Only runners that started before the latest change of their environment.
+        /// Only stale runners: a change since their start touched a name they got or would get
+        /// now (their allow-list; without one, what they got and every exposed secret).
         #[arg(long)]
         stale: bool,
         /// At most this many runners.

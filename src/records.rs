@@ -174,13 +174,42 @@ pub struct RunnerRecord {
     pub credential_id: String,
     /// SHA-256 of the agent's retry key for this start (runner tokens only).
     pub retry_hash: Option<Vec<u8>>,
+    /// The names it got, to tell when it is stale (written with the start; reads leave it
+    /// `None`: the store decides staleness itself). Not covered by the row's MAC: it decides
+    /// staleness only, which grants nothing.
+    pub received: Option<Received>,
 }
 
-/// A runner start with its environment's current revision.
+/// The names one runner start got, kept in the form the `runners.received` column stores
+/// (`=,A,B,` for an allow-list, `*,A,B,` for every exposed secret), built once per start so the
+/// hot path only binds it. Names only, never values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received(String);
+
+impl Received {
+    /// What a start got: exactly the names of its allow-list (`allow_list`), or every secret
+    /// exposed at its revision.
+    pub fn new<'a>(allow_list: bool, names: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut s = String::from(if allow_list { "=," } else { "*," });
+        for n in names {
+            s.push_str(n);
+            s.push(',');
+        }
+        Received(s)
+    }
+
+    pub fn as_column(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A runner start with its environment's current revision and whether it is stale (see
+/// `Store::list_runners` for the rule).
 #[derive(Debug, Clone)]
 pub struct RunnerRow {
     pub record: RunnerRecord,
     pub current_revision: u64,
+    pub stale: bool,
 }
 
 #[derive(Debug, Clone)]

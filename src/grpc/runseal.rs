@@ -317,7 +317,7 @@ fn runner_token_info(t: RunnerTokenRow) -> v1::RunnerTokenInfo {
 
 fn runner(r: RunnerRow) -> v1::Runner {
     v1::Runner {
-        stale: r.record.revision < r.current_revision,
+        stale: r.stale,
         runner_id: r.record.runner_id,
         environment: r.record.environment,
         revision: r.record.revision,

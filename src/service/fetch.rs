@@ -20,7 +20,7 @@ use super::{
 };
 use crate::auth::{Credential, Principal, Scope};
 use crate::secret::SecretBytes;
-use crate::store::{AuditRecord, RunnerRecord, RunnerTokenRow, SealedSecret};
+use crate::store::{AuditRecord, Received, RunnerRecord, RunnerTokenRow, SealedSecret};
 
 /// How long the runner that used a token may fetch its snapshot again, when its answer was lost
 /// (a replica died mid-call): same token, same runner id, no new use taken.
@@ -264,8 +264,13 @@ impl Service {
                 (revision, Arc::new(rows))
             }
         };
-        let mut secrets = Vec::new();
-        for r in self.choose(purpose, &env, &names, &rows)? {
+        let chosen = self.choose(purpose, &env, &names, &rows)?;
+        // The names a runner got, kept with its start to tell when it is stale.
+        let received = runner
+            .as_ref()
+            .map(|_| Received::new(!names.is_empty(), chosen.iter().map(|r| r.name.as_str())));
+        let mut secrets = Vec::with_capacity(chosen.len());
+        for r in chosen {
             let value = self.sealer.open(&env, &r.name, &r.sealed)?;
             secrets.push((r.name.clone(), value));
         }
@@ -285,7 +290,8 @@ impl Service {
                 },
             )
         };
-        self.record(&grant, runner.as_ref(), audit).await?;
+        self.record(&grant, runner.as_ref(), received, audit)
+            .await?;
         match &runner {
             Some(r) => {
                 crate::metrics::METRICS.snapshots_served.inc();
@@ -491,6 +497,7 @@ impl Service {
         &self,
         grant: &Grant,
         runner: Option<&Runner>,
+        received: Option<Received>,
         audit: AuditRecord,
     ) -> Result<()> {
         let taken = match runner {
@@ -509,6 +516,7 @@ impl Service {
                         Grant::Key(_) => None,
                         _ => r.retry_hash.clone(),
                     },
+                    received,
                 };
                 match grant {
                     Grant::Token(id) => self.store.redeem_runner_token(id, &record, &audit).await?,

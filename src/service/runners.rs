@@ -1,5 +1,5 @@
-//! Runners: the record of runner starts (which revision each runner got, so stale runners can
-//! be found), and the pruning of old records and audit rows.
+//! Runners: the record of runner starts (which revision and names each runner got, so stale
+//! runners can be found), and the pruning of old records and audit rows.
 
 use std::time::Duration;
 
@@ -12,7 +12,8 @@ const MAX_LIST_LIMIT: u32 = 10_000;
 
 impl Service {
     /// Runner starts, newest first, of one environment (`read:ENV`) or of all (admin, with an
-    /// empty `environment`); with `stale_only`, those behind their environment's revision.
+    /// empty `environment`); with `stale_only`, those a change since their start concerns (the
+    /// rule: [`crate::store::Store::list_runners`]).
     pub async fn list_runners(
         &self,
         principal: &Principal,
@@ -33,7 +34,7 @@ impl Service {
         )?;
         Ok(self
             .store
-            .list_runners(env.as_deref(), stale_only, limit)
+            .list_runners(env.as_deref(), stale_only, self.expose_by_default, limit)
             .await?)
     }
 

@@ -1,5 +1,6 @@
-//! The statements of a secret's history and of the change feed, written once for both backends
-//! (called from [`super::rules`] inside its transactions). Like `rules.rs`, this file never
+//! The statements of a secret's history, of the change feed and of the latest revision that
+//! touched each name (what decides stale runners), written once for both backends (called from
+//! [`super::rules`] inside its transactions). Like `rules.rs`, this file never
 //! names a backend.
 
 use time::OffsetDateTime;
@@ -107,7 +108,8 @@ pub(super) async fn keep_version(
     tx.exec(sql, &args).await.map(drop)
 }
 
-/// Records the change that produced `revision` of `environment` for the change feed.
+/// Records the change that produced `revision` of `environment` for the change feed, and as the
+/// latest change of each name it touched.
 pub(super) async fn record_change(
     tx: &mut dyn Tx,
     environment: &str,
@@ -125,7 +127,15 @@ pub(super) async fn record_change(
         to_millis(audit.at).into(),
         (&audit.key_id).into(),
     ];
-    tx.exec(sql, &args).await.map(drop)
+    tx.exec(sql, &args).await?;
+    // What decides which runner starts are stale: the latest revision that touched each name.
+    let sql = "INSERT INTO name_revisions (environment, name, revision) VALUES ($1, $2, $3) \
+               ON CONFLICT (environment, name) DO UPDATE SET revision = excluded.revision";
+    for name in &audit.names {
+        let args = [environment.into(), name.into(), (revision as i64).into()];
+        tx.exec(sql, &args).await?;
+    }
+    Ok(())
 }
 
 /// The kept versions of one name, newest first, MACs checked; `current` marks the one whose

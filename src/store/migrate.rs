@@ -25,7 +25,10 @@ const TABLES: &[(&str, &str)] = &[
         "id secret_hash environment only_names:t purpose uses_left expires_at created_at created_by \
          revoked_at mac",
     ),
-    ("runners", "id runner_id environment revision started_at credential_id retry_hash:b mac"),
+    (
+        "runners",
+        "id runner_id environment revision started_at credential_id retry_hash:b mac received:t",
+    ),
     (
         "secret_versions",
         "environment name version key_id nonce ciphertext value_len created_at created_by mac",
@@ -33,6 +36,7 @@ const TABLES: &[(&str, &str)] = &[
     ("secret_counters", "environment name last_version"),
     ("changes", "environment revision action names at key_id"),
     ("web_sessions", "id key_id created_at last_seen_at expires_at mac"),
+    ("name_revisions", "environment name revision"),
 ];
 
 /// What was copied, per table.

@@ -335,7 +335,6 @@ pub trait Store: Send + Sync + 'static {
     async fn record_build_fetch(&self, token_id: Option<&str>, audit: AuditRecord) -> Result<bool>;
     /// Deletes runner records started before `before` and tokens expired before it.
     async fn prune_runners(&self, before: OffsetDateTime) -> Result<u64>;
-    /// Runner starts, newest first, with each environment's current revision.
     /// Sets (or with `None`, clears) one secret's exposure without touching its value; returns
     /// the new revision.
     async fn set_exposure(
@@ -354,10 +353,18 @@ pub trait Store: Send + Sync + 'static {
     /// Ends a session (with `audit`: a sign-out; without: an expired or orphaned session).
     async fn delete_session(&self, id: &str, audit: Option<AuditRecord>) -> Result<()>;
 
+    /// Runner starts, newest first, with each environment's current revision and whether the
+    /// start is stale (with `stale_only`, only those). A start is stale when its environment's
+    /// revision moved past it and a change since touched a name it got, or that it would get
+    /// now: for an allow-list, its names; without one, the names it got and every secret
+    /// exposed now (`expose_by_default` stands for a secret without an exposure of its own).
+    /// So a change of a name outside an allow-list, or of a secret no snapshot gives, leaves a
+    /// runner current. A start recorded before names were kept is stale once the revision moved.
     async fn list_runners(
         &self,
         environment: Option<&str>,
         stale_only: bool,
+        expose_by_default: bool,
         limit: u32,
     ) -> Result<Vec<RunnerRow>>;
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
-use super::sql::{Arg, Lock, Mode, Row, Tx};
+use super::sql::{Arg, Dialect, Lock, Mode, Row, Tx};
 use super::*;
 use crate::integrity::{IntegrityKey, INTEGRITY_KEY_ID, TABLE_RUNNERS};
 use crate::names::Limits;
@@ -116,6 +116,7 @@ fn runner_row(r: &Row) -> Result<(i64, RunnerRecord, Vec<u8>)> {
         started_at: r.time(4)?,
         credential_id: r.text(5)?,
         retry_hash: r.opt_blob(6)?,
+        received: None,
     };
     Ok((r.int(0)?, record, r.blob(7)?))
 }
@@ -339,8 +340,9 @@ pub(super) async fn start_tx(tx: &mut dyn Tx, start: &Start) -> Result<bool> {
             return Ok(false);
         }
     }
+    // `received` rides in the same statement: the one addition to the hot path.
     let sql = "INSERT INTO runners (runner_id, environment, revision, started_at, credential_id, \
-               retry_hash, mac) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+               retry_hash, mac, received) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
     let mac = key.runner_mac(r);
     let args = [
         (&r.runner_id).into(),
@@ -350,6 +352,7 @@ pub(super) async fn start_tx(tx: &mut dyn Tx, start: &Start) -> Result<bool> {
         (&r.credential_id).into(),
         r.retry_hash.as_deref().into(),
         (&mac).into(),
+        r.received.as_ref().map(Received::as_column).into(),
     ];
     tx.exec(sql, &args).await?;
     append_audit(tx, audit).await?;
@@ -540,6 +543,22 @@ async fn keep_an_admin(tx: &mut dyn Tx, id: &str) -> Result<()> {
         return Err(StoreError::LastAdminKey(id.to_string()));
     }
     Ok(())
+}
+
+/// Whether the runner start `r` (joined with its environment `e`) is stale, `$2` standing for
+/// `expose_by_default` (the rule: [`Store::list_runners`]). Both lists it compares are in the
+/// rows: the names a start got (`r.received`, `,`-delimited) and the revision that last touched
+/// each name (`name_revisions`), so this reads, through an index, only the names changed since
+/// the start. A start without names (recorded before they were kept) keeps the revision rule.
+fn stale_expression(d: Dialect) -> String {
+    let got = d.contains("r.received", "',' || n.name || ','");
+    format!(
+        "(r.revision < e.revision AND (r.received IS NULL OR EXISTS (SELECT 1 FROM \
+         name_revisions n WHERE n.environment = r.environment AND n.revision > r.revision \
+         AND ({got} OR (r.received LIKE '*%' AND EXISTS (SELECT 1 FROM secrets s \
+         WHERE s.environment = n.environment AND s.name = n.name \
+         AND COALESCE(s.exposed, $2)))))))"
+    )
 }
 
 /// ` AND column = $n` when listing one environment (its index serves the listing).
@@ -891,6 +910,7 @@ impl<B: Backend> Store for Db<B> {
             "secret_versions",
             "secret_counters",
             "changes",
+            "name_revisions",
         ] {
             let sql = format!("DELETE FROM {table} WHERE environment = $1");
             tx.exec(&sql, &[name.into()]).await?;
@@ -1458,22 +1478,31 @@ impl<B: Backend> Store for Db<B> {
         &self,
         environment: Option<&str>,
         stale_only: bool,
+        expose_by_default: bool,
         limit: u32,
     ) -> Result<Vec<RunnerRow>> {
-        let stale = if stale_only {
-            " AND r.revision < e.revision"
+        let mut tx = self.backend.begin(Mode::Once).await?;
+        let stale = stale_expression(tx.dialect());
+        // Listing only stale starts, the column is known: the expression runs once per row.
+        let (column, only) = if stale_only {
+            ("1".to_string(), format!(" AND {stale}"))
         } else {
-            ""
+            (
+                format!("CASE WHEN {stale} THEN 1 ELSE 0 END"),
+                String::new(),
+            )
         };
         let sql = format!(
             "SELECT r.id, r.runner_id, r.environment, r.revision, r.started_at, r.credential_id, \
-             e.revision FROM runners r JOIN environments e ON e.name = r.environment \
-             WHERE 1 = 1{}{stale} ORDER BY r.started_at DESC, r.id DESC LIMIT $1",
-            env_filter(environment, "r.environment", 2)
+             e.revision, {column} \
+             FROM runners r JOIN environments e ON e.name = r.environment \
+             WHERE 1 = 1{}{only} ORDER BY r.started_at DESC, r.id DESC LIMIT $1",
+            env_filter(environment, "r.environment", 3)
         );
-        let mut args = vec![i64::from(limit).into()];
+        let mut args = vec![i64::from(limit).into(), Some(expose_by_default).into()];
         args.extend(environment.map(Arg::from));
-        let rows = self.read_rows(&sql, &args).await?;
+        let rows = tx.rows(&sql, &args).await?;
+        let rows = done(tx, rows).await?;
         rows.iter()
             .map(|r| {
                 let record = RunnerRecord {
@@ -1483,10 +1512,12 @@ impl<B: Backend> Store for Db<B> {
                     started_at: r.time(4)?,
                     credential_id: r.text(5)?,
                     retry_hash: None,
+                    received: None,
                 };
                 Ok(RunnerRow {
                     record,
                     current_revision: r.uint(6)?,
+                    stale: r.int(7)? != 0,
                 })
             })
             .collect()

@@ -169,6 +169,15 @@ impl Dialect {
         }
     }
 
+    /// True where the text `haystack` holds `needle` (both SQL expressions), case-sensitively
+    /// (`LIKE` is not, in SQLite).
+    pub fn contains(self, haystack: &str, needle: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("instr({haystack}, {needle}) > 0"),
+            Dialect::Postgres => format!("strpos({haystack}, {needle}) > 0"),
+        }
+    }
+
     /// The statement that takes `lock`, if the dialect needs one (SQLite has one writer).
     pub fn lock(self, lock: Lock) -> Option<&'static str> {
         if self == Dialect::Sqlite {

@@ -89,6 +89,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "staged rotation",
         include_str!("../../migrations/sqlite/0008_staged_rotation.sql"),
     ),
+    (
+        9,
+        "runner received",
+        include_str!("../../migrations/sqlite/0009_runner_received.sql"),
+    ),
 ];
 
 type Conn = Arc<Mutex<Option<Connection>>>;

@@ -419,7 +419,7 @@ pub fn runners(
                 thead { tr { th { "Runner" } th { "Environment" } th.num { "Revision" } th { "Started" } th { "Credential" } th { "State" } } }
                 tbody {
                     @for r in rows {
-                        @let stale = r.record.revision < r.current_revision;
+                        @let stale = r.stale;
                         tr.stale[stale] {
                             td { code { (r.record.runner_id) } }
                             td { (r.record.environment) }

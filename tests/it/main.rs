@@ -36,6 +36,7 @@ mod rotation;
 mod security;
 mod server;
 mod small_holes;
+mod stale;
 mod tamper;
 mod upgrade_v0_2;
 mod validation;
