@@ -1221,25 +1221,34 @@ async fn run_command(client: &Client, args: RunArgs) -> Result<(), CliError> {
     Err(exec_failed(exec::exec(&argv, child)))
 }
 
+/// One audit entry as `runseal audit --output json` prints it; `via` only for a change that
+/// came through the dashboard.
+fn audit_json(e: &crate::client::AuditEntry) -> serde_json::Value {
+    let mut entry = json!({
+        "id": e.id,
+        "at": rfc3339(e.at.as_ref()),
+        "key_id": e.key_id,
+        "action": e.action,
+        "environment": e.environment,
+        "names": e.names,
+        "names_total": e.names_total,
+        "revision": e.revision,
+        "runner_id": (!e.runner_id.is_empty()).then_some(&e.runner_id),
+        "value_count": e.value_count,
+    });
+    if !e.via.is_empty() {
+        entry["via"] = json!(e.via);
+    }
+    entry
+}
+
 async fn audit(client: &Client, args: AuditArgs, out: &mut impl Write) -> Result<(), CliError> {
     let env = args.env.unwrap_or_default();
     let entries = client.audit().list(&env, args.limit).await?;
     match args.output {
         Output::Json => print_json(
             out,
-            json!({ "entries": entries.iter().map(|e| json!({
-                "id": e.id,
-                "at": rfc3339(e.at.as_ref()),
-                "key_id": e.key_id,
-                "action": e.action,
-                "environment": e.environment,
-                "names": e.names,
-                "names_total": e.names_total,
-                "revision": e.revision,
-                "runner_id": (!e.runner_id.is_empty()).then_some(&e.runner_id),
-                "value_count": e.value_count,
-                "via": (!e.via.is_empty()).then_some(&e.via),
-            })).collect::<Vec<_>>() }),
+            json!({ "entries": entries.iter().map(audit_json).collect::<Vec<_>>() }),
         ),
         Output::Pretty => table(
             out,
