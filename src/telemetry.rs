@@ -31,6 +31,11 @@ pub fn init(format: LogFormat, default_filter: &str) {
 /// server's syntax that needs no regular expressions. Every runner start loads the agent, and
 /// the full filter's regex engine was a twentieth of its code (`docs/bench/NOTES.md`). An
 /// unreadable `RUNSEAL_LOG` falls back to `default_level` with a warning.
+///
+/// Without `RUNSEAL_LOG` no subscriber is installed at all: the agent's own code logs only at
+/// debug level (its failures are the one line `AgentError::report` prints), so the default
+/// filter could only ever pass a library's warning, and setting up the registry cost every start
+/// about a tenth of its own CPU (`docs/bench/NOTES.md`, third round).
 pub fn init_agent(default_level: tracing::Level) {
     use tracing_subscriber::filter::Targets;
     use tracing_subscriber::prelude::*;
@@ -41,7 +46,7 @@ pub fn init_agent(default_level: tracing::Level) {
             Ok(t) => (t, false),
             Err(_) => (fallback, true),
         },
-        _ => (fallback, false),
+        _ => return,
     };
     let layer = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())

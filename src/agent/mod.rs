@@ -468,8 +468,10 @@ pub fn run(args: Args) -> AgentError {
         Ok((c, _)) => c,
         Err(f) => return f,
     };
+    // One thread, and only the drivers a fetch uses (sockets and timers): no signal driver.
     let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
+        .enable_io()
+        .enable_time()
         .build()
     {
         Ok(r) => r,
