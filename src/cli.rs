@@ -912,6 +912,58 @@ async fn set_batch(
     .map_err(io)
 }
 
+/// `secrets list`: the names of an environment with their exposure, as a table or JSON.
+async fn list_secrets(
+    client: &Client,
+    env: &str,
+    output: Output,
+    out: &mut impl Write,
+) -> Result<(), CliError> {
+    let list = client.secrets().list(env).await?;
+    // The setting of each secret, else "default" (the server's `expose_by_default`).
+    let setting = |s: &crate::client::SecretInfo| match s.exposed_by_default {
+        Some(true) => "on",
+        Some(false) => "off",
+        None => "default",
+    };
+    match output {
+        Output::Json => print_json(
+            out,
+            json!({ "secrets": list.iter().map(|s| json!({
+                "name": s.name,
+                "environment": s.environment,
+                "created_at": rfc3339(s.created_at.as_ref()),
+                "updated_at": rfc3339(s.updated_at.as_ref()),
+                "exposed_by_default": s.exposed.or(s.exposed_by_default),
+                "exposure": setting(s),
+            })).collect::<Vec<_>>() }),
+        ),
+        Output::Pretty => table(
+            out,
+            &["Name", "Env", "Exposed", "Created At", "Updated At"],
+            &list
+                .iter()
+                .map(|s| {
+                    let exposed = match (s.exposed.or(s.exposed_by_default), setting(s)) {
+                        (Some(true), "default") => "yes (default)",
+                        (Some(false), "default") => "no (default)",
+                        (Some(true), _) => "yes",
+                        (Some(false), _) => "no",
+                        (None, _) => "default",
+                    };
+                    vec![
+                        s.name.clone(),
+                        s.environment.clone(),
+                        exposed.to_string(),
+                        rfc3339(s.created_at.as_ref()),
+                        rfc3339(s.updated_at.as_ref()),
+                    ]
+                })
+                .collect::<Vec<_>>(),
+        ),
+    }
+}
+
 async fn secrets(client: &Client, cmd: SecretsCmd, out: &mut impl Write) -> Result<(), CliError> {
     match cmd {
         SecretsCmd::Set {
@@ -931,51 +983,7 @@ async fn secrets(client: &Client, cmd: SecretsCmd, out: &mut impl Write) -> Resu
             )
             .await
         }
-        SecretsCmd::List { env, output } => {
-            let list = client.secrets().list(&env).await?;
-            // The setting of each secret, else "default" (the server's `expose_by_default`).
-            let setting = |s: &crate::client::SecretInfo| match s.exposed_by_default {
-                Some(true) => "on",
-                Some(false) => "off",
-                None => "default",
-            };
-            match output {
-                Output::Json => print_json(
-                    out,
-                    json!({ "secrets": list.iter().map(|s| json!({
-                        "name": s.name,
-                        "environment": s.environment,
-                        "created_at": rfc3339(s.created_at.as_ref()),
-                        "updated_at": rfc3339(s.updated_at.as_ref()),
-                        "exposed_by_default": s.exposed.or(s.exposed_by_default),
-                        "exposure": setting(s),
-                    })).collect::<Vec<_>>() }),
-                ),
-                Output::Pretty => table(
-                    out,
-                    &["Name", "Env", "Exposed", "Created At", "Updated At"],
-                    &list
-                        .iter()
-                        .map(|s| {
-                            let exposed = match (s.exposed.or(s.exposed_by_default), setting(s)) {
-                                (Some(true), "default") => "yes (default)",
-                                (Some(false), "default") => "no (default)",
-                                (Some(true), _) => "yes",
-                                (Some(false), _) => "no",
-                                (None, _) => "default",
-                            };
-                            vec![
-                                s.name.clone(),
-                                s.environment.clone(),
-                                exposed.to_string(),
-                                rfc3339(s.created_at.as_ref()),
-                                rfc3339(s.updated_at.as_ref()),
-                            ]
-                        })
-                        .collect::<Vec<_>>(),
-                ),
-            }
-        }
+        SecretsCmd::List { env, output } => list_secrets(client, &env, output, out).await,
         SecretsCmd::Import {
             file,
             env,
