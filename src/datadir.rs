@@ -508,8 +508,14 @@ impl DataDir {
     /// Replicas holding either key keep starting. The new key replaces `master.key`; the old
     /// one is kept as `master.key.old` (0600) until [`DataDir::finish_master_key_rotation`].
     pub async fn stage_master_key_rotation(&self) -> Result<Staged> {
+        self.with_store(async |store| self.stage_with(store).await)
+            .await
+    }
+
+    /// Runs `f` on the opened store, which is closed after it whatever it returns.
+    async fn with_store<T>(&self, f: impl AsyncFnOnce(&dyn Store) -> Result<T>) -> Result<T> {
         let opened = self.open().await?;
-        let result = self.stage_with(opened.store.as_ref()).await;
+        let result = f(opened.store.as_ref()).await;
         opened.store.close().await;
         result
     }
@@ -546,10 +552,8 @@ impl DataDir {
     /// `rotate-master-key --finish`: the new key's wrappings become the only ones (replicas on
     /// the old key no longer start) and `master.key.old` is removed. Runs with the new key.
     pub async fn finish_master_key_rotation(&self) -> Result<String> {
-        let opened = self.open().await?;
-        let result = self.finish_with(opened.store.as_ref()).await;
-        opened.store.close().await;
-        result
+        self.with_store(async |store| self.finish_with(store).await)
+            .await
     }
 
     async fn finish_with(&self, store: &dyn Store) -> Result<String> {
