@@ -443,8 +443,8 @@ impl DataDir {
             (Some(staged), Some(found)) => Err(DataDirError::WrongMasterKeyStaged {
                 path: self.master_key.clone(),
                 found,
-                current: check_id(&check),
-                staged: check_id(&staged),
+                current: check_id(check),
+                staged: check_id(staged),
             }),
             _ => Err(DataDirError::WrongMasterKey(self.master_key.clone())),
         }
