@@ -253,6 +253,15 @@ pub fn format_scopes(scopes: &[Scope]) -> String {
 mod tests {
     use super::*;
 
+    /// A principal holding `scopes` only.
+    fn holding(scopes: Vec<Scope>) -> Principal {
+        Principal {
+            key_id: "k".into(),
+            scopes,
+            via: None,
+        }
+    }
+
     #[test]
     fn scopes_roundtrip() {
         for s in [
@@ -272,11 +281,7 @@ mod tests {
 
     #[test]
     fn write_implies_read_of_the_same_environment_only() {
-        let p = Principal {
-            key_id: "k".into(),
-            scopes: vec![Scope::Write("staging".into())],
-            via: None,
-        };
+        let p = holding(vec![Scope::Write("staging".into())]);
         assert!(p.allows(&Scope::Read("staging".into())));
         assert!(!p.allows(&Scope::Read("main".into())));
         assert!(!p.allows(&Scope::Admin));
@@ -284,19 +289,11 @@ mod tests {
 
     #[test]
     fn admin_does_not_imply_reading_values() {
-        let admin = Principal {
-            key_id: "k".into(),
-            scopes: vec![Scope::Admin],
-            via: None,
-        };
+        let admin = holding(vec![Scope::Admin]);
         assert!(admin.allows(&Scope::Write("main".into())));
         assert!(!admin.allows(&Scope::Snapshot("main".into())));
         assert!(!admin.allows(&Scope::Build("main".into())));
-        let build = Principal {
-            key_id: "k".into(),
-            scopes: vec![Scope::Build("staging".into())],
-            via: None,
-        };
+        let build = holding(vec![Scope::Build("staging".into())]);
         assert!(build.allows(&Scope::Build("staging".into())));
         assert!(!build.allows(&Scope::Build("main".into())));
         assert!(!build.allows(&Scope::Snapshot("staging".into())));

@@ -398,6 +398,13 @@ fn read_header(path: &Path) -> Result<Header> {
         }
         return Err(BackupError::Foreign(path.to_path_buf()));
     }
+    // A check value field: 64 hex digits.
+    let check_value = |key: &str, value: &str| {
+        hex::decode(value)
+            .ok()
+            .filter(|v| v.len() == 32)
+            .ok_or_else(|| bad(&format!("{key} is not 64 hex digits")))
+    };
     let (mut check, mut id, mut created_at, mut bytes) = (None, None, None, None);
     let mut staged = None;
     loop {
@@ -414,20 +421,8 @@ fn read_header(path: &Path) -> Result<Header> {
             .ok_or_else(|| bad("a header line is not `key: value`"))?;
         match key {
             "master-key-id" => id = Some(value.to_string()),
-            "master-key-check" => {
-                let v = hex::decode(value)
-                    .ok()
-                    .filter(|v| v.len() == 32)
-                    .ok_or_else(|| bad("master-key-check is not 64 hex digits"))?;
-                check = Some(v);
-            }
-            "staged-master-key-check" => {
-                let v = hex::decode(value)
-                    .ok()
-                    .filter(|v| v.len() == 32)
-                    .ok_or_else(|| bad("staged-master-key-check is not 64 hex digits"))?;
-                staged = Some(v);
-            }
+            "master-key-check" => check = Some(check_value(key, value)?),
+            "staged-master-key-check" => staged = Some(check_value(key, value)?),
             "created-at" => created_at = Some(value.to_string()),
             "database-bytes" => {
                 bytes = Some(

@@ -888,6 +888,26 @@ fn print_json(out: &mut impl Write, v: serde_json::Value) -> Result<(), CliError
     writeln!(out, "{text}").map_err(io)
 }
 
+/// A listing as `--output` asks: JSON `{"KEY": [item, …]}` with `item` of each, or a table
+/// under `header` with a `row` of each.
+fn print_listing<T>(
+    out: &mut impl Write,
+    output: Output,
+    key: &str,
+    items: &[T],
+    item: impl Fn(&T) -> serde_json::Value,
+    header: &[&str],
+    row: impl Fn(&T) -> Vec<String>,
+) -> Result<(), CliError> {
+    match output {
+        Output::Json => print_json(
+            out,
+            json!({ key: items.iter().map(item).collect::<Vec<_>>() }),
+        ),
+        Output::Pretty => table(out, header, &items.iter().map(row).collect::<Vec<_>>()),
+    }
+}
+
 /// Sets `pairs` as one batch (`secrets set`, `secrets import`) and says which names were set.
 async fn set_batch(
     client: &Client,
@@ -912,6 +932,55 @@ async fn set_batch(
     .map_err(io)
 }
 
+/// `secrets list`: the names of an environment with their exposure, as a table or JSON.
+async fn list_secrets(
+    client: &Client,
+    env: &str,
+    output: Output,
+    out: &mut impl Write,
+) -> Result<(), CliError> {
+    let list = client.secrets().list(env).await?;
+    // The setting of each secret, else "default" (the server's `expose_by_default`).
+    let setting = |s: &crate::client::SecretInfo| match s.exposed_by_default {
+        Some(true) => "on",
+        Some(false) => "off",
+        None => "default",
+    };
+    print_listing(
+        out,
+        output,
+        "secrets",
+        &list,
+        |s| {
+            json!({
+                "name": s.name,
+                "environment": s.environment,
+                "created_at": rfc3339(s.created_at.as_ref()),
+                "updated_at": rfc3339(s.updated_at.as_ref()),
+                "exposed_by_default": s.exposed.or(s.exposed_by_default),
+                "exposure": setting(s),
+            })
+        },
+        &["Name", "Env", "Exposed", "Created At", "Updated At"],
+        |s| {
+            let exposed = match (s.exposed.or(s.exposed_by_default), setting(s)) {
+                (Some(true), "default") => "yes (default)",
+                (Some(false), "default") => "no (default)",
+                (Some(true), _) => "yes",
+                (Some(false), _) => "no",
+                (None, _) => "default",
+            };
+            vec![
+                s.name.clone(),
+                s.environment.clone(),
+                exposed.to_string(),
+                rfc3339(s.created_at.as_ref()),
+                rfc3339(s.updated_at.as_ref()),
+            ]
+        },
+    )
+}
+
 async fn secrets(client: &Client, cmd: SecretsCmd, out: &mut impl Write) -> Result<(), CliError> {
     match cmd {
         SecretsCmd::Set {
@@ -931,51 +1000,7 @@ async fn secrets(client: &Client, cmd: SecretsCmd, out: &mut impl Write) -> Resu
             )
             .await
         }
-        SecretsCmd::List { env, output } => {
-            let list = client.secrets().list(&env).await?;
-            // The setting of each secret, else "default" (the server's `expose_by_default`).
-            let setting = |s: &crate::client::SecretInfo| match s.exposed_by_default {
-                Some(true) => "on",
-                Some(false) => "off",
-                None => "default",
-            };
-            match output {
-                Output::Json => print_json(
-                    out,
-                    json!({ "secrets": list.iter().map(|s| json!({
-                        "name": s.name,
-                        "environment": s.environment,
-                        "created_at": rfc3339(s.created_at.as_ref()),
-                        "updated_at": rfc3339(s.updated_at.as_ref()),
-                        "exposed_by_default": s.exposed.or(s.exposed_by_default),
-                        "exposure": setting(s),
-                    })).collect::<Vec<_>>() }),
-                ),
-                Output::Pretty => table(
-                    out,
-                    &["Name", "Env", "Exposed", "Created At", "Updated At"],
-                    &list
-                        .iter()
-                        .map(|s| {
-                            let exposed = match (s.exposed.or(s.exposed_by_default), setting(s)) {
-                                (Some(true), "default") => "yes (default)",
-                                (Some(false), "default") => "no (default)",
-                                (Some(true), _) => "yes",
-                                (Some(false), _) => "no",
-                                (None, _) => "default",
-                            };
-                            vec![
-                                s.name.clone(),
-                                s.environment.clone(),
-                                exposed.to_string(),
-                                rfc3339(s.created_at.as_ref()),
-                                rfc3339(s.updated_at.as_ref()),
-                            ]
-                        })
-                        .collect::<Vec<_>>(),
-                ),
-            }
-        }
+        SecretsCmd::List { env, output } => list_secrets(client, &env, output, out).await,
         SecretsCmd::Import {
             file,
             env,
@@ -1028,32 +1053,29 @@ async fn envs(client: &Client, cmd: EnvCmd, out: &mut impl Write) -> Result<(), 
     match cmd {
         EnvCmd::List { output } => {
             let list = client.environments().list().await?;
-            match output {
-                Output::Json => print_json(
-                    out,
-                    json!({ "environments": list.iter().map(|e| json!({
+            print_listing(
+                out,
+                output,
+                "environments",
+                &list,
+                |e| {
+                    json!({
                         "name": e.name,
                         "revision": e.revision,
                         "secret_count": e.secret_count,
                         "created_at": rfc3339(e.created_at.as_ref()),
-                    })).collect::<Vec<_>>() }),
-                ),
-                Output::Pretty => table(
-                    out,
-                    &["Name", "Secrets", "Revision", "Created At"],
-                    &list
-                        .iter()
-                        .map(|e| {
-                            vec![
-                                e.name.clone(),
-                                e.secret_count.to_string(),
-                                e.revision.to_string(),
-                                rfc3339(e.created_at.as_ref()),
-                            ]
-                        })
-                        .collect::<Vec<_>>(),
-                ),
-            }
+                    })
+                },
+                &["Name", "Secrets", "Revision", "Created At"],
+                |e| {
+                    vec![
+                        e.name.clone(),
+                        e.secret_count.to_string(),
+                        e.revision.to_string(),
+                        rfc3339(e.created_at.as_ref()),
+                    ]
+                },
+            )
         }
         EnvCmd::Create { name } => {
             client.environments().create(&name).await?;
@@ -1087,46 +1109,43 @@ async fn keys(client: &Client, cmd: KeysCmd, out: &mut impl Write) -> Result<(),
                     "active"
                 }
             };
-            match output {
-                Output::Json => print_json(
-                    out,
-                    json!({ "keys": list.iter().map(|k| json!({
+            print_listing(
+                out,
+                output,
+                "keys",
+                &list,
+                |k| {
+                    json!({
                         "key_id": k.key_id,
                         "label": k.label,
                         "scopes": k.scopes,
                         "created_at": rfc3339(k.created_at.as_ref()),
                         "last_used_at": k.last_used_at.as_ref().map(|t| rfc3339(Some(t))),
                         "revoked_at": k.revoked_at.as_ref().map(|t| rfc3339(Some(t))),
-                    })).collect::<Vec<_>>() }),
-                ),
-                Output::Pretty => table(
-                    out,
-                    &[
-                        "Key ID",
-                        "Label",
-                        "Scopes",
-                        "Created At",
-                        "Last Used",
-                        "State",
-                    ],
-                    &list
-                        .iter()
-                        .map(|k| {
-                            vec![
-                                k.key_id.clone(),
-                                k.label.clone(),
-                                k.scopes.join(","),
-                                rfc3339(k.created_at.as_ref()),
-                                k.last_used_at
-                                    .as_ref()
-                                    .map(|t| rfc3339(Some(t)))
-                                    .unwrap_or_else(|| "never".into()),
-                                state(k).to_string(),
-                            ]
-                        })
-                        .collect::<Vec<_>>(),
-                ),
-            }
+                    })
+                },
+                &[
+                    "Key ID",
+                    "Label",
+                    "Scopes",
+                    "Created At",
+                    "Last Used",
+                    "State",
+                ],
+                |k| {
+                    vec![
+                        k.key_id.clone(),
+                        k.label.clone(),
+                        k.scopes.join(","),
+                        rfc3339(k.created_at.as_ref()),
+                        k.last_used_at
+                            .as_ref()
+                            .map(|t| rfc3339(Some(t)))
+                            .unwrap_or_else(|| "never".into()),
+                        state(k).to_string(),
+                    ]
+                },
+            )
         }
         KeysCmd::Revoke { key_id } => {
             let tokens = client.keys().revoke(&key_id).await?;
@@ -1245,40 +1264,35 @@ fn audit_json(e: &crate::client::AuditEntry) -> serde_json::Value {
 async fn audit(client: &Client, args: AuditArgs, out: &mut impl Write) -> Result<(), CliError> {
     let env = args.env.unwrap_or_default();
     let entries = client.audit().list(&env, args.limit).await?;
-    match args.output {
-        Output::Json => print_json(
-            out,
-            json!({ "entries": entries.iter().map(audit_json).collect::<Vec<_>>() }),
-        ),
-        Output::Pretty => table(
-            out,
-            &["At", "Key ID", "Action", "Env", "Rev", "Names / runner"],
-            &entries
-                .iter()
-                .map(|e| {
-                    let mut what = e.names.join(",");
-                    if e.names_total > e.names.len() as u64 {
-                        what.push_str(&format!(",… ({} in all)", e.names_total));
-                    }
-                    if !e.runner_id.is_empty() {
-                        what = format!("{} ({} values)", e.runner_id, e.value_count.unwrap_or(0));
-                    }
-                    vec![
-                        rfc3339(e.at.as_ref()),
-                        e.key_id.clone(),
-                        if e.via.is_empty() {
-                            e.action.clone()
-                        } else {
-                            format!("{} ({})", e.action, e.via)
-                        },
-                        e.environment.clone(),
-                        e.revision.map(|r| r.to_string()).unwrap_or_default(),
-                        what,
-                    ]
-                })
-                .collect::<Vec<_>>(),
-        ),
-    }
+    print_listing(
+        out,
+        args.output,
+        "entries",
+        &entries,
+        audit_json,
+        &["At", "Key ID", "Action", "Env", "Rev", "Names / runner"],
+        |e| {
+            let mut what = e.names.join(",");
+            if e.names_total > e.names.len() as u64 {
+                what.push_str(&format!(",… ({} in all)", e.names_total));
+            }
+            if !e.runner_id.is_empty() {
+                what = format!("{} ({} values)", e.runner_id, e.value_count.unwrap_or(0));
+            }
+            vec![
+                rfc3339(e.at.as_ref()),
+                e.key_id.clone(),
+                if e.via.is_empty() {
+                    e.action.clone()
+                } else {
+                    format!("{} ({})", e.action, e.via)
+                },
+                e.environment.clone(),
+                e.revision.map(|r| r.to_string()).unwrap_or_default(),
+                what,
+            ]
+        },
+    )
 }
 
 async fn runner_tokens(
@@ -1329,10 +1343,13 @@ async fn runner_tokens(
                 .runners()
                 .list_tokens(env.as_deref().unwrap_or(""), limit)
                 .await?;
-            match output {
-                Output::Json => print_json(
-                    out,
-                    json!({ "tokens": list.iter().map(|t| json!({
+            print_listing(
+                out,
+                output,
+                "tokens",
+                &list,
+                |t| {
+                    json!({
                         "token_id": t.token_id,
                         "environment": t.environment,
                         "purpose": t.purpose,
@@ -1341,33 +1358,27 @@ async fn runner_tokens(
                         "created_at": rfc3339(t.created_at.as_ref()),
                         "minted_by": t.created_by,
                         "only": t.only,
-                    })).collect::<Vec<_>>() }),
-                ),
-                Output::Pretty => table(
-                    out,
-                    &[
-                        "Token ID",
-                        "Env",
-                        "Purpose",
-                        "Uses Left",
-                        "Expires At",
-                        "Minted By",
-                    ],
-                    &list
-                        .iter()
-                        .map(|t| {
-                            vec![
-                                t.token_id.clone(),
-                                t.environment.clone(),
-                                t.purpose.clone(),
-                                t.uses_left.to_string(),
-                                rfc3339(t.expires_at.as_ref()),
-                                t.created_by.clone(),
-                            ]
-                        })
-                        .collect::<Vec<_>>(),
-                ),
-            }
+                    })
+                },
+                &[
+                    "Token ID",
+                    "Env",
+                    "Purpose",
+                    "Uses Left",
+                    "Expires At",
+                    "Minted By",
+                ],
+                |t| {
+                    vec![
+                        t.token_id.clone(),
+                        t.environment.clone(),
+                        t.purpose.clone(),
+                        t.uses_left.to_string(),
+                        rfc3339(t.expires_at.as_ref()),
+                        t.created_by.clone(),
+                    ]
+                },
+            )
         }
     }
 }
@@ -1383,10 +1394,13 @@ async fn runners(client: &Client, cmd: RunnersCmd, out: &mut impl Write) -> Resu
         .runners()
         .list(env.as_deref().unwrap_or(""), stale, limit)
         .await?;
-    match output {
-        Output::Json => print_json(
-            out,
-            json!({ "runners": list.iter().map(|r| json!({
+    print_listing(
+        out,
+        output,
+        "runners",
+        &list,
+        |r| {
+            json!({
                 "runner_id": r.runner_id,
                 "environment": r.environment,
                 "revision": r.revision,
@@ -1394,33 +1408,27 @@ async fn runners(client: &Client, cmd: RunnersCmd, out: &mut impl Write) -> Resu
                 "stale": r.stale,
                 "started_at": rfc3339(r.started_at.as_ref()),
                 "credential_id": r.credential_id,
-            })).collect::<Vec<_>>() }),
-        ),
-        Output::Pretty => table(
-            out,
-            &[
-                "Runner",
-                "Env",
-                "Revision",
-                "Current",
-                "Started At",
-                "Stale",
-            ],
-            &list
-                .iter()
-                .map(|r| {
-                    vec![
-                        r.runner_id.clone(),
-                        r.environment.clone(),
-                        r.revision.to_string(),
-                        r.current_revision.to_string(),
-                        rfc3339(r.started_at.as_ref()),
-                        if r.stale { "yes" } else { "no" }.to_string(),
-                    ]
-                })
-                .collect::<Vec<_>>(),
-        ),
-    }
+            })
+        },
+        &[
+            "Runner",
+            "Env",
+            "Revision",
+            "Current",
+            "Started At",
+            "Stale",
+        ],
+        |r| {
+            vec![
+                r.runner_id.clone(),
+                r.environment.clone(),
+                r.revision.to_string(),
+                r.current_revision.to_string(),
+                rfc3339(r.started_at.as_ref()),
+                if r.stale { "yes" } else { "no" }.to_string(),
+            ]
+        },
+    )
 }
 
 #[cfg(test)]

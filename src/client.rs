@@ -800,16 +800,7 @@ impl BuildSecrets {
 impl From<v1::GetBuildSecretsResponse> for BuildSecrets {
     /// Moves each value into a zeroizing buffer without copying it.
     fn from(mut res: v1::GetBuildSecretsResponse) -> Self {
-        let secrets = res
-            .secrets
-            .drain(..)
-            .map(|mut s| {
-                (
-                    std::mem::take(&mut s.name),
-                    SecretBytes::new(std::mem::take(&mut s.value)),
-                )
-            })
-            .collect();
+        let secrets = res.secrets.drain(..).map(|mut s| s.take()).collect();
         BuildSecrets {
             environment: std::mem::take(&mut res.environment),
             revision: res.revision,

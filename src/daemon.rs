@@ -221,199 +221,203 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
             telemetry::init(config.log_format, "info,sqlx=warn");
             serve(config, shutdown_signal()).await
         }
-        Command::Init(args) => {
-            telemetry::init(args.log_format, "warn");
-            let dir = args.data_dir();
-            let opened = dir.init().await?;
-            let admin = opened.new_admin.ok_or_else(|| {
-                anyhow::anyhow!("init made no admin key (the store was already initialised)")
-            })?;
-            eprintln!(
-                "runseald: initialised {} (master key {} in {}). The admin key follows, shown once:",
-                dir.root().display(),
-                opened.master_key_id,
-                dir.master_key_path().display()
-            );
-            println!("{}", admin.to_line().as_str());
-            Ok(())
-        }
-        Command::RotateMasterKey(RotateArgs {
-            dir: args,
-            stage: true,
-            ..
-        }) => {
-            telemetry::init(args.log_format, "warn");
-            let dir = args.data_dir();
-            let staged = dir.stage_master_key_rotation().await?;
-            println!(
-                "master key rotation staged: new key {} in {}, old key {} kept in {} until --finish; replicas on either key start. Give every replica the new key, then run `runseald rotate-master-key --finish`",
-                staged.new_id,
-                dir.master_key_path().display(),
-                staged.old_id,
-                staged.old_path.display()
-            );
-            Ok(())
-        }
-        Command::RotateMasterKey(RotateArgs {
-            dir: args,
-            finish: true,
-            ..
-        }) => {
-            telemetry::init(args.log_format, "warn");
-            let dir = args.data_dir();
-            let id = dir.finish_master_key_rotation().await?;
-            println!(
-                "master key rotation finished: only key {id} ({}) opens the database now; {} removed",
-                dir.master_key_path().display(),
-                dir.old_master_key_path().display()
-            );
-            Ok(())
-        }
-        Command::RotateMasterKey(RotateArgs { dir: args, .. }) => {
-            telemetry::init(args.log_format, "warn");
-            let dir = args.data_dir();
-            let id = dir.rotate_master_key().await?;
-            println!(
-                "master key rotated: new key {id} in {}",
-                dir.master_key_path().display()
-            );
-            Ok(())
-        }
-        Command::Migrate(args) => {
-            telemetry::init(LogFormat::Text, "warn");
-            let from = args
-                .from
-                .strip_prefix("sqlite:")
-                .context("--from: expected sqlite:PATH")?;
-            if !(args.to.expose().starts_with("postgres://")
-                || args.to.expose().starts_with("postgresql://"))
-            {
-                bail!("--to: expected a postgres:// URL");
-            }
-            let report = crate::store::migrate::sqlite_to_postgres(from.as_ref(), &args.to)
-                .await
-                .with_context(|| format!("migration to {} failed; nothing was written", args.to))?;
-            let total: u64 = report.iter().map(|(_, n)| n).sum();
-            println!(
-                "migrated {total} rows to {}; start runseald with --database-url and the same master key",
-                args.to
-            );
-            Ok(())
-        }
-        Command::Backup(args) => {
-            telemetry::init(LogFormat::Text, "warn");
-            let dir = DataDir::new(&args.data_dir, None);
-            let postgres = args.database_url.is_some();
-            let to = args.to.clone();
-            let report =
-                tokio::task::spawn_blocking(move || crate::backup::backup(&dir, postgres, &to))
-                    .await
-                    .context("the backup task failed")??;
-            println!(
-                "backed up {} to {} ({} bytes); restoring it needs the master key {} (not in the backup: keep it apart)",
-                args.data_dir.display(),
-                args.to.display(),
-                report.file_bytes,
-                report.header.master_key_id()
-            );
-            Ok(())
-        }
-        Command::Restore(args) => {
-            telemetry::init(LogFormat::Text, "warn");
-            let dir = DataDir::new(&args.data_dir, args.master_key_file.clone());
-            let postgres = args.database_url.is_some();
-            let from = args.from.clone();
-            let restored = dir.clone();
-            let header = tokio::task::spawn_blocking(move || {
-                crate::backup::restore(&from, &restored, postgres)
-            })
+        Command::Init(args) => init(args).await,
+        Command::RotateMasterKey(args) => rotate_master_key(args).await,
+        Command::Migrate(args) => migrate(args).await,
+        Command::Backup(args) => backup(args).await,
+        Command::Restore(args) => restore(args).await,
+        Command::RecoverAdmin(args) => recover_admin(args).await,
+        Command::Verify(args) => verify(args).await,
+    }
+}
+
+/// `runseald init`: a new data dir, its admin key printed once on stdout.
+async fn init(args: DirArgs) -> anyhow::Result<()> {
+    telemetry::init(args.log_format, "warn");
+    let dir = args.data_dir();
+    let opened = dir.init().await?;
+    let admin = opened.new_admin.ok_or_else(|| {
+        anyhow::anyhow!("init made no admin key (the store was already initialised)")
+    })?;
+    eprintln!(
+        "runseald: initialised {} (master key {} in {}). The admin key follows, shown once:",
+        dir.root().display(),
+        opened.master_key_id,
+        dir.master_key_path().display()
+    );
+    println!("{}", admin.to_line().as_str());
+    Ok(())
+}
+
+/// `runseald rotate-master-key`: in one step, or staged with --stage and ended with --finish.
+async fn rotate_master_key(args: RotateArgs) -> anyhow::Result<()> {
+    telemetry::init(args.dir.log_format, "warn");
+    let dir = args.dir.data_dir();
+    if args.stage {
+        let staged = dir.stage_master_key_rotation().await?;
+        println!(
+            "master key rotation staged: new key {} in {}, old key {} kept in {} until --finish; replicas on either key start. Give every replica the new key, then run `runseald rotate-master-key --finish`",
+            staged.new_id,
+            dir.master_key_path().display(),
+            staged.old_id,
+            staged.old_path.display()
+        );
+    } else if args.finish {
+        let id = dir.finish_master_key_rotation().await?;
+        println!(
+            "master key rotation finished: only key {id} ({}) opens the database now; {} removed",
+            dir.master_key_path().display(),
+            dir.old_master_key_path().display()
+        );
+    } else {
+        let id = dir.rotate_master_key().await?;
+        println!(
+            "master key rotated: new key {id} in {}",
+            dir.master_key_path().display()
+        );
+    }
+    Ok(())
+}
+
+/// `runseald migrate`: a SQLite database copied into an empty PostgreSQL one.
+async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
+    telemetry::init(LogFormat::Text, "warn");
+    let from = args
+        .from
+        .strip_prefix("sqlite:")
+        .context("--from: expected sqlite:PATH")?;
+    if !(args.to.expose().starts_with("postgres://")
+        || args.to.expose().starts_with("postgresql://"))
+    {
+        bail!("--to: expected a postgres:// URL");
+    }
+    let report = crate::store::migrate::sqlite_to_postgres(from.as_ref(), &args.to)
+        .await
+        .with_context(|| format!("migration to {} failed; nothing was written", args.to))?;
+    let total: u64 = report.iter().map(|(_, n)| n).sum();
+    println!(
+        "migrated {total} rows to {}; start runseald with --database-url and the same master key",
+        args.to
+    );
+    Ok(())
+}
+
+/// `runseald backup`: the SQLite store copied to one file, values still sealed.
+async fn backup(args: BackupArgs) -> anyhow::Result<()> {
+    telemetry::init(LogFormat::Text, "warn");
+    let dir = DataDir::new(&args.data_dir, None);
+    let postgres = args.database_url.is_some();
+    let to = args.to.clone();
+    let report = tokio::task::spawn_blocking(move || crate::backup::backup(&dir, postgres, &to))
+        .await
+        .context("the backup task failed")??;
+    println!(
+        "backed up {} to {} ({} bytes); restoring it needs the master key {} (not in the backup: keep it apart)",
+        args.data_dir.display(),
+        args.to.display(),
+        report.file_bytes,
+        report.header.master_key_id()
+    );
+    Ok(())
+}
+
+/// `runseald restore`: a new data dir made from a backup.
+async fn restore(args: RestoreArgs) -> anyhow::Result<()> {
+    telemetry::init(LogFormat::Text, "warn");
+    let dir = DataDir::new(&args.data_dir, args.master_key_file.clone());
+    let postgres = args.database_url.is_some();
+    let from = args.from.clone();
+    let restored = dir.clone();
+    let header =
+        tokio::task::spawn_blocking(move || crate::backup::restore(&from, &restored, postgres))
             .await
             .context("the restore task failed")??;
-            println!(
-                "restored {} (taken {}) into {}; start it with `runseald serve --data-dir {}` and the master key {} ({})",
-                args.from.display(),
-                header.created_at,
-                dir.database_path().display(),
-                args.data_dir.display(),
-                header.master_key_id(),
-                dir.master_key_path().display()
-            );
-            Ok(())
-        }
-        Command::RecoverAdmin(args) => {
-            telemetry::init(args.dir.log_format, "warn");
-            crate::service::check_label(&args.label).map_err(|e| anyhow::anyhow!("--{e}"))?;
-            let dir = args.dir.data_dir();
-            let admin = dir.recover_admin(args.label).await?;
-            eprintln!(
-                "runseald: new admin key {} for {} (audited as key.recover_admin). It follows, shown once:",
-                admin.key_id(),
-                dir.database_description()
-            );
-            println!("{}", admin.to_line().as_str());
-            Ok(())
-        }
-        Command::Verify(args) => {
-            telemetry::init(args.log_format, "warn");
-            let dir = args.data_dir();
-            let opened = dir.open().await?;
-            let rows = opened.store.all_sealed_secrets().await?;
-            let mut bad = 0;
-            for (env, s) in &rows {
-                if let Err(e) = opened.sealer.open(env, &s.name, &s.sealed) {
-                    bad += 1;
-                    println!("FAILED {env}/{}: {e}", s.name);
-                }
-            }
-            println!("{} sealed values checked, {bad} failed", rows.len());
-            // The MACs of every key, runner token, runner start, kept version and environment
-            // revision.
-            let integrity = opened.integrity.clone();
-            let macs = opened.store.integrity_rows().await?;
-            let mut bad_versions = 0;
-            for (v, _) in &macs.versions {
-                if let Err(e) = opened.sealer.open(&v.environment, &v.name, &v.sealed) {
-                    bad_versions += 1;
-                    println!(
-                        "FAILED {}/{} version {}: {e}",
-                        v.environment, v.name, v.version
-                    );
-                }
-            }
-            println!(
-                "{} kept versions checked, {bad_versions} failed",
-                macs.versions.len()
-            );
-            bad += bad_versions;
-            let tampered = macs.failures(&integrity);
-            for row in &tampered {
-                println!(
-                    "TAMPERED {row}: its integrity MAC does not match (changed outside runseald)"
-                );
-            }
-            let checked = macs.keys.len()
-                + macs.tokens.len()
-                + macs.runners.len()
-                + macs.versions.len()
-                + macs.environments.len();
-            println!("{checked} rows checked, {} failed", tampered.len());
-            // Stored names the default denied set refuses now: snapshots leave them out.
-            let policy = crate::names::NamePolicy::default();
-            for (env, s) in &rows {
-                if let Some(reason) = policy.denied(&s.name) {
-                    println!("DENIED {env}/{}: left out of snapshots: {reason}", s.name);
-                }
-            }
-            opened.store.close().await;
-            if bad > 0 || !tampered.is_empty() {
-                bail!(
-                    "{bad} sealed value(s) and {} row(s) failed their integrity check",
-                    tampered.len()
-                );
-            }
-            Ok(())
+    println!(
+        "restored {} (taken {}) into {}; start it with `runseald serve --data-dir {}` and the master key {} ({})",
+        args.from.display(),
+        header.created_at,
+        dir.database_path().display(),
+        args.data_dir.display(),
+        header.master_key_id(),
+        dir.master_key_path().display()
+    );
+    Ok(())
+}
+
+/// `runseald recover-admin`: a new admin key minted with the master key, printed once.
+async fn recover_admin(args: RecoverAdminArgs) -> anyhow::Result<()> {
+    telemetry::init(args.dir.log_format, "warn");
+    crate::service::check_label(&args.label).map_err(|e| anyhow::anyhow!("--{e}"))?;
+    let dir = args.dir.data_dir();
+    let admin = dir.recover_admin(args.label).await?;
+    eprintln!(
+        "runseald: new admin key {} for {} (audited as key.recover_admin). It follows, shown once:",
+        admin.key_id(),
+        dir.database_description()
+    );
+    println!("{}", admin.to_line().as_str());
+    Ok(())
+}
+
+/// `runseald verify`: every sealed value opened and every integrity MAC checked; fails when
+/// any does not hold.
+async fn verify(args: DirArgs) -> anyhow::Result<()> {
+    telemetry::init(args.log_format, "warn");
+    let dir = args.data_dir();
+    let opened = dir.open().await?;
+    let rows = opened.store.all_sealed_secrets().await?;
+    let mut bad = 0;
+    for (env, s) in &rows {
+        if let Err(e) = opened.sealer.open(env, &s.name, &s.sealed) {
+            bad += 1;
+            println!("FAILED {env}/{}: {e}", s.name);
         }
     }
+    println!("{} sealed values checked, {bad} failed", rows.len());
+    // The MACs of every key, runner token, runner start, kept version and environment
+    // revision.
+    let integrity = opened.integrity.clone();
+    let macs = opened.store.integrity_rows().await?;
+    let mut bad_versions = 0;
+    for (v, _) in &macs.versions {
+        if let Err(e) = opened.sealer.open(&v.environment, &v.name, &v.sealed) {
+            bad_versions += 1;
+            println!(
+                "FAILED {}/{} version {}: {e}",
+                v.environment, v.name, v.version
+            );
+        }
+    }
+    println!(
+        "{} kept versions checked, {bad_versions} failed",
+        macs.versions.len()
+    );
+    bad += bad_versions;
+    let tampered = macs.failures(&integrity);
+    for row in &tampered {
+        println!("TAMPERED {row}: its integrity MAC does not match (changed outside runseald)");
+    }
+    let checked = macs.keys.len()
+        + macs.tokens.len()
+        + macs.runners.len()
+        + macs.versions.len()
+        + macs.environments.len();
+    println!("{checked} rows checked, {} failed", tampered.len());
+    // Stored names the default denied set refuses now: snapshots leave them out.
+    let policy = crate::names::NamePolicy::default();
+    for (env, s) in &rows {
+        if let Some(reason) = policy.denied(&s.name) {
+            println!("DENIED {env}/{}: left out of snapshots: {reason}", s.name);
+        }
+    }
+    opened.store.close().await;
+    if bad > 0 || !tampered.is_empty() {
+        bail!(
+            "{bad} sealed value(s) and {} row(s) failed their integrity check",
+            tampered.len()
+        );
+    }
+    Ok(())
 }
 
 /// What systemd's unit does for runseald, done by runseald itself so it holds outside systemd
@@ -508,94 +512,19 @@ pub async fn serve(
         Some(files) => Some(TlsAcceptor::new(files.clone())?),
         None => None,
     };
-    let mut listeners = Vec::new();
-    let mut web_listener = None;
     let mut activated = listenfd::ListenFd::from_env();
-    // systemd names each socket (FileDescriptorName=): the one named `web` is the dashboard's.
-    let fd_names: Vec<String> = std::env::var("LISTEN_FDNAMES")
-        .map(|n| n.split(':').map(str::to_string).collect())
-        .unwrap_or_default();
-    if activated.len() > 0 {
-        // Socket activation: serve on the inherited sockets instead of binding.
-        for i in 0..activated.len() {
-            if fd_names.get(i).map(String::as_str) == Some("web") {
-                let l = activated
-                    .take_tcp_listener(i)
-                    .ok()
-                    .flatten()
-                    .with_context(|| {
-                        format!("inherited socket {} (named web) is not a TCP socket", i + 3)
-                    })?;
-                l.set_nonblocking(true)?;
-                web_listener = Some(TcpListener::from_std(l)?);
-            } else if let Ok(Some(l)) = activated.take_tcp_listener(i) {
-                l.set_nonblocking(true)?;
-                listeners.push(tcp_listener(TcpListener::from_std(l)?, &config, &acceptor)?);
-            } else if let Ok(Some(l)) = activated.take_unix_listener(i) {
-                l.set_nonblocking(true)?;
-                tracing::info!(fd = i + 3, "listening (activated unix socket)");
-                listeners.push(Listener::Unix(UnixListener::from_std(l)?));
-            } else {
-                bail!(
-                    "inherited socket {} (LISTEN_FDS) is neither a TCP nor a Unix stream socket",
-                    i + 3
-                );
-            }
-        }
-        // Without an inherited dashboard socket, only an explicit address is bound.
-        if web_listener.is_none()
-            && matches!(config.web_listen, crate::config::WebListen::Explicit(_))
-        {
-            web_listener = bind_web(config.web_listen)?;
-        }
+    let (listeners, web_listener) = if activated.len() > 0 {
+        activated_listeners(&mut activated, &config, &acceptor)?
     } else {
-        // The dashboard's address first: a fatal failure to bind it comes before runseald
-        // announces any listener.
-        web_listener = bind_web(config.web_listen)?;
-        if let Some(addr) = config.listen {
-            let l = bind_tcp(addr).with_context(|| format!("cannot listen on {addr}"))?;
-            listeners.push(tcp_listener(l, &config, &acceptor)?);
-        }
-        if let Some(path) = &config.unix {
-            listeners.push(Listener::Unix(bind_unix(path)?));
-        }
-    }
+        bound_listeners(&config, &acceptor)?
+    };
     if let Some(addr) = config.metrics_listen {
-        let l = crate::metrics::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen for metrics on {addr}"))?;
-        tracing::info!(addr = %l.local_addr()?, "metrics listening");
-        tokio::spawn(async move {
-            if let Err(e) = crate::metrics::serve(l, std::future::pending()).await {
-                tracing::error!(error = %e, "metrics server failed");
-            }
-        });
+        spawn_metrics(addr).await?;
     }
     let mut reloaded: Vec<TlsAcceptor> = acceptor.iter().cloned().collect();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     if let Some(l) = web_listener {
-        let web_tls = match &config.tls {
-            Some(files) => Some(TlsAcceptor::with_alpn(
-                files.clone(),
-                crate::tls::ALPN_HTTP1,
-            )?),
-            None => None,
-        };
-        let local = l.local_addr()?;
-        if web_tls.is_none() && !local.ip().is_loopback() {
-            tracing::warn!(addr = %local, "serving the dashboard in PLAINTEXT on a non-loopback address (--web-insecure-plaintext): keys cross the network unencrypted");
-        }
-        let scheme = if web_tls.is_some() { "https" } else { "http" };
-        let web_config = crate::web::WebConfig::for_addr(
-            local,
-            web_tls.is_some(),
-            &config.web_hosts,
-            crate::web::body_limit(&config.limits),
-        );
-        tracing::info!(url = %format!("{scheme}://{local}/"), "dashboard listening");
-        reloaded.extend(web_tls.clone());
-        let web = crate::web::Web::new(service.clone(), web_config);
-        tokio::spawn(crate::web::serve(l, web_tls, web, stop_rx.clone()));
+        reloaded.extend(spawn_dashboard(l, &config, service.clone(), stop_rx)?);
     }
     if !reloaded.is_empty() {
         tokio::spawn(reload_tls_on_sighup(reloaded));
@@ -614,6 +543,117 @@ pub async fn serve(
     opened.store.close().await;
     tracing::info!("shut down");
     Ok(())
+}
+
+/// Socket activation: the gRPC listeners and the dashboard's on the inherited sockets instead
+/// of bound ones.
+fn activated_listeners(
+    activated: &mut listenfd::ListenFd,
+    config: &Config,
+    acceptor: &Option<TlsAcceptor>,
+) -> anyhow::Result<(Vec<Listener>, Option<TcpListener>)> {
+    let mut listeners = Vec::new();
+    let mut web_listener = None;
+    // systemd names each socket (FileDescriptorName=): the one named `web` is the dashboard's.
+    let fd_names: Vec<String> = std::env::var("LISTEN_FDNAMES")
+        .map(|n| n.split(':').map(str::to_string).collect())
+        .unwrap_or_default();
+    for i in 0..activated.len() {
+        if fd_names.get(i).map(String::as_str) == Some("web") {
+            let l = activated
+                .take_tcp_listener(i)
+                .ok()
+                .flatten()
+                .with_context(|| {
+                    format!("inherited socket {} (named web) is not a TCP socket", i + 3)
+                })?;
+            l.set_nonblocking(true)?;
+            web_listener = Some(TcpListener::from_std(l)?);
+        } else if let Ok(Some(l)) = activated.take_tcp_listener(i) {
+            l.set_nonblocking(true)?;
+            listeners.push(tcp_listener(TcpListener::from_std(l)?, config, acceptor)?);
+        } else if let Ok(Some(l)) = activated.take_unix_listener(i) {
+            l.set_nonblocking(true)?;
+            tracing::info!(fd = i + 3, "listening (activated unix socket)");
+            listeners.push(Listener::Unix(UnixListener::from_std(l)?));
+        } else {
+            bail!(
+                "inherited socket {} (LISTEN_FDS) is neither a TCP nor a Unix stream socket",
+                i + 3
+            );
+        }
+    }
+    // Without an inherited dashboard socket, only an explicit address is bound.
+    if web_listener.is_none() && matches!(config.web_listen, crate::config::WebListen::Explicit(_))
+    {
+        web_listener = bind_web(config.web_listen)?;
+    }
+    Ok((listeners, web_listener))
+}
+
+/// The gRPC listeners and the dashboard's, bound to the configured addresses.
+fn bound_listeners(
+    config: &Config,
+    acceptor: &Option<TlsAcceptor>,
+) -> anyhow::Result<(Vec<Listener>, Option<TcpListener>)> {
+    let mut listeners = Vec::new();
+    // The dashboard's address first: a fatal failure to bind it comes before runseald
+    // announces any listener.
+    let web_listener = bind_web(config.web_listen)?;
+    if let Some(addr) = config.listen {
+        let l = bind_tcp(addr).with_context(|| format!("cannot listen on {addr}"))?;
+        listeners.push(tcp_listener(l, config, acceptor)?);
+    }
+    if let Some(path) = &config.unix {
+        listeners.push(Listener::Unix(bind_unix(path)?));
+    }
+    Ok((listeners, web_listener))
+}
+
+/// Serves Prometheus metrics on `addr` in the background.
+async fn spawn_metrics(addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    let l = crate::metrics::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen for metrics on {addr}"))?;
+    tracing::info!(addr = %l.local_addr()?, "metrics listening");
+    tokio::spawn(async move {
+        if let Err(e) = crate::metrics::serve(l, std::future::pending()).await {
+            tracing::error!(error = %e, "metrics server failed");
+        }
+    });
+    Ok(())
+}
+
+/// Serves the dashboard on `l` in the background until `stop` turns true; returns its TLS
+/// acceptor (for SIGHUP reloads) when it serves TLS.
+fn spawn_dashboard(
+    l: TcpListener,
+    config: &Config,
+    service: Arc<Service>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<Option<TlsAcceptor>> {
+    let web_tls = match &config.tls {
+        Some(files) => Some(TlsAcceptor::with_alpn(
+            files.clone(),
+            crate::tls::ALPN_HTTP1,
+        )?),
+        None => None,
+    };
+    let local = l.local_addr()?;
+    if web_tls.is_none() && !local.ip().is_loopback() {
+        tracing::warn!(addr = %local, "serving the dashboard in PLAINTEXT on a non-loopback address (--web-insecure-plaintext): keys cross the network unencrypted");
+    }
+    let scheme = if web_tls.is_some() { "https" } else { "http" };
+    let web_config = crate::web::WebConfig::for_addr(
+        local,
+        web_tls.is_some(),
+        &config.web_hosts,
+        crate::web::body_limit(&config.limits),
+    );
+    tracing::info!(url = %format!("{scheme}://{local}/"), "dashboard listening");
+    let web = crate::web::Web::new(service, web_config);
+    tokio::spawn(crate::web::serve(l, web_tls.clone(), web, stop));
+    Ok(web_tls)
 }
 
 /// Binds the dashboard's listener: the default address only when free (a warning otherwise,

@@ -291,9 +291,7 @@ impl DataDir {
         // name only after the commit: a crash in between never leaves a key nobody can read.
         let pending_admin = self.pending_admin_key_path();
         if output == AdminKeyOutput::File {
-            if pending_admin.exists() {
-                fs::remove_file(&pending_admin).map_err(io_err(&pending_admin))?;
-            }
+            remove_leftover(&pending_admin)?;
             let mut line = admin.to_line();
             line.push('\n');
             create_private(&pending_admin, line.as_bytes())?;
@@ -445,8 +443,8 @@ impl DataDir {
             (Some(staged), Some(found)) => Err(DataDirError::WrongMasterKeyStaged {
                 path: self.master_key.clone(),
                 found,
-                current: hex::encode(&check[..8.min(check.len())]),
-                staged: hex::encode(&staged[..8.min(staged.len())]),
+                current: check_id(check),
+                staged: check_id(staged),
             }),
             _ => Err(DataDirError::WrongMasterKey(self.master_key.clone())),
         }
@@ -469,33 +467,15 @@ impl DataDir {
         let opened = self.open().await?;
         if let Some(staged) = opened.store.meta(META_STAGED_MASTER_KEY_CHECK).await? {
             opened.store.close().await;
-            return Err(DataDirError::RotationStaged(hex::encode(
-                &staged[..8.min(staged.len())],
-            )));
+            return Err(DataDirError::RotationStaged(check_id(&staged)));
         }
         let old = read_master_key(&self.master_key)?;
         let new = MasterKey::generate();
         let pending = self.pending_master_key_path();
-        if pending.exists() {
-            fs::remove_file(&pending).map_err(io_err(&pending))?;
-        }
+        remove_leftover(&pending)?;
         create_private(&pending, new.expose())?;
-        let mut rewrapped = Vec::new();
-        for row in opened.store.data_keys().await? {
-            let key = old.unwrap_key(&row.id, &row.wrapped)?;
-            rewrapped.push(DataKeyRow {
-                wrapped: new.wrap(&row.id, &key)?,
-                master_key_id: new.id(),
-                ..row
-            });
-        }
-        let audit = AuditRecord::new(
-            OffsetDateTime::now_utc(),
-            "runseald",
-            "master-key.rotate",
-            None,
-            vec![old.id(), new.id()],
-        );
+        let rewrapped = rewrap(opened.store.data_keys().await?, &old, &new)?;
+        let audit = by_runseald("master-key.rotate", vec![old.id(), new.id()]);
         opened
             .store
             .rewrap_data_keys(new.check_value().to_vec(), rewrapped, audit)
@@ -528,46 +508,32 @@ impl DataDir {
     /// Replicas holding either key keep starting. The new key replaces `master.key`; the old
     /// one is kept as `master.key.old` (0600) until [`DataDir::finish_master_key_rotation`].
     pub async fn stage_master_key_rotation(&self) -> Result<Staged> {
+        self.with_store(async |store| self.stage_with(store).await)
+            .await
+    }
+
+    /// Runs `f` on the opened store, which is closed after it whatever it returns.
+    async fn with_store<T>(&self, f: impl AsyncFnOnce(&dyn Store) -> Result<T>) -> Result<T> {
         let opened = self.open().await?;
-        let result = self.stage_with(opened.store.as_ref()).await;
+        let result = f(opened.store.as_ref()).await;
         opened.store.close().await;
         result
     }
 
     async fn stage_with(&self, store: &dyn Store) -> Result<Staged> {
         if let Some(staged) = store.meta(META_STAGED_MASTER_KEY_CHECK).await? {
-            return Err(DataDirError::RotationStaged(hex::encode(
-                &staged[..8.min(staged.len())],
-            )));
+            return Err(DataDirError::RotationStaged(check_id(&staged)));
         }
         let old = read_master_key(&self.master_key)?;
         let new = MasterKey::generate();
         let pending = self.pending_master_key_path();
-        if pending.exists() {
-            fs::remove_file(&pending).map_err(io_err(&pending))?;
-        }
+        remove_leftover(&pending)?;
         let old_path = self.old_master_key_path();
-        if old_path.exists() {
-            // A leftover of a finished rotation that could not remove it.
-            fs::remove_file(&old_path).map_err(io_err(&old_path))?;
-        }
+        // A leftover of a finished rotation that could not remove it.
+        remove_leftover(&old_path)?;
         create_private(&pending, new.expose())?;
-        let mut wrapped = Vec::new();
-        for row in store.data_keys().await? {
-            let key = old.unwrap_key(&row.id, &row.wrapped)?;
-            wrapped.push(DataKeyRow {
-                wrapped: new.wrap(&row.id, &key)?,
-                master_key_id: new.id(),
-                ..row
-            });
-        }
-        let audit = AuditRecord::new(
-            OffsetDateTime::now_utc(),
-            "runseald",
-            "master-key.rotate.stage",
-            None,
-            vec![old.id(), new.id()],
-        );
+        let wrapped = rewrap(store.data_keys().await?, &old, &new)?;
+        let audit = by_runseald("master-key.rotate.stage", vec![old.id(), new.id()]);
         if let Err(e) = store
             .stage_wrappings(new.check_value().to_vec(), wrapped, audit)
             .await
@@ -586,10 +552,8 @@ impl DataDir {
     /// `rotate-master-key --finish`: the new key's wrappings become the only ones (replicas on
     /// the old key no longer start) and `master.key.old` is removed. Runs with the new key.
     pub async fn finish_master_key_rotation(&self) -> Result<String> {
-        let opened = self.open().await?;
-        let result = self.finish_with(opened.store.as_ref()).await;
-        opened.store.close().await;
-        result
+        self.with_store(async |store| self.finish_with(store).await)
+            .await
     }
 
     async fn finish_with(&self, store: &dyn Store) -> Result<String> {
@@ -602,25 +566,17 @@ impl DataDir {
             return Err(DataDirError::FinishNeedsNewKey {
                 path: self.master_key.clone(),
                 found: key.id(),
-                staged: hex::encode(&staged[..8.min(staged.len())]),
+                staged: check_id(&staged),
             });
         }
         let check = store
             .meta(META_MASTER_KEY_CHECK)
             .await?
             .ok_or(DataDirError::NotInitialized)?;
-        let audit = AuditRecord::new(
-            OffsetDateTime::now_utc(),
-            "runseald",
-            "master-key.rotate.finish",
-            None,
-            vec![hex::encode(&check[..8.min(check.len())]), key.id()],
-        );
+        let audit = by_runseald("master-key.rotate.finish", vec![check_id(&check), key.id()]);
         store.finish_staged(audit).await?;
         let old = self.old_master_key_path();
-        if old.exists() {
-            fs::remove_file(&old).map_err(io_err(&old))?;
-        }
+        remove_leftover(&old)?;
         Ok(key.id())
     }
 }
@@ -656,6 +612,39 @@ impl DataDir {
         tracing::info!(key_id = %admin.key_id(), "recovery admin key created");
         Ok(admin)
     }
+}
+
+/// The first bytes of a master key's check value, in hex: how errors and the audit log name
+/// a key.
+fn check_id(check: &[u8]) -> String {
+    hex::encode(&check[..8.min(check.len())])
+}
+
+/// Removes a file left at `path` by an earlier run, if there is one.
+fn remove_leftover(path: &Path) -> Result<()> {
+    if path.exists() {
+        fs::remove_file(path).map_err(io_err(path))?;
+    }
+    Ok(())
+}
+
+/// The data key rows, each unwrapped with `old` and wrapped again under `new`.
+fn rewrap(rows: Vec<DataKeyRow>, old: &MasterKey, new: &MasterKey) -> Result<Vec<DataKeyRow>> {
+    let mut rewrapped = Vec::new();
+    for row in rows {
+        let key = old.unwrap_key(&row.id, &row.wrapped)?;
+        rewrapped.push(DataKeyRow {
+            wrapped: new.wrap(&row.id, &key)?,
+            master_key_id: new.id(),
+            ..row
+        });
+    }
+    Ok(rewrapped)
+}
+
+/// The audit record of a change runseald's own command line made, now.
+fn by_runseald(action: &'static str, names: Vec<String>) -> AuditRecord {
+    AuditRecord::new(OffsetDateTime::now_utc(), "runseald", action, None, names)
 }
 
 /// A database made before the integrity MACs: creates the integrity key and computes every

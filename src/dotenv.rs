@@ -402,21 +402,14 @@ D=""
     }
 
     #[test]
-    fn pem_key_in_double_quotes_with_crlf() {
-        let input = format!(
-            "export TLS_KEY=\"{}\"\r\nNEXT=1\r\n",
-            PEM.replace('\n', "\r\n")
-        );
-        assert_eq!(ok(&input), pairs(&[("TLS_KEY", PEM), ("NEXT", "1")]));
-    }
-
-    #[test]
-    fn pem_key_in_single_quotes_with_crlf() {
-        let input = format!(
-            "TLS_KEY='{}' # the key\r\nNEXT=1",
-            PEM.replace('\n', "\r\n")
-        );
-        assert_eq!(ok(&input), pairs(&[("TLS_KEY", PEM), ("NEXT", "1")]));
+    fn pem_key_in_double_or_single_quotes_with_crlf() {
+        let pem = PEM.replace('\n', "\r\n");
+        for input in [
+            format!("export TLS_KEY=\"{pem}\"\r\nNEXT=1\r\n"),
+            format!("TLS_KEY='{pem}' # the key\r\nNEXT=1"),
+        ] {
+            assert_eq!(ok(&input), pairs(&[("TLS_KEY", PEM), ("NEXT", "1")]));
+        }
     }
 
     #[test]

@@ -21,6 +21,8 @@ pub mod dotenv;
 pub mod duration;
 pub mod exec;
 pub mod file_mode;
+#[cfg(test)]
+mod fn_length;
 pub mod grpc;
 pub mod integrity;
 #[cfg(test)]

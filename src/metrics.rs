@@ -53,99 +53,106 @@ pub struct Metrics {
     methods: HashSet<String>,
 }
 
+/// `metric`, registered in `registry` under a name and help text (the registry keeps a handle
+/// to the same metric).
+fn registered<M: prometheus_client::registry::Metric + Clone>(
+    registry: &mut Registry,
+    (name, help): (&str, &str),
+    metric: M,
+) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
+/// The calls of every RPC by status code, and their latency.
+fn call_metrics(
+    registry: &mut Registry,
+) -> (Family<CallLabels, Counter>, Family<CallLabels, Histogram>) {
+    let calls = registered(
+        registry,
+        ("grpc_calls", "gRPC calls by method and status code"),
+        Family::default(),
+    );
+    let latency = registered(
+        registry,
+        (
+            "grpc_call_duration_seconds",
+            "gRPC call latency by method and status code",
+        ),
+        Family::<CallLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+        }),
+    );
+    (calls, latency)
+}
+
 /// The process's metrics (one server per process).
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
 
 impl Metrics {
     fn new() -> Self {
-        let mut registry = Registry::with_prefix("runseal");
-        let calls = Family::<CallLabels, Counter>::default();
-        let latency = Family::<CallLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new(exponential_buckets(0.0001, 2.0, 16))
-        });
-        let snapshots_served = Counter::default();
-        let tokens_redeemed = Counter::default();
-        let tokens_refused = Counter::default();
-        let store_errors = Counter::default();
-        let integrity_failures = Counter::default();
-        let connections_open = Gauge::default();
-        let accept_failures = Counter::default();
-        let connections_idle_closed = Counter::default();
-        let denied_names_withheld = Counter::default();
-        let web_sign_in_failures = Counter::default();
-        let web_sign_in_throttled = Counter::default();
-        registry.register(
-            "web_sign_in_failures",
-            "Dashboard sign-ins refused (unknown, wrong or revoked key, runner token)",
-            web_sign_in_failures.clone(),
+        // Registered in this order, the order of the text exposition.
+        let mut r = Registry::with_prefix("runseal");
+        let counter = |r: &mut Registry, about| registered(r, about, Counter::default());
+        let [web_sign_in_failures, web_sign_in_throttled] = [
+            (
+                "web_sign_in_failures",
+                "Dashboard sign-ins refused (unknown, wrong or revoked key, runner token)",
+            ),
+            (
+                "web_sign_in_throttled",
+                "Dashboard sign-in attempts refused by the per-address rate limit",
+            ),
+        ]
+        .map(|c| counter(&mut r, c));
+        let (calls, latency) = call_metrics(&mut r);
+        let [snapshots_served, tokens_redeemed, tokens_refused, store_errors, integrity_failures] = [
+            ("snapshots_served", "Snapshots served to runners"),
+            (
+                "runner_tokens_redeemed",
+                "Runner token uses taken by starting runners",
+            ),
+            (
+                "runner_tokens_refused",
+                "Runner tokens refused (unknown, expired, used, revoked, wrong environment)",
+            ),
+            ("store_errors", "Store operations that failed"),
+            (
+                "integrity_failures",
+                "Rows refused because their integrity MAC did not match (changed outside runseald)",
+            ),
+        ]
+        .map(|c| counter(&mut r, c));
+        let connections_open = registered(
+            &mut r,
+            (
+                "connections_open",
+                "gRPC connections open (TLS handshakes in progress included)",
+            ),
+            Gauge::default(),
         );
-        registry.register(
-            "web_sign_in_throttled",
-            "Dashboard sign-in attempts refused by the per-address rate limit",
-            web_sign_in_throttled.clone(),
-        );
+        let [accept_failures, connections_idle_closed, denied_names_withheld] = [
+            (
+                "accept_failures",
+                "Failed accepts after which runseald backed off (e.g. out of descriptors)",
+            ),
+            (
+                "connections_idle_closed",
+                "Connections closed after the idle or handshake deadline",
+            ),
+            (
+                "denied_names_withheld",
+                "Stored secrets left out of snapshots because their name is denied now",
+            ),
+        ]
+        .map(|c| counter(&mut r, c));
         let build = Family::<BuildLabels, Gauge>::default();
         build
             .get_or_create(&BuildLabels {
                 version: env!("CARGO_PKG_VERSION").to_string(),
             })
             .set(1);
-        registry.register(
-            "grpc_calls",
-            "gRPC calls by method and status code",
-            calls.clone(),
-        );
-        registry.register(
-            "grpc_call_duration_seconds",
-            "gRPC call latency by method and status code",
-            latency.clone(),
-        );
-        registry.register(
-            "snapshots_served",
-            "Snapshots served to runners",
-            snapshots_served.clone(),
-        );
-        registry.register(
-            "runner_tokens_redeemed",
-            "Runner token uses taken by starting runners",
-            tokens_redeemed.clone(),
-        );
-        registry.register(
-            "runner_tokens_refused",
-            "Runner tokens refused (unknown, expired, used, revoked, wrong environment)",
-            tokens_refused.clone(),
-        );
-        registry.register(
-            "store_errors",
-            "Store operations that failed",
-            store_errors.clone(),
-        );
-        registry.register(
-            "integrity_failures",
-            "Rows refused because their integrity MAC did not match (changed outside runseald)",
-            integrity_failures.clone(),
-        );
-        registry.register(
-            "connections_open",
-            "gRPC connections open (TLS handshakes in progress included)",
-            connections_open.clone(),
-        );
-        registry.register(
-            "accept_failures",
-            "Failed accepts after which runseald backed off (e.g. out of descriptors)",
-            accept_failures.clone(),
-        );
-        registry.register(
-            "connections_idle_closed",
-            "Connections closed after the idle or handshake deadline",
-            connections_idle_closed.clone(),
-        );
-        registry.register(
-            "denied_names_withheld",
-            "Stored secrets left out of snapshots because their name is denied now",
-            denied_names_withheld.clone(),
-        );
-        registry.register("build_info", "runseald version", build);
+        r.register("build_info", "runseald version", build);
         Self {
             calls,
             latency,
@@ -160,7 +167,7 @@ impl Metrics {
             denied_names_withheld,
             web_sign_in_failures,
             web_sign_in_throttled,
-            registry,
+            registry: r,
             methods: known_methods(),
         }
     }

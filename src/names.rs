@@ -1,8 +1,6 @@
 //! The naming rules of environments and secrets, and the limits on values. Pure functions, so
 //! the server, the CLI and the fuzz targets apply exactly the same rules.
 
-use std::fmt;
-
 /// Secrets may not use this prefix: the agent sets `RUNSEAL_*` platform variables itself.
 pub const RESERVED_PREFIX: &str = "RUNSEAL_";
 
@@ -391,22 +389,12 @@ impl Default for Limits {
 
 /// The rules a secret name is checked against: the default denied set (or the list that
 /// replaced it), the operator's extra denied names and the names allowed on purpose.
-#[derive(Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct NamePolicy {
     /// `Some` when `denied_names` replaced the default families.
     replaced: Option<Vec<String>>,
     extra: Vec<String>,
     allowed: Vec<String>,
-}
-
-impl fmt::Debug for NamePolicy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("NamePolicy")
-            .field("replaced", &self.replaced)
-            .field("extra", &self.extra)
-            .field("allowed", &self.allowed)
-            .finish()
-    }
 }
 
 const ALLOW_HINT: &str = "add it to allowed_names in runseald's config to allow it on purpose";

@@ -21,6 +21,17 @@ pub mod v1 {
         }
     }
 
+    impl SecretValue {
+        /// The name and the value, moved out of the message: the value into a zeroizing
+        /// buffer without a copy, so no plaintext is left behind.
+        pub fn take(&mut self) -> (String, crate::secret::SecretBytes) {
+            (
+                std::mem::take(&mut self.name),
+                crate::secret::SecretBytes::new(std::mem::take(&mut self.value)),
+            )
+        }
+    }
+
     /// Never the credential's secret.
     impl fmt::Debug for CreateKeyResponse {
         fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -60,8 +71,9 @@ pub mod v1 {
                 value: b"plaintext".to_vec(),
             };
             let ptr = v.value.as_ptr();
-            let taken = std::mem::take(&mut v.value);
-            assert_eq!(taken.as_ptr(), ptr);
+            let (name, taken) = v.take();
+            assert_eq!((name.as_str(), taken.expose().as_ptr()), ("A", ptr));
+            assert!(v.name.is_empty() && v.value.is_empty());
         }
 
         #[test]

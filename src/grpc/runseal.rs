@@ -127,16 +127,7 @@ keyed_rpcs! {
             // Into zeroizing buffers first, so no early return, not even a refused key, leaves
             // plaintext behind.
             let decode = |mut req: v1::SetSecretsRequest| {
-                let batch: Vec<_> = req
-                    .secrets
-                    .drain(..)
-                    .map(|mut s| {
-                        (
-                            std::mem::take(&mut s.name),
-                            SecretBytes::new(std::mem::take(&mut s.value)),
-                        )
-                    })
-                    .collect();
+                let batch: Vec<_> = req.secrets.drain(..).map(|mut s| s.take()).collect();
                 (std::mem::take(&mut req.environment), batch, req.exposed_by_default)
             };
             let (p, (env, batch, exposed)) = keyed(&self.service, request, decode).await?;

@@ -518,22 +518,23 @@ mod tests {
 
     #[test]
     fn urls_lose_their_password() {
-        assert_eq!(
-            super::redact_url("postgres://app:s3cret@db:5432/runseal"),
-            "postgres://app:***@db:5432/runseal"
-        );
-        assert_eq!(
-            super::redact_url("postgres://127.0.0.1/test"),
-            "postgres://127.0.0.1/test"
-        );
-        assert_eq!(
-            super::redact_url("postgres://app@db/runseal?password=s3cret&sslmode=require"),
-            "postgres://app@db/runseal?password=***&sslmode=require"
-        );
-        assert_eq!(
-            super::redact_url("postgresql://app:p%40ss@db/x?sslpassword=k3y"),
-            "postgresql://app:***@db/x?sslpassword=***"
-        );
+        for (url, shown) in [
+            (
+                "postgres://app:s3cret@db:5432/runseal",
+                "postgres://app:***@db:5432/runseal",
+            ),
+            ("postgres://127.0.0.1/test", "postgres://127.0.0.1/test"),
+            (
+                "postgres://app@db/runseal?password=s3cret&sslmode=require",
+                "postgres://app@db/runseal?password=***&sslmode=require",
+            ),
+            (
+                "postgresql://app:p%40ss@db/x?sslpassword=k3y",
+                "postgresql://app:***@db/x?sslpassword=***",
+            ),
+        ] {
+            assert_eq!(super::redact_url(url), shown);
+        }
         assert!(!super::redact_url("not a url s3cret").contains("s3cret"));
     }
 }

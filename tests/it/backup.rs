@@ -13,27 +13,16 @@ use crate::common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{all_files, contains, ok, runseal, stderr, stdout, Daemon, RUNSEALD};
+use common::{
+    all_files, contains, json, ok, refusal, runseal, runseald, stdout, succeeded, Daemon,
+};
 use runseal::auth::Credential;
 use runseal::client::{Client, IssueOptions};
-use serde_json::Value;
-
-/// `runseald ARGS…` with none of the test's runseald settings from the environment.
-fn runseald<S: AsRef<OsStr>>(args: &[S]) -> Output {
-    Command::new(RUNSEALD)
-        .args(args)
-        .env_remove("RUNSEALD_DATA_DIR")
-        .env_remove("RUNSEALD_DATABASE_URL")
-        .env_remove("CREDENTIALS_DIRECTORY")
-        .stdin(Stdio::null())
-        .output()
-        .expect("spawn runseald")
-}
 
 fn backup(data_dir: &Path, to: &Path) -> Output {
     runseald(&[
@@ -57,32 +46,6 @@ fn restore(from: &Path, data_dir: &Path, key: &Path) -> Output {
     ])
 }
 
-#[track_caller]
-fn succeeded(o: Output, what: &str) -> String {
-    assert!(
-        o.status.success(),
-        "{what} failed ({:?}): {}",
-        o.status.code(),
-        stderr(&o)
-    );
-    stdout(&o)
-}
-
-#[track_caller]
-fn refused(o: &Output, needles: &[&str]) -> String {
-    assert_eq!(
-        o.status.code(),
-        Some(1),
-        "expected a refusal: {}",
-        stderr(o)
-    );
-    let err = stderr(o);
-    for n in needles {
-        assert!(err.contains(n), "the error should say {n:?}: {err}");
-    }
-    err
-}
-
 /// A random master key file (0600) of its own.
 fn other_key(dir: &Path) -> (PathBuf, Vec<u8>) {
     use std::os::unix::fs::PermissionsExt;
@@ -96,10 +59,6 @@ fn other_key(dir: &Path) -> (PathBuf, Vec<u8>) {
 /// A value nobody else uses, easy to find in bytes.
 fn distinct_value(tag: &str) -> String {
     format!("{tag}-{:032x}", rand::random::<u128>())
-}
-
-fn json(out: &str) -> Value {
-    serde_json::from_str(out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
 }
 
 /// One acknowledged change of the drill's load: was it acknowledged before the backup began,
@@ -313,25 +272,7 @@ async fn restore_drill_finds_every_change_acknowledged_before_the_backup() {
         .unwrap();
 
     // Secret values, through a runner's snapshot of the restored server.
-    let token = client
-        .runners()
-        .issue("main", IssueOptions::default())
-        .await
-        .unwrap()
-        .remove(0)
-        .token;
-    let snapshot = Client::connect(&restored.addr, token)
-        .await
-        .unwrap()
-        .runners()
-        .snapshot("main", "after-restore", &[])
-        .await
-        .unwrap();
-    let values: BTreeMap<String, Vec<u8>> = snapshot
-        .secrets
-        .iter()
-        .map(|(n, v)| (n.clone(), v.expose().to_vec()))
-        .collect();
+    let values = common::runner_values(&restored.addr, &admin, "after-restore").await;
     for (name, value, when) in &seen.secrets {
         if when.acked_before {
             assert_eq!(
@@ -535,7 +476,7 @@ fn restore_refuses_a_data_dir_that_holds_a_database_and_changes_nothing() {
     let b = backed_up();
     let before = all_files(&b.live_dir);
     let out = restore(&b.file, &b.live_dir, &b.live_dir.join("master.key"));
-    refused(
+    refusal(
         &out,
         &["already holds a database", "runseal.db", "new data dir"],
     );
@@ -552,7 +493,7 @@ fn restore_refuses_a_wrong_master_key_and_names_the_check_values() {
     let (key, key_bytes) = other_key(b.tmp.path());
     let target = b.tmp.path().join("restored");
     let out = restore(&b.file, &target, &key);
-    let err = refused(&out, &["does not match the backup", "check value id"]);
+    let err = refusal(&out, &["does not match the backup", "check value id"]);
     assert!(
         !target.exists(),
         "a refused restore wrote {}",
@@ -579,7 +520,7 @@ fn restore_refuses_a_wrong_master_key_and_names_the_check_values() {
         &b.tmp.path().join("r2"),
         &b.tmp.path().join("missing.key"),
     );
-    refused(&out, &["is missing", "check value id"]);
+    refusal(&out, &["is missing", "check value id"]);
 }
 
 #[test]
@@ -606,7 +547,7 @@ fn restore_refuses_a_foreign_truncated_or_damaged_file_and_writes_nothing() {
         let file = b.tmp.path().join(name);
         std::fs::write(&file, bytes).unwrap();
         let target = b.tmp.path().join(format!("restored-{name}"));
-        refused(&restore(&file, &target, &key), &[needle]);
+        refusal(&restore(&file, &target, &key), &[needle]);
         assert!(
             !target.exists(),
             "{name}: a refused restore wrote {}",
@@ -627,12 +568,12 @@ fn backup_refuses_postgres_and_a_target_that_is_not_a_backup() {
         OsStr::new("--database-url"),
         OsStr::new("postgres://runseal:s3cretpw@127.0.0.1:1/runseal"),
     ]);
-    let err = refused(&out, &["pg_dump"]);
+    let err = refusal(&out, &["pg_dump"]);
     assert!(!err.contains("s3cretpw"), "{err}");
     // A file that is not a backup is never replaced; a backup is (atomically).
     let precious = b.tmp.path().join("notes.txt");
     std::fs::write(&precious, "keep me").unwrap();
-    refused(
+    refusal(
         &backup(&b.live_dir, &precious),
         &["is not a runseal backup", "refusing to replace"],
     );
@@ -719,7 +660,7 @@ fn recover_admin_refuses_a_wrong_master_key_and_a_bad_label() {
     let keys_before = listed(&d);
     let (key, key_bytes) = other_key(tmp.path());
     let out = recover_admin(&dir, &[OsStr::new("--master-key-file"), key.as_os_str()]);
-    let err = refused(&out, &["does not match"]);
+    let err = refusal(&out, &["does not match"]);
     assert!(
         stdout(&out).is_empty(),
         "a refused recover-admin printed: {}",
@@ -730,7 +671,7 @@ fn recover_admin_refuses_a_wrong_master_key_and_a_bad_label() {
         hex::encode(&key_bytes).as_bytes()
     ));
     let out = recover_admin(&dir, &["--label", "bad\u{202e}label"]);
-    refused(&out, &["label", "control characters"]);
+    refusal(&out, &["label", "control characters"]);
     assert_eq!(
         listed(&d),
         keys_before,
@@ -776,6 +717,6 @@ fn recover_admin_on_postgres_mints_a_key_the_running_replica_accepts() {
             key.as_os_str(),
         ],
     );
-    refused(&out, &["does not match"]);
+    refusal(&out, &["does not match"]);
     drop(d);
 }

@@ -9,11 +9,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::common::{self, cli_refused, ok, runseal, runseal_stdin, stderr, stdout, Daemon};
-
-fn json(out: &str) -> Value {
-    serde_json::from_str(out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
-}
+use crate::common::{self, cli_refused, json, ok, runseal, runseal_stdin, stderr, stdout, Daemon};
 
 /// The revision of `env`, from `env list --output json`.
 fn revision(d: &Daemon, env: &str) -> u64 {

@@ -77,14 +77,7 @@ async fn set_then_list_update_and_unset(b: Backend) {
     );
     assert_eq!(c.secrets().unset("B", "main").await.unwrap(), 3);
     assert_eq!(code(c.secrets().unset("B", "main").await), Code::NotFound);
-    let names: Vec<String> = c
-        .secrets()
-        .list("main")
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|s| s.name)
-        .collect();
+    let names = common::secret_names(&c, "main").await;
     assert_eq!(names, ["A"]);
 }
 
@@ -102,14 +95,7 @@ async fn environments_are_separate_and_main_is_permanent(b: Backend) {
     );
     c.secrets().set("ONLY_MAIN", v("m"), "main").await.unwrap();
     c.secrets().set("SHARED", v("s"), "staging").await.unwrap();
-    let staging: Vec<String> = c
-        .secrets()
-        .list("staging")
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|s| s.name)
-        .collect();
+    let staging = common::secret_names(&c, "staging").await;
     assert_eq!(staging, ["SHARED"], "no fallback to main");
     assert_eq!(
         snapshot(&c, "staging", &[]).await,
@@ -1312,18 +1298,6 @@ async fn audit_retention_prunes_old_rows(b: Backend) {
     assert!(rows.iter().all(|r| r.action != "test.old"));
 }
 
-macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $( #[tokio::test] async fn $name() { super::$name(super::Backend::Sqlite).await } )*
-        }
-        #[cfg(runseal_pg_tests)]
-        mod postgres {
-            $( #[tokio::test] async fn $name() { super::$name(super::Backend::Postgres).await } )*
-        }
-    };
-}
-
 /// A second runseald on the same database and master key (a replica), in this process.
 async fn replica(s: &TestServer) -> (String, tokio::sync::oneshot::Sender<()>) {
     use runseal::datadir::DataDir;
@@ -1378,7 +1352,7 @@ async fn snapshots_see_every_change_at_once(b: Backend) {
     let _ = stop.send(());
 }
 
-conformance!(
+common::on_both_backends!(
     set_then_list_update_and_unset,
     environments_are_separate_and_main_is_permanent,
     batches_are_atomic_and_limits_hold,

@@ -66,14 +66,7 @@ async fn a_write_key_cannot_set_a_name_that_loads_code() {
             .await
             .unwrap_or_else(|e| panic!("{name}: {e}"));
     }
-    let names: Vec<String> = c
-        .secrets()
-        .list("main")
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|s| s.name)
-        .collect();
+    let names = common::secret_names(&c, "main").await;
     assert_eq!(
         names.len(),
         4,

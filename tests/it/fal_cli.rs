@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
-use common::{ok, pki, runseal, Daemon};
+use common::{json, ok, pki, runseal, Daemon};
 use serde_json::Value;
 
 /// The venv with the pinned fal, created (or reused) once per test binary.
@@ -201,10 +201,6 @@ fn audit_contains(audit: &[(String, String, String)], action: &str, env: &str, n
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
-}
-
-fn json(s: &str) -> Value {
-    serde_json::from_str(s.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
 }
 
 /// (name, environment, default_exposed) of `fal secrets list --output json`.

@@ -12,13 +12,12 @@
 
 use crate::common;
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    all_files, cli_refused, ok, runseal, runseal_stdin, stderr, stdout, Daemon, RUNSEALD,
+    all_files, cli_refused, mode, ok, runseal, runseal_stdin, stderr, stdout, Daemon, RUNSEALD,
 };
 use serde_json::Value;
 
@@ -545,10 +544,6 @@ fn sigterm_checkpoints_the_wal_into_runseal_db() {
         stdout(&out),
         stderr(&out)
     );
-}
-
-fn mode(path: &Path) -> u32 {
-    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
 #[test]

@@ -10,8 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{agent, cli_refused, ok, runseal, stderr, stdout, Daemon, TestServer, RUNSEAL};
-use serde_json::Value;
+use common::{agent, cli_refused, json, ok, runseal, stderr, stdout, Daemon, TestServer, RUNSEAL};
 use tonic::Code;
 
 /// Every value these tests set: none may appear in any output.
@@ -53,10 +52,6 @@ fn runner_sees(d: &Daemon, key: &str, env: &str, want: Option<&str>) -> bool {
     out.status.success()
 }
 
-fn json(out: &str) -> Value {
-    serde_json::from_str(out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
-}
-
 /// (version, current, created_by) of `runseal secrets history X --output json`.
 fn history(d: &Daemon, key: &str, env: &str) -> Vec<(u64, bool, String)> {
     let out = ok(cli(
@@ -87,12 +82,7 @@ fn history_rollback_and_purge_keep_numbers_and_never_show_values() {
     let dir = tempfile::tempdir().unwrap();
     let d = Daemon::start(&dir.path().join("data"), &[], &[]);
     let admin = d.admin_key();
-    let reader = ok(cli(
-        &d,
-        &admin,
-        &["keys", "create", "--scope", "snapshot:main"],
-    ));
-    let reader = reader.trim();
+    let reader = &new_key(&d, &admin, &["snapshot:main"]);
     for v in ["hist-value-one", "hist-value-two", "hist-value-three"] {
         ok(cli(&d, &admin, &["secrets", "set", &format!("X={v}")]));
     }
@@ -162,8 +152,7 @@ fn history_rollback_and_purge_keep_numbers_and_never_show_values() {
     assert_eq!(history(&d, &admin, "main"), [(6, true, me.clone())]);
 
     // Scopes: read may list the history, only write may roll back or purge.
-    let read = ok(cli(&d, &admin, &["keys", "create", "--scope", "read:main"]));
-    let read = read.trim();
+    let read = &new_key(&d, &admin, &["read:main"]);
     assert_eq!(history(&d, read, "main").len(), 1);
     for args in [
         &["secrets", "rollback", "X", "--to", "6"][..],
@@ -265,12 +254,28 @@ async fn a_kept_version_changed_in_the_database_is_refused_and_verify_names_it()
     s.stop().await;
 }
 
-#[test]
-fn diff_compares_names_and_values_only_for_keys_that_may_read_both() {
+/// A new key with `scopes`, created by `admin`: its key line.
+fn new_key(d: &Daemon, admin: &str, scopes: &[&str]) -> String {
+    let mut args = vec!["keys", "create"];
+    for scope in scopes {
+        args.extend(["--scope", *scope]);
+    }
+    ok(cli(d, admin, &args)).trim().to_string()
+}
+
+/// A runseald with the environments main and staging, and its admin key; its data dir lives
+/// as long as the returned directory.
+fn with_staging() -> (tempfile::TempDir, Daemon, String) {
     let dir = tempfile::tempdir().unwrap();
     let d = Daemon::start(&dir.path().join("data"), &[], &[]);
     let admin = d.admin_key();
     ok(cli(&d, &admin, &["env", "create", "staging"]));
+    (dir, d, admin)
+}
+
+#[test]
+fn diff_compares_names_and_values_only_for_keys_that_may_read_both() {
+    let (_dir, d, admin) = with_staging();
     ok(cli(
         &d,
         &admin,
@@ -322,25 +327,19 @@ fn diff_compares_names_and_values_only_for_keys_that_may_read_both() {
     assert!(pretty.contains("values not compared"), "{pretty}");
 
     // With snapshot: on both, the server says which are equal.
-    let both_key = ok(cli(
+    let both_key = &new_key(
         &d,
         &admin,
         &[
-            "keys",
-            "create",
-            "--scope",
             "read:main",
-            "--scope",
             "read:staging",
-            "--scope",
             "snapshot:main",
-            "--scope",
             "snapshot:staging",
         ],
-    ));
+    );
     let out = ok(cli(
         &d,
-        both_key.trim(),
+        both_key,
         &["env", "diff", "main", "staging", "--output", "json"],
     ));
     let v = json(&out);
@@ -362,17 +361,14 @@ fn diff_compares_names_and_values_only_for_keys_that_may_read_both() {
     );
 
     // A key that may read only one of them is refused.
-    let one = ok(cli(&d, &admin, &["keys", "create", "--scope", "read:main"]));
-    let out = cli(&d, one.trim(), &["env", "diff", "main", "staging"]);
+    let one = &new_key(&d, &admin, &["read:main"]);
+    let out = cli(&d, one, &["env", "diff", "main", "staging"]);
     cli_refused(&out, "lacks the scope read:staging");
 }
 
 #[test]
 fn copy_reseals_on_the_server_atomically_and_needs_snapshot_of_the_source() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = Daemon::start(&dir.path().join("data"), &[], &[]);
-    let admin = d.admin_key();
-    ok(cli(&d, &admin, &["env", "create", "staging"]));
+    let (_dir, d, admin) = with_staging();
     ok(cli(
         &d,
         &admin,
@@ -384,29 +380,13 @@ fn copy_reseals_on_the_server_atomically_and_needs_snapshot_of_the_source() {
         ],
     ));
     ok(cli(&d, &admin, &["secrets", "set", "Y=copy-value-beta"]));
-    let staging_reader = ok(cli(
-        &d,
-        &admin,
-        &["keys", "create", "--scope", "snapshot:staging"],
-    ));
-    let staging_reader = staging_reader.trim();
+    let staging_reader = &new_key(&d, &admin, &["snapshot:staging"]);
 
     // read:main is not enough: a copy then a snapshot of staging would read main's values.
-    let weak = ok(cli(
-        &d,
-        &admin,
-        &[
-            "keys",
-            "create",
-            "--scope",
-            "read:main",
-            "--scope",
-            "write:staging",
-        ],
-    ));
+    let weak = &new_key(&d, &admin, &["read:main", "write:staging"]);
     let out = cli(
         &d,
-        weak.trim(),
+        weak,
         &["secrets", "copy", "X", "--from", "main", "--to", "staging"],
     );
     cli_refused(&out, "lacks the scope snapshot:main");
@@ -418,19 +398,7 @@ fn copy_reseals_on_the_server_atomically_and_needs_snapshot_of_the_source() {
     );
     cli_refused(&out, "lacks the scope snapshot:main");
 
-    let copier = ok(cli(
-        &d,
-        &admin,
-        &[
-            "keys",
-            "create",
-            "--scope",
-            "snapshot:main",
-            "--scope",
-            "write:staging",
-        ],
-    ));
-    let copier = copier.trim();
+    let copier = &new_key(&d, &admin, &["snapshot:main", "write:staging"]);
     // A missing name refuses the whole copy: nothing reaches staging.
     let out = cli(
         &d,
@@ -580,19 +548,7 @@ fn watch_prints_each_change_once_in_order_and_resumes_after_a_revision() {
     let d = Daemon::start(&dir.path().join("data"), &["--config", &config], &[]);
     let admin = d.admin_key();
     ok(cli(&d, &admin, &["env", "create", "staging"]));
-    let watcher_key = ok(cli(
-        &d,
-        &admin,
-        &[
-            "keys",
-            "create",
-            "--scope",
-            "read:main",
-            "--scope",
-            "read:staging",
-        ],
-    ));
-    let watcher_key = watcher_key.trim();
+    let watcher_key = &new_key(&d, &admin, &["read:main", "read:staging"]);
 
     // Both environments are at revision 0: watching from there misses nothing.
     let w = Watcher::start(
@@ -673,20 +629,12 @@ fn watch_prints_each_change_once_in_order_and_resumes_after_a_revision() {
     let out = cli(&d, watcher_key, &["watch", "--env", "staging@99"]);
     cli_refused(&out, "resync");
     // A key without read: on an environment may not watch it.
-    let other = ok(cli(
-        &d,
-        &admin,
-        &["keys", "create", "--scope", "read:staging"],
-    ));
-    let out = cli(&d, other.trim(), &["watch", "--env", "main"]);
+    let other = &new_key(&d, &admin, &["read:staging"]);
+    let out = cli(&d, other, &["watch", "--env", "main"]);
     cli_refused(&out, "lacks the scope read:main");
     // A key that may read nothing has nothing to watch.
-    let issuer = ok(cli(
-        &d,
-        &admin,
-        &["keys", "create", "--scope", "issue:staging"],
-    ));
-    let out = cli(&d, issuer.trim(), &["watch"]);
+    let issuer = &new_key(&d, &admin, &["issue:staging"]);
+    let out = cli(&d, issuer, &["watch"]);
     cli_refused(&out, "may read no environment");
 }
 

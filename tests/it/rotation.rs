@@ -9,48 +9,20 @@ use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
-use common::{copy_private, ok, runseal, stderr, stdout, Daemon, RUNSEALD};
+use common::{copy_private, mode, ok, refusal, runseal, runseald, succeeded, Daemon, RUNSEALD};
 use runseal::auth::Credential;
-use runseal::client::{Client, IssueOptions};
 use runseal::seal::MasterKey;
 
 fn rotate(dir: &Path, extra: &[&OsStr]) -> Output {
-    Command::new(RUNSEALD)
-        .arg("rotate-master-key")
-        .arg("--data-dir")
-        .arg(dir)
-        .args(extra)
-        .env_remove("RUNSEALD_DATA_DIR")
-        .env_remove("RUNSEALD_DATABASE_URL")
-        .env_remove("CREDENTIALS_DIRECTORY")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
-#[track_caller]
-fn succeeded(o: Output, what: &str) -> String {
-    assert!(o.status.success(), "{what} failed: {}", stderr(&o));
-    stdout(&o)
-}
-
-#[track_caller]
-fn refused(o: &Output, needles: &[&str]) {
-    assert_eq!(
-        o.status.code(),
-        Some(1),
-        "expected a refusal: {}",
-        stderr(o)
-    );
-    for n in needles {
-        assert!(
-            stderr(o).contains(n),
-            "the error should say {n:?}: {}",
-            stderr(o)
-        );
-    }
+    let mut args = vec![
+        OsStr::new("rotate-master-key"),
+        OsStr::new("--data-dir"),
+        dir.as_os_str(),
+    ];
+    args.extend_from_slice(extra);
+    runseald(&args)
 }
 
 fn key_id(path: &Path) -> String {
@@ -59,31 +31,13 @@ fn key_id(path: &Path) -> String {
         .id()
 }
 
-fn mode(path: &Path) -> u32 {
-    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
-}
-
 /// Every value of `main`, as a runner started on `d` gets them.
 async fn values(d: &Daemon, admin: &Credential) -> BTreeMap<String, String> {
-    let client = Client::connect(&d.addr, admin.clone()).await.unwrap();
-    let token = client
-        .runners()
-        .issue("main", IssueOptions::default())
+    let runner_id = format!("rotation-{}", rand::random::<u32>());
+    common::runner_values(&d.addr, admin, &runner_id)
         .await
-        .unwrap()
-        .remove(0)
-        .token;
-    let snapshot = Client::connect(&d.addr, token)
-        .await
-        .unwrap()
-        .runners()
-        .snapshot("main", &format!("rotation-{}", rand::random::<u32>()), &[])
-        .await
-        .unwrap();
-    snapshot
-        .secrets
-        .iter()
-        .map(|(n, v)| (n.clone(), String::from_utf8(v.expose().to_vec()).unwrap()))
+        .into_iter()
+        .map(|(n, v)| (n, String::from_utf8(v).unwrap()))
         .collect()
 }
 
@@ -132,8 +86,8 @@ async fn a_staged_rotation_lets_either_key_start_until_it_is_finished() {
         &["secrets", "set", "ROT_B=bravo-staged"],
     ));
     // Neither another rotation nor a second stage while one is staged.
-    refused(&rotate(&dir, &[]), &["staged", "--finish"]);
-    refused(
+    refusal(&rotate(&dir, &[]), &["staged", "--finish"]);
+    refusal(
         &rotate(&dir, &[OsStr::new("--stage")]),
         &["staged", "--finish"],
     );
@@ -159,7 +113,7 @@ async fn a_staged_rotation_lets_either_key_start_until_it_is_finished() {
         assert!(log.contains(n), "the refusal should say {n:?}: {log}");
     }
     // --finish needs the new key.
-    refused(
+    refusal(
         &rotate(
             &dir,
             &[
@@ -182,7 +136,7 @@ async fn a_staged_rotation_lets_either_key_start_until_it_is_finished() {
     .err()
     .expect("after --finish the old key must be refused");
     assert!(log.contains("does not match"), "{log}");
-    refused(
+    refusal(
         &rotate(&dir, &[OsStr::new("--finish")]),
         &["no master key rotation is staged"],
     );
@@ -284,15 +238,7 @@ async fn replicas_on_either_key_restart_during_a_staged_rotation_on_postgres() {
 }
 
 fn runseald_ok(args: &[&OsStr], what: &str) -> String {
-    let out = Command::new(RUNSEALD)
-        .args(args)
-        .env_remove("RUNSEALD_DATA_DIR")
-        .env_remove("RUNSEALD_DATABASE_URL")
-        .env_remove("CREDENTIALS_DIRECTORY")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    succeeded(out, what)
+    succeeded(runseald(args), what)
 }
 
 #[test]
@@ -337,7 +283,7 @@ fn a_backup_taken_while_a_rotation_is_staged_restores_with_either_key() {
     let bad = tmp.path().join("bad.key");
     std::fs::write(&bad, [9u8; 32]).unwrap();
     std::fs::set_permissions(&bad, std::fs::Permissions::from_mode(0o600)).unwrap();
-    refused(
+    refusal(
         &restore(&tmp.path().join("r-bad"), &bad),
         &["or the staged new key", &key_id(&old_key)],
     );

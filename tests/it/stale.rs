@@ -312,19 +312,7 @@ async fn a_start_without_names_keeps_the_revision_rule(b: Backend) {
     assert_eq!(stale_ids(&s).await, ["old-start"]);
 }
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $( #[tokio::test] async fn $name() { super::$name(super::Backend::Sqlite).await } )*
-        }
-        #[cfg(runseal_pg_tests)]
-        mod postgres {
-            $( #[tokio::test] async fn $name() { super::$name(super::Backend::Postgres).await } )*
-        }
-    };
-}
-
-on_both_backends!(
+common::on_both_backends!(
     the_rule_holds,
     a_start_without_names_keeps_the_revision_rule
 );

@@ -501,19 +501,7 @@ async fn rotating_the_master_key_keeps_every_mac_valid(b: Backend) {
     );
 }
 
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $( #[tokio::test] async fn $name() { super::$name(super::Backend::Sqlite).await } )*
-        }
-        #[cfg(runseal_pg_tests)]
-        mod postgres {
-            $( #[tokio::test] async fn $name() { super::$name(super::Backend::Postgres).await } )*
-        }
-    };
-}
-
-both_backends!(
+common::on_both_backends!(
     an_inserted_key_row_grants_nothing,
     a_rewritten_scope_grants_nothing,
     a_rewritten_runner_token_grants_nothing,

@@ -643,6 +643,114 @@ pub fn ok(o: Output) -> String {
     stdout(&o)
 }
 
+/// Asserts that `what` succeeded and returns its stdout.
+#[track_caller]
+pub fn succeeded(o: Output, what: &str) -> String {
+    assert!(
+        o.status.success(),
+        "{what} failed ({:?}): {}",
+        o.status.code(),
+        stderr(&o)
+    );
+    stdout(&o)
+}
+
+/// Asserts that `o` exited 1, a refusal, and that its stderr says each of `needles`; returns
+/// the stderr.
+#[track_caller]
+pub fn refusal(o: &Output, needles: &[&str]) -> String {
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "expected a refusal: {}",
+        stderr(o)
+    );
+    let err = stderr(o);
+    for n in needles {
+        assert!(err.contains(n), "the error should say {n:?}: {err}");
+    }
+    err
+}
+
+/// `out` (what a `--output json` printed) as JSON.
+#[track_caller]
+pub fn json(out: &str) -> serde_json::Value {
+    serde_json::from_str(out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+}
+
+/// `runseald ARGS…` with none of the test's runseald settings from the environment.
+pub fn runseald<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
+    Command::new(RUNSEALD)
+        .args(args)
+        .env_remove("RUNSEALD_DATA_DIR")
+        .env_remove("RUNSEALD_DATABASE_URL")
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .stdin(Stdio::null())
+        .output()
+        .expect("spawn runseald")
+}
+
+/// The permission bits of a file.
+pub fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// The names `secrets list` shows in `env`.
+pub async fn secret_names(c: &Client, env: &str) -> Vec<String> {
+    c.secrets()
+        .list(env)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name)
+        .collect()
+}
+
+/// Every value of `main`, as a runner `runner_id` started on `addr` with a runner token the
+/// `admin` key issues gets them.
+pub async fn runner_values(
+    addr: &str,
+    admin: &Credential,
+    runner_id: &str,
+) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let client = Client::connect(addr, admin.clone()).await.unwrap();
+    let token = client
+        .runners()
+        .issue("main", runseal::client::IssueOptions::default())
+        .await
+        .unwrap()
+        .remove(0)
+        .token;
+    let snapshot = Client::connect(addr, token)
+        .await
+        .unwrap()
+        .runners()
+        .snapshot("main", runner_id, &[])
+        .await
+        .unwrap();
+    snapshot
+        .secrets
+        .iter()
+        .map(|(n, v)| (n.clone(), v.expose().to_vec()))
+        .collect()
+}
+
+/// Runs each `async fn NAME(b: Backend)` named as a test on SQLite (`sqlite::NAME`) and, when
+/// the PostgreSQL tests are compiled in, on PostgreSQL (`postgres::NAME`).
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[tokio::test] async fn $name() { super::$name($crate::common::Backend::Sqlite).await } )*
+        }
+        #[cfg(runseal_pg_tests)]
+        mod postgres {
+            $( #[tokio::test] async fn $name() { super::$name($crate::common::Backend::Postgres).await } )*
+        }
+    };
+}
+pub(crate) use on_both_backends;
+
 /// Every file under `dir`, recursively, with its bytes.
 pub fn all_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut out = Vec::new();
