@@ -751,16 +751,7 @@ impl fmt::Debug for Snapshot {
 impl From<v1::GetSnapshotResponse> for Snapshot {
     /// Moves each value into a zeroizing buffer without copying it.
     fn from(mut res: v1::GetSnapshotResponse) -> Self {
-        let secrets = res
-            .secrets
-            .drain(..)
-            .map(|mut s| {
-                (
-                    std::mem::take(&mut s.name),
-                    SecretBytes::new(std::mem::take(&mut s.value)),
-                )
-            })
-            .collect();
+        let secrets = res.secrets.drain(..).map(|mut s| s.take()).collect();
         Snapshot {
             environment: std::mem::take(&mut res.environment),
             revision: res.revision,
