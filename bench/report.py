@@ -27,6 +27,13 @@ def num(x, fmt="{:.2f}"):
     return fmt.format(x)
 
 
+def div(a, b, scale=1.0):
+    """a / b * scale, or None when either is missing (NaN is written as null) or b is 0."""
+    if a is None or b is None or b == 0:
+        return None
+    return a / b * scale
+
+
 def table(header, rows):
     out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for r in rows:
@@ -104,6 +111,115 @@ if start:
         )
     )
     md.append("![runner start time vs number of secrets](start.png)\n")
+
+    def agent_p50(transport, n):
+        r = next((r for r in start["rows"] if r["transport"] == transport and r["secrets"] == n), None)
+        return r["agent"]["p50_ms"] if r else None
+
+    if start.get("usage"):
+        md.append("### The agent's own CPU, page faults and peak RSS per start\n")
+        ml = start.get("memlock") or {}
+        mib = lambda b: "unlimited" if b is None else ("%g MiB" % (b / 2**20) if b >= 2**20 else "%d KiB" % (b // 1024))
+        md.append(
+            "`getrusage(RUSAGE_CHILDREN)` of a fresh helper process whose only child is the command "
+            "(`runseal-bench rusage`), for `runseal-agent -- /bin/true` (loopback plaintext, its own "
+            "token), `/bin/true` alone and `runseal-agent --version`, one round of the three per run; "
+            "agent = the first minus `/bin/true` in the same round (user + system CPU; minor + major "
+            "faults). Peak RSS is `ru_maxrss` of a further agent run under GNU time (before and after its exec). "
+            "RLIMIT_MEMLOCK of the run: soft %s, hard %s (with ≥ 64 MiB the agent locks its memory; "
+            "here it %s).\n" % (mib(ml.get("soft_bytes")), mib(ml.get("hard_bytes")), "does" if ml.get("agent_locks") else "does not")
+        )
+        md.append(
+            table(
+                ["secrets", "agent CPU p50 ms", "p99 ms", "`--version` CPU p50 ms", "ratio", "`/bin/true` CPU p50 ms",
+                 "agent page faults p50", "p99", "`--version` faults p50", "agent peak RSS p50", "max", "errors"],
+                [
+                    [
+                        u["secrets"],
+                        num(u["agent_cpu_ms"]["p50"], "{:.3f}"),
+                        num(u["agent_cpu_ms"]["p99"], "{:.3f}"),
+                        num(u["version_cpu_ms"]["p50"], "{:.3f}"),
+                        "**%s×**" % num(u["cpu_ratio"]),
+                        num(u["true_cpu_ms"]["p50"], "{:.3f}"),
+                        num(u["agent_faults"]["p50"], "{:.0f}"),
+                        num(u["agent_faults"]["p99"], "{:.0f}"),
+                        num(u["version_faults"]["p50"], "{:.0f}"),
+                        "%s MiB" % num(div(u["agent_maxrss_kib"]["p50"], 1024), "{:.1f}"),
+                        "%s MiB" % num(div(u["agent_maxrss_kib"]["max"], 1024), "{:.1f}"),
+                        u["errors"],
+                    ]
+                    for u in start["usage"]
+                ],
+            )
+        )
+        for u in start["usage"]:
+            targets.append(
+                (
+                    "agent CPU per start, %d secrets: ≤ 1.5× `runseal-agent --version`" % u["secrets"],
+                    "%s× (%s ms vs %s ms)" % (num(u["cpu_ratio"]), num(u["agent_cpu_ms"]["p50"], "{:.3f}"), num(u["version_cpu_ms"]["p50"], "{:.3f}")),
+                    u["cpu_ratio"] is not None and u["cpu_ratio"] <= 1.5,
+                )
+            )
+            targets.append(
+                (
+                    "agent page faults per start, %d secrets: ≤ 200" % u["secrets"],
+                    "%s (median)" % num(u["agent_faults"]["p50"], "{:.0f}"),
+                    u["agent_faults"]["p50"] is not None and u["agent_faults"]["p50"] <= 200,
+                )
+            )
+
+    if start.get("server_share"):
+        md.append("### The server's share of a start\n")
+        md.append(
+            "GetSnapshot with single-use runner tokens on one connection opened beforehand, one "
+            "request in flight, request sent → response received in the benchmark process: runseald's "
+            "work plus one loopback round trip (and the client's decoding). On disk each redemption "
+            "waits for an fsync (SQLite `synchronous=FULL`); on tmpfs the fsync is a no-op. Beside it, "
+            "the agent's whole start (loopback plaintext, table above).\n"
+        )
+        md.append(
+            table(
+                ["data dir", "filesystem", "secrets", "server p50 ms", "p99 ms", "agent start p50 ms", "server share", "errors"],
+                [
+                    [
+                        r["storage"],
+                        r["filesystem"],
+                        r["secrets"],
+                        num(r["latency"]["p50_ms"], "{:.3f}"),
+                        num(r["latency"]["p99_ms"], "{:.3f}"),
+                        num(agent_p50("loopback plaintext", r["secrets"])),
+                        "%s%%" % num(div(r["latency"]["p50_ms"], agent_p50("loopback plaintext", r["secrets"]), 100), "{:.0f}"),
+                        r["errors"],
+                    ]
+                    for r in start["server_share"]
+                ],
+            )
+        )
+
+    if start.get("handshake"):
+        md.append("### The TLS handshake's share of a TLS start\n")
+        md.append(
+            "TCP connect + rustls handshake (TLS 1.3, ALPN h2, no resumption) to runseald's TLS port, "
+            "a new connection each time, %d runs; share = handshake p50 / the agent's TLS start p50 "
+            "(the same certificate; RSA-2048 is runseald restarted with an openssl RSA key from the same CA).\n" % start["runs"]
+        )
+        md.append(
+            table(
+                ["certificate", "handshake p50 ms", "p99 ms", "TLS start p50 ms (secrets)", "handshake share", "errors"],
+                [
+                    [
+                        h["certificate"],
+                        num(h["handshake"]["p50_ms"], "{:.3f}"),
+                        num(h["handshake"]["p99_ms"], "{:.3f}"),
+                        "%s (%d)" % (num(h["tls_start"]["p50_ms"]), h["tls_start_secrets"]),
+                        "**%s%%**" % num(div(h["share"], 1, 100), "{:.0f}"),
+                        h["errors"],
+                    ]
+                    for h in start["handshake"]
+                ],
+            )
+        )
+
     for r in start["rows"]:
         if r["transport"] == "loopback plaintext" and r["secrets"] == 50:
             targets.append(
@@ -121,11 +237,14 @@ if storm:
         "`examples/orchestrator --json` mints N single-use runner tokens in one call, then starts N "
         "`runseal-agent` processes, at most `parallel` at once; each execs a probe that checks its "
         "secret arrived (10 secrets in the environment). Spawn→exec is from the orchestrator's "
-        "spawn to the probe's first instruction.\n"
+        "spawn to the probe's first instruction. The floor, run right after each row, is "
+        "`orchestrator --floor`: the same N, parallelism, variables, probe and spawn/measure code, "
+        "each runner a bare `/usr/bin/env NAME=VALUE … <probe>` (no agent, token or server call).\n"
     )
     rows = []
     for r in storm["rows"]:
         s = r["summary"]
+        fl = r.get("floor") or {}
         rows.append(
             [
                 r["store"],
@@ -133,12 +252,22 @@ if storm:
                 r["runners"],
                 r["parallel"],
                 num(s.get("starts_per_s"), "{:.0f}"),
+                num(fl.get("starts_per_s"), "{:.0f}"),
+                "**%s×**" % num(r.get("ratio")),
                 num(s["spawn_to_exec_ms"]["p50"]),
                 num(s["spawn_to_exec_ms"]["p99"]),
                 s.get("failed"),
                 num(s.get("mint_ms"), "{:.1f}"),
             ]
         )
+        if r["store"] == "SQLite" and r.get("ratio") is not None:
+            targets.append(
+                (
+                    "storm of %d on SQLite: agent starts/s ≥ 0.7× the floor's" % r["runners"],
+                    "%s× (%s vs %s starts/s)" % (num(r["ratio"]), num(s.get("starts_per_s"), "{:.0f}"), num(fl.get("starts_per_s"), "{:.0f}")),
+                    r["ratio"] >= 0.7,
+                )
+            )
         if r["runners"] >= 1000:
             targets.append(
                 ("storm of 1,000 on %s: zero errors" % r["store"], "%s errors" % s.get("failed"), s.get("failed") == 0)
@@ -153,7 +282,7 @@ if storm:
                 )
     md.append(
         table(
-            ["store", "replicas", "runners", "parallel", "starts/s", "spawn→exec p50 ms", "p99 ms", "errors", "mint ms"],
+            ["store", "replicas", "runners", "parallel", "starts/s", "floor starts/s", "agent/floor", "spawn→exec p50 ms", "p99 ms", "errors", "mint ms"],
             rows,
         )
     )

@@ -30,7 +30,8 @@ want() { [ -z "$ONLY" ] || [ "$ONLY" = "$1" ]; }
 
 OUT=target/bench
 DATA=docs/bench/data
-BIN=target/release
+# The release binaries: under CARGO_TARGET_DIR when it is set (as cargo puts them), else target/.
+BIN="${CARGO_TARGET_DIR:-target}/release"
 mkdir -p "$OUT/work" "$DATA"
 export RUNSEAL_BENCH_PG_URL="${RUNSEAL_BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 
@@ -88,6 +89,15 @@ if [ ! -f "$TLS/server.pem" ]; then
     printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >"$TLS/ext.cnf"
     openssl x509 -req -in "$TLS/server.csr" -CA "$TLS/ca.pem" -CAkey "$TLS/ca.key" \
         -CAcreateserial -days 30 -extfile "$TLS/ext.cnf" -out "$TLS/server.pem" 2>/dev/null
+fi
+if [ ! -f "$TLS/server-rsa.pem" ]; then
+    # The same server certificate with an RSA-2048 key (the start section's handshake comparison).
+    echo "== an RSA-2048 server certificate for 127.0.0.1 from the same CA (openssl)"
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >"$TLS/ext.cnf"
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" \
+        -keyout "$TLS/server-rsa.key" -out "$TLS/server-rsa.csr" 2>/dev/null
+    openssl x509 -req -in "$TLS/server-rsa.csr" -CA "$TLS/ca.pem" -CAkey "$TLS/ca.key" \
+        -CAcreateserial -days 30 -extfile "$TLS/ext.cnf" -out "$TLS/server-rsa.pem" 2>/dev/null
 fi
 
 COMMON=(--bin-dir "$BIN" --tls-dir "$TLS" --work-dir "$OUT/work" $QUICK)

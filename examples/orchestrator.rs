@@ -16,6 +16,11 @@
 //! hands the whole list to each agent (as `RUNSEAL_ADDR`), which picks one at random. `--json`
 //! prints the summary as one JSON object (what `runseal-bench storm` reads).
 //!
+//! `--floor` measures the floor of the same storm: the same N runners, the same parallelism and
+//! the same spawn and measurement code, but each runner is a bare
+//! `/usr/bin/env NAME=VALUE … <probe>` with the same variables (the probe's secret among them):
+//! no agent, no token, no server call (and no server is needed).
+//!
 //! Without `--addr` it runs its own runseald in-process on a temporary SQLite data dir. Without
 //! `--agent` it is its own agent (it re-runs itself in agent mode), so no other binary is needed.
 //! The app each runner execs is this program in probe mode: it checks that its secret arrived
@@ -60,6 +65,9 @@ struct Args {
     /// Print the summary as one JSON object on stdout (and nothing else there).
     #[arg(long)]
     json: bool,
+    /// The floor: start `/usr/bin/env NAME=VALUE … <probe>` instead of agents (no server).
+    #[arg(long)]
+    floor: bool,
 }
 
 const PROBE_SECRET: &str = "ORCHESTRATOR_PROBE";
@@ -110,6 +118,17 @@ fn main() -> ExitCode {
 }
 
 async fn orchestrate(args: Args) -> anyhow::Result<bool> {
+    let probe_value = format!("probe-{}", now_ns());
+    let mut secrets: Vec<(String, String)> = (0..args.secrets.saturating_sub(1))
+        .map(|i| (format!("SECRET_{i}"), format!("value-{i}")))
+        .collect();
+    secrets.push((PROBE_SECRET.into(), probe_value.clone()));
+    if args.floor {
+        // The same variables as the agents' snapshot, given to env as arguments.
+        let assignments: Vec<String> = secrets.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let runners = (0..args.runners).map(|_| Runner::Floor(assignments.clone()));
+        return start_runners(&args, runners, &probe_value, "", None).await;
+    }
     let _tmp;
     let (addr, key) = match &args.addr {
         Some(addr) => {
@@ -144,19 +163,10 @@ async fn orchestrate(args: Args) -> anyhow::Result<bool> {
     {
         client.environments().create(&args.env).await?;
     }
-    let probe_value = format!("probe-{}", now_ns());
-    let mut secrets: Vec<(String, SecretBytes)> = (0..args.secrets.saturating_sub(1))
-        .map(|i| {
-            (
-                format!("SECRET_{i}"),
-                SecretBytes::new(format!("value-{i}").into_bytes()),
-            )
-        })
+    let secrets = secrets
+        .into_iter()
+        .map(|(k, v)| (k, SecretBytes::new(v.into_bytes())))
         .collect();
-    secrets.push((
-        PROBE_SECRET.into(),
-        SecretBytes::new(probe_value.clone().into_bytes()),
-    ));
     client.secrets().set_many(&args.env, secrets).await?;
 
     let minted = Instant::now();
@@ -178,27 +188,58 @@ async fn orchestrate(args: Args) -> anyhow::Result<bool> {
         );
     }
 
+    let runners = tokens.into_iter().map(|t| Runner::Agent(t.token));
+    start_runners(&args, runners, &probe_value, &addr, Some(mint_ms)).await
+}
+
+/// What one runner is: an agent with its own token, or the floor's bare env.
+enum Runner {
+    Agent(Credential),
+    Floor(Vec<String>),
+}
+
+/// Starts the runners, at most `--parallel` at once, and reports (agents and floor alike).
+async fn start_runners(
+    args: &Args,
+    runners: impl Iterator<Item = Runner>,
+    probe_value: &str,
+    addr: &str,
+    mint_ms: Option<f64>,
+) -> anyhow::Result<bool> {
     let me = std::env::current_exe()?;
     let limit = Arc::new(tokio::sync::Semaphore::new(args.parallel.max(1)));
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for (i, t) in tokens.into_iter().enumerate() {
+    for (i, runner) in runners.enumerate() {
         let limit = limit.clone();
-        let mut cmd = match &args.agent {
-            Some(agent) => Command::new(agent),
-            None => {
-                let mut c = Command::new(&me);
-                c.arg("--as-agent");
+        let mut cmd = match runner {
+            Runner::Agent(token) => {
+                let mut c = match &args.agent {
+                    Some(agent) => Command::new(agent),
+                    None => {
+                        let mut c = Command::new(&me);
+                        c.arg("--as-agent");
+                        c
+                    }
+                };
+                c.args(["--deadline", "30s", "--"])
+                    .arg(&me)
+                    .args(["--probe", probe_value])
+                    .env("RUNSEAL_ADDR", addr)
+                    .env("RUNSEAL_TOKEN", token.to_line().as_str())
+                    .env("RUNSEAL_RUNNER_ID", format!("demo-{i}"));
+                c
+            }
+            Runner::Floor(assignments) => {
+                let mut c = Command::new("/usr/bin/env");
+                c.args(&assignments)
+                    .arg(&me)
+                    .args(["--probe", probe_value])
+                    .env_remove("RUNSEAL_TOKEN");
                 c
             }
         };
-        cmd.args(["--deadline", "30s", "--"])
-            .arg(&me)
-            .args(["--probe", &probe_value])
-            .env("RUNSEAL_ADDR", &addr)
-            .env("RUNSEAL_TOKEN", t.token.to_line().as_str())
-            .env("RUNSEAL_RUNNER_ID", format!("demo-{i}"))
-            .stdin(Stdio::null())
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         tasks.push(tokio::spawn(async move {
@@ -252,6 +293,7 @@ async fn orchestrate(args: Args) -> anyhow::Result<bool> {
             "runners": args.runners,
             "parallel": args.parallel,
             "secrets": args.secrets,
+            "mode": if args.floor { "floor" } else { "agent" },
             "replicas": addr.split(',').filter(|a| !a.trim().is_empty()).count(),
             "started": latencies.len(),
             "failed": failures,
@@ -266,6 +308,9 @@ async fn orchestrate(args: Args) -> anyhow::Result<bool> {
         });
         println!("{summary}");
     } else {
+        if args.floor {
+            print!("floor (bare env, no agent): ");
+        }
         println!(
             "{} runners started, {failures} failed, in {:.1} ms ({rate:.0} starts/s); spawn to exec: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
             latencies.len(),

@@ -16,6 +16,7 @@ mod load;
 mod memory;
 mod peers;
 mod procfs;
+mod rusage;
 mod start;
 mod stats;
 mod storm;
@@ -58,6 +59,8 @@ pub enum BenchCommand {
     Peers(peers::PeersArgs),
     /// The load generator (a separate process; started by `throughput`, `memory` and `peers`).
     Load(load::LoadArgs),
+    /// Runs one command and prints its own CPU, page faults and peak RSS (used by `start`).
+    Rusage(rusage::RusageArgs),
 }
 
 /// The load generator allocates per request as runseald does; mimalloc keeps its share of the
@@ -79,6 +82,7 @@ fn main() -> std::process::ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         BenchCommand::Load(args) => load::main(args),
+        BenchCommand::Rusage(args) => rusage::main(args),
         command => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -91,7 +95,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     BenchCommand::Throughput(a) => throughput::run(a).await,
                     BenchCommand::Memory(a) => memory::run(a).await,
                     BenchCommand::Peers(a) => peers::run(a).await,
-                    BenchCommand::Load(_) => unreachable!("handled above"),
+                    BenchCommand::Load(_) | BenchCommand::Rusage(_) => {
+                        unreachable!("handled above")
+                    }
                 }
             })
         }

@@ -57,7 +57,7 @@ pub struct MemoryResults {
 }
 
 /// Maximum resident set (KiB) of a command, by GNU time.
-fn max_rss(cmd: &mut Command, time_out: &std::path::Path) -> anyhow::Result<u64> {
+pub fn max_rss(cmd: &mut Command, time_out: &std::path::Path) -> anyhow::Result<u64> {
     let status = cmd.stdin(Stdio::null()).stdout(Stdio::null()).status()?;
     if !status.success() {
         bail!("the measured command failed ({status})");
@@ -70,7 +70,7 @@ fn max_rss(cmd: &mut Command, time_out: &std::path::Path) -> anyhow::Result<u64>
         .context("GNU time wrote no maximum RSS")
 }
 
-fn gnu_time(out: &std::path::Path) -> Command {
+pub fn gnu_time(out: &std::path::Path) -> Command {
     let mut c = Command::new("/usr/bin/time");
     c.arg("-f").arg("%M").arg("-o").arg(out);
     c

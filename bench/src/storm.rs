@@ -2,6 +2,10 @@
 //! N real `runseal-agent` processes with bounded parallelism, each exec'ing a probe that checks
 //! its secret arrived. On one runseald with SQLite, and on two runseald replicas sharing one
 //! PostgreSQL database behind a comma-separated `RUNSEAL_ADDR`.
+//!
+//! Each row has its floor, run right after it: `orchestrator --floor`, the same N, parallelism,
+//! variables, probe and spawn/measure code, starting bare `/usr/bin/env NAME=VALUE … <probe>`
+//! processes (no agent, no token, no server call); the row reports agent starts/s ÷ floor's.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -36,6 +40,10 @@ pub struct StormRow {
     pub runners: u32,
     pub parallel: usize,
     pub summary: serde_json::Value,
+    /// The same storm of bare `/usr/bin/env … <probe>` processes (`orchestrator --floor`).
+    pub floor: serde_json::Value,
+    /// Agent starts/s ÷ floor starts/s.
+    pub ratio: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -49,8 +57,13 @@ fn orchestrate(
     key_file: &std::path::Path,
     n: u32,
     env: &str,
+    floor: bool,
 ) -> anyhow::Result<serde_json::Value> {
-    let out = Command::new(&args.orchestrator)
+    let mut cmd = Command::new(&args.orchestrator);
+    if floor {
+        cmd.arg("--floor");
+    }
+    let out = cmd
         .args(["--json", "--secrets", "10", "--env", env])
         .arg("--runners")
         .arg(n.to_string())
@@ -85,6 +98,12 @@ fn orchestrate(
         }
     }
     Ok(summary)
+}
+
+/// Agent starts/s ÷ floor starts/s (NaN when either is missing).
+fn starts_ratio(agent: &serde_json::Value, floor: &serde_json::Value) -> f64 {
+    let rate = |v: &serde_json::Value| v["starts_per_s"].as_f64().unwrap_or(f64::NAN);
+    rate(agent) / rate(floor)
 }
 
 /// Runs one statement against the server's `postgres`-style base URL.
@@ -135,14 +154,19 @@ pub async fn run(args: StormArgs) -> anyhow::Result<()> {
         })?;
         let addr = daemon.tcp_addr().expect("tcp");
         for &n in &runners {
-            let summary = orchestrate(&args, &addr, &data_dir.join("admin.key"), n, "storm")?;
+            let key = data_dir.join("admin.key");
+            let summary = orchestrate(&args, &addr, &key, n, "storm", false)?;
             progress(format!("storm: SQLite, {n} runners: {summary}"));
+            let floor = orchestrate(&args, &addr, &key, n, "storm", true)?;
+            progress(format!("storm: floor, {n} runners: {floor}"));
             rows.push(StormRow {
                 store: "SQLite",
                 replicas: 1,
                 runners: n,
                 parallel: args.parallel,
+                ratio: starts_ratio(&summary, &floor),
                 summary,
+                floor,
             });
         }
         daemon.stop();
@@ -173,14 +197,19 @@ pub async fn run(args: StormArgs) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(",");
         for &n in &runners {
-            let summary = orchestrate(&args, &addr, &data_dir.join("admin.key"), n, "storm")?;
+            let key = data_dir.join("admin.key");
+            let summary = orchestrate(&args, &addr, &key, n, "storm", false)?;
             progress(format!("storm: PostgreSQL x2, {n} runners: {summary}"));
+            let floor = orchestrate(&args, &addr, &key, n, "storm", true)?;
+            progress(format!("storm: floor, {n} runners: {floor}"));
             rows.push(StormRow {
                 store: "PostgreSQL",
                 replicas: 2,
                 runners: n,
                 parallel: args.parallel,
+                ratio: starts_ratio(&summary, &floor),
                 summary,
+                floor,
             });
         }
         for r in replicas {
