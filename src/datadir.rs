@@ -216,6 +216,7 @@ impl DataDir {
 
     /// `runseald serve`: opens an initialised directory, or initialises an empty one.
     pub async fn open_or_init(&self) -> Result<Opened> {
+        self.check_master_key_first()?;
         let store = self.open_store().await?;
         if store.is_initialized().await? {
             return self.open_initialized(store).await;
@@ -223,8 +224,19 @@ impl DataDir {
         self.initialize(store, AdminKeyOutput::File).await
     }
 
+    /// A master key file that is already there must be usable before anything is created: a
+    /// key runseald would refuse (readable by others, wrong length) must not leave a new data
+    /// dir and an uninitialised database behind. A missing file is made at initialisation.
+    fn check_master_key_first(&self) -> Result<()> {
+        if self.master_key.exists() {
+            read_master_key(&self.master_key)?;
+        }
+        Ok(())
+    }
+
     /// `runseald init`: initialises an empty directory; refuses one that is initialised.
     pub async fn init(&self) -> Result<Opened> {
+        self.check_master_key_first()?;
         if self.admin_key_path().exists() {
             return Err(DataDirError::AlreadyInitialized(self.root.clone()));
         }

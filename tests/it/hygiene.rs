@@ -899,3 +899,48 @@ fn ciphertext_moved_between_rows_fails_to_open_and_is_reported() {
         }
     });
 }
+
+/// A master key runseald refuses leaves nothing behind: no new data dir, no database, for
+/// `serve` and for `init` alike, and the error names the key file and what is wrong with it.
+#[test]
+fn a_refused_master_key_creates_no_data_dir() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let readable = tmp.path().join("readable.key");
+    std::fs::write(&readable, [7u8; 32]).unwrap();
+    std::fs::set_permissions(&readable, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let short = tmp.path().join("short.key");
+    std::fs::write(&short, [7u8; 10]).unwrap();
+    std::fs::set_permissions(&short, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    for (key, wrong) in [
+        (&readable, "accessible to group and others"),
+        (&short, "short.key"),
+    ] {
+        for command in ["serve", "init"] {
+            let data = tmp.path().join(format!("data-{command}"));
+            let mut args = vec![command.to_string()];
+            if command == "serve" {
+                args.extend(["--listen", "127.0.0.1:0", "--web-listen", "off"].map(String::from));
+            }
+            args.extend(["--data-dir".into(), data.display().to_string()]);
+            args.extend(["--master-key-file".into(), key.display().to_string()]);
+            let out = common::runseald(&args);
+            let err = stderr(&out);
+            assert!(
+                !out.status.success(),
+                "{command} accepted {}: {err}",
+                key.display()
+            );
+            assert!(
+                err.contains(wrong),
+                "{command}: the error does not say {wrong:?}: {err}"
+            );
+            assert!(
+                !data.exists(),
+                "{command} with a refused key left {} behind",
+                data.display()
+            );
+        }
+    }
+}
