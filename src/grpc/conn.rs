@@ -72,14 +72,17 @@ impl Default for NetLimits {
 /// What one connection's calls tell its keeper: how many are in flight, and whether one has
 /// authenticated.
 pub(crate) struct ConnState {
-    in_flight: watch::Sender<usize>,
+    /// (streams in flight, streams begun so far). The count of begun streams lets the keeper
+    /// see a call that began and ended between two of its polls: a watch shows only the latest
+    /// value, and the in-flight count alone would be back at 0.
+    in_flight: watch::Sender<(usize, u64)>,
     authenticated: AtomicBool,
 }
 
 impl ConnState {
     fn new() -> Arc<Self> {
         Arc::new(Self {
-            in_flight: watch::Sender::new(0),
+            in_flight: watch::Sender::new((0, 0)),
             authenticated: AtomicBool::new(false),
         })
     }
@@ -89,7 +92,10 @@ impl ConnState {
     }
 
     fn begin(self: &Arc<Self>) -> StreamGuard {
-        self.in_flight.send_modify(|n| *n += 1);
+        self.in_flight.send_modify(|(n, begun)| {
+            *n += 1;
+            *begun += 1;
+        });
         StreamGuard(self.clone())
     }
 
@@ -98,7 +104,11 @@ impl ConnState {
         let mut rx = self.in_flight.subscribe();
         loop {
             // The sender lives in `self`, so these never fail.
-            let _ = rx.wait_for(|n| *n == 0).await;
+            let begun = rx
+                .wait_for(|(n, _)| *n == 0)
+                .await
+                .map(|state| state.1)
+                .unwrap_or_default();
             let wait = if closing {
                 CLOSE_GRACE
             } else if self.authenticated.load(Ordering::Relaxed) {
@@ -106,7 +116,7 @@ impl ConnState {
             } else {
                 limits.unauthenticated_idle_timeout
             };
-            if tokio::time::timeout(wait, rx.wait_for(|n| *n > 0))
+            if tokio::time::timeout(wait, rx.wait_for(|(n, b)| *n > 0 || *b != begun))
                 .await
                 .is_err()
             {
@@ -121,7 +131,7 @@ struct StreamGuard(Arc<ConnState>);
 
 impl Drop for StreamGuard {
     fn drop(&mut self) {
-        self.0.in_flight.send_modify(|n| *n -= 1);
+        self.0.in_flight.send_modify(|(n, _)| *n -= 1);
     }
 }
 
