@@ -196,6 +196,32 @@ if start:
             )
         )
 
+    if start.get("not_durable"):
+        md.append("### A start without the durable write (for comparison only)\n")
+        md.append(
+            "The same runner start against runseald on a data dir on tmpfs, where the fsync that makes "
+            "the token's use durable is a no-op: what durability costs a start on this disk. runseald "
+            "never runs so by choice (a used single-use token must stay used after a crash); this row "
+            "is not a target.\n"
+        )
+        md.append(
+            table(
+                ["transport", "secrets", "floor p50", "agent p50", "ratio", "same start, durable", "errors"],
+                [
+                    [
+                        r["transport"],
+                        r["secrets"],
+                        num(r["floor"]["p50_ms"]),
+                        num(r["agent"]["p50_ms"]),
+                        "%s×" % num(r["ratio"]),
+                        "%s ms" % num(agent_p50("loopback plaintext", r["secrets"])),
+                        r["errors"],
+                    ]
+                    for r in start["not_durable"]
+                ],
+            )
+        )
+
     if start.get("handshake"):
         md.append("### The TLS handshake's share of a TLS start\n")
         md.append(

@@ -132,6 +132,9 @@ pub struct StartResults {
     pub usage: Vec<UsageRow>,
     pub server_share: Vec<ServerShareRow>,
     pub handshake: Vec<HandshakeRow>,
+    /// Runner starts against a data dir on tmpfs, where the token's use is not durable: what the
+    /// fsync costs a start, for comparison only (runseald never runs so by choice).
+    pub not_durable: Vec<StartRow>,
 }
 
 const MIB: u64 = 1024 * 1024;
@@ -421,6 +424,7 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
     let mut usage = Vec::new();
     let mut server_shares = Vec::new();
     let mut handshake = Vec::new();
+    let mut not_durable = Vec::new();
     // Plaintext TCP and the Unix socket on one server, then TLS on a restart of the same data dir.
     for phase in ["plain", "tls"] {
         let daemon = Daemon::start(DaemonOptions {
@@ -608,6 +612,28 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
             for &n in &args.secrets {
                 let env = format!("start-{n}");
                 super::seed_environment(&admin, &env, n).await?;
+                if n == HANDSHAKE_SECRETS {
+                    progress(format!(
+                        "start: agent, loopback plaintext, no durable write ({fs}), {n} secrets"
+                    ));
+                    let tokens = super::mint_tokens(&admin, &env, runs + warmup, 1).await?;
+                    let (agent, addr) = (agent.clone(), addr.clone());
+                    let floor_args = floor_assignments(n);
+                    let (summary, floor, errors, _) = tokio::task::spawn_blocking(move || {
+                        agent_runs(&agent, &addr, None, &tokens, warmup, &floor_args)
+                    })
+                    .await??;
+                    not_durable.push(StartRow {
+                        transport: format!("loopback plaintext, data dir on {fs}"),
+                        secrets: n,
+                        agent: summary,
+                        floor,
+                        added_ms: summary.p50_ms - floor.p50_ms,
+                        ratio: summary.p50_ms / floor.p50_ms,
+                        p99_added_ms: summary.p99_ms - floor.p99_ms,
+                        errors,
+                    });
+                }
                 let (latency, errors) = server_share(&admin, &addr, &env, n, runs, warmup).await?;
                 progress(format!(
                     "start: server share, no durable write ({fs}), {n} secrets: p50 {:.3} ms p99 {:.3} ms",
@@ -638,6 +664,7 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
             usage,
             server_share: server_shares,
             handshake,
+            not_durable,
         },
     )
 }
