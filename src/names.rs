@@ -1,6 +1,9 @@
 //! The naming rules of environments and secrets, and the limits on values. Pure functions, so
 //! the server, the CLI and the fuzz targets apply exactly the same rules.
 
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
 /// Secrets may not use this prefix: the agent sets `RUNSEAL_*` platform variables itself.
 pub const RESERVED_PREFIX: &str = "RUNSEAL_";
 
@@ -332,11 +335,31 @@ pub const DENIED_FAMILIES: &[DeniedFamily] = &[
     },
 ];
 
-/// The family of the default denied set a name belongs to, if any.
+/// Every exactly-named entry of [`DENIED_FAMILIES`], with the index of its family. runseald
+/// checks each secret of every snapshot against the set: a scan of the lists took an eighth of
+/// its instructions per GetSnapshot.
+static DENIED_NAMES: LazyLock<HashMap<&'static str, usize>> = LazyLock::new(|| {
+    let mut names = HashMap::new();
+    for (i, f) in DENIED_FAMILIES.iter().enumerate() {
+        for n in f.names {
+            names.entry(*n).or_insert(i);
+        }
+    }
+    names
+});
+
+/// The family of the default denied set a name belongs to, if any: the first family that lists
+/// it or one of its prefixes.
 pub fn default_denied_family(name: &str) -> Option<&'static DeniedFamily> {
-    DENIED_FAMILIES
+    let by_name = DENIED_NAMES.get(name).copied();
+    let by_prefix = DENIED_FAMILIES
         .iter()
-        .find(|f| f.names.contains(&name) || f.prefixes.iter().any(|p| name.starts_with(p)))
+        .position(|f| f.prefixes.iter().any(|p| name.starts_with(p)));
+    let first = match (by_name, by_prefix) {
+        (Some(a), Some(b)) => a.min(b),
+        (a, b) => a.or(b)?,
+    };
+    DENIED_FAMILIES.get(first)
 }
 
 /// Why a name or value was refused. The message names the rule and never includes a value.
@@ -621,6 +644,30 @@ mod tests {
             for n in f.names {
                 assert!(is_valid_secret_name(n), "{n} in {}", f.family);
             }
+        }
+    }
+
+    #[test]
+    fn the_name_index_answers_as_a_scan_of_the_lists_would() {
+        let scan = |name: &str| {
+            DENIED_FAMILIES.iter().position(|f| {
+                f.names.contains(&name) || f.prefixes.iter().any(|p| name.starts_with(p))
+            })
+        };
+        let mut names: Vec<String> = DENIED_FAMILIES
+            .iter()
+            .flat_map(|f| f.names.iter().map(|n| n.to_string()))
+            .collect();
+        names.extend(
+            DENIED_FAMILIES
+                .iter()
+                .flat_map(|f| f.prefixes.iter().map(|p| format!("{p}X"))),
+        );
+        names.extend(["HF_TOKEN", "NODE_ENV", "A", "PATHX", "XPATH"].map(String::from));
+        for n in &names {
+            let got = default_denied_family(n).map(|f| f.family);
+            let want = scan(n).map(|i| DENIED_FAMILIES[i].family);
+            assert_eq!(got, want, "{n}");
         }
     }
 
