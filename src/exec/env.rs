@@ -134,7 +134,10 @@ pub fn build(
     let mut entries: Vec<EnvEntry> = Vec::with_capacity(all.len());
     let mut overridden = Vec::new();
     for (source, entry) in all {
-        if entries.last().is_some_and(|last| last.name() == entry.name()) {
+        if entries
+            .last()
+            .is_some_and(|last| last.name() == entry.name())
+        {
             if source == Source::Secret {
                 overridden.push(String::from_utf8_lossy(entry.name()).into_owned());
             }
