@@ -253,7 +253,8 @@ fn secret_aad(environment: &str, name: &str, key_id: &str) -> Vec<u8> {
 
 /// Length-prefixed concatenation, so ("ab","c") and ("a","bc") never give the same bytes.
 fn framed(parts: &[&[u8]]) -> Vec<u8> {
-    let mut out = Vec::new();
+    // Sized once: runseald frames the associated data of every secret of every snapshot.
+    let mut out = Vec::with_capacity(parts.iter().map(|p| 4 + p.len()).sum());
     for p in parts {
         out.extend_from_slice(&(p.len() as u32).to_be_bytes());
         out.extend_from_slice(p);
